@@ -1,0 +1,1 @@
+"""PyTorch encoders that turn frames, sounds and log lines into unit vectors."""

@@ -1,0 +1,27 @@
+"""Helpers every CLI module shares: settings loading and output in text or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from streams.errors import ConfigError
+from streams.settings import Settings
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings once; a bad value becomes one readable line instead of a traceback."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(
+            f"invalid setting {field} (LOOKOUT_{field.upper()}): {first['msg']}"
+        ) from exc
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))

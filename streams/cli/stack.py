@@ -1,0 +1,9 @@
+"""`lookout` commands for stack (filled in by its issue)."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(root: click.Group) -> None:
+    """Attach this module's commands to the root CLI."""

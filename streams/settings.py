@@ -1,0 +1,138 @@
+"""Lookout configuration: `LOOKOUT_*` environment variables and an optional `lookout.toml`.
+
+Read once at the entry point (CLI, worker) and passed down; library code never reads
+`os.environ` itself.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Modality(StrEnum):
+    """The three kinds of content Lookout watches; each has its own topic, index and encoder."""
+
+    VIDEO = "video"
+    AUDIO = "audio"
+    LOGS = "logs"
+
+
+MODALITIES: tuple[Modality, ...] = (Modality.VIDEO, Modality.AUDIO, Modality.LOGS)
+
+
+class Settings(BaseSettings):
+    """Every knob Lookout reads. Unset Kafka/Redis addresses mean "use the embedded stack"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOOKOUT_",
+        extra="forbid",
+        toml_file="lookout.toml",
+        validate_default=True,
+    )
+
+    # --- where things live -------------------------------------------------------------
+    home: Path = Field(Path(".lookout"), description="Embedded stack data, logs and pid files.")
+    kafka_bootstrap: str | None = Field(
+        None, description="External Kafka bootstrap servers; unset = embedded stack of `home`."
+    )
+    redis_url: str | None = Field(
+        None, description="External Redis URL (Query Engine/RediSearch); unset = embedded."
+    )
+
+    # --- embedded stack ports (loopback only) -------------------------------------------
+    kafka_port: int = Field(19092, ge=1, le=65535, description="Embedded Kafka broker port.")
+    kafka_controller_port: int = Field(
+        19093, ge=1, le=65535, description="Embedded KRaft controller port."
+    )
+    redis_port: int = Field(16379, ge=1, le=65535, description="Embedded Redis port.")
+    kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven.")
+
+    # --- topics ---------------------------------------------------------------------------
+    topic_prefix: str = Field("lookout", description="Prefix of every topic: <prefix>.frames …")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of the input topics.")
+
+    # --- worker ---------------------------------------------------------------------------
+    worker_id: str = Field("lookout-worker", description="Faust app id = Kafka consumer group.")
+    web_host: str = Field("127.0.0.1", description="Host the worker's HTTP API binds to.")
+    web_port: int = Field(6066, ge=1, le=65535, description="Worker HTTP API / metrics port.")
+    api_token: str | None = Field(
+        None, description="Bearer token; required when web_host is not loopback."
+    )
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    torch_compile: bool = Field(False, description="Wrap encoders in torch.compile.")
+
+    encoder_video: str = Field("efficientnet-lite0", description="Encoder spec for frames.")
+    encoder_audio: str = Field("aisfx", description="Encoder spec for audio chunks.")
+    encoder_logs: str = Field("minilm", description="Encoder spec for log lines.")
+
+    batch_size_video: int = Field(32, ge=1, le=4096)
+    batch_size_audio: int = Field(32, ge=1, le=4096)
+    batch_size_logs: int = Field(256, ge=1, le=65536)
+    max_wait_video_s: float = Field(0.25, gt=0, le=60)
+    max_wait_audio_s: float = Field(0.25, gt=0, le=60)
+    max_wait_logs_s: float = Field(0.25, gt=0, le=60)
+
+    retention_s: int = Field(7 * 24 * 3600, ge=60, description="TTL of indexed items in Redis.")
+    vector_dtype: str = Field("float32", pattern="^(float32|float16)$")
+    thumb_max_width: int = Field(160, ge=16, le=1024, description="Evidence thumbnail width.")
+    source_label_limit: int = Field(
+        0, ge=0, description="Use source ids as metric labels for the first N sources (0 = never)."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value in ("auto", "cpu") or value == "cuda" or value.startswith("cuda:"):
+            return value
+        raise ValueError(f"device must be auto, cpu or cuda[:N], not {value!r}")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def uses_embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    def resolved_kafka_bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    def resolved_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}"
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical one: frames, audio, logs, deadletter, alerts, queries."""
+        return f"{self.topic_prefix}.{name}"
+
+    def input_topic(self, modality: Modality) -> str:
+        return self.topic({"video": "frames", "audio": "audio", "logs": "logs"}[modality])
+
+    def encoder_spec(self, modality: Modality) -> str:
+        return getattr(self, f"encoder_{modality.value}")
+
+    def batch_size(self, modality: Modality) -> int:
+        return getattr(self, f"batch_size_{modality.value}")
+
+    def max_wait_s(self, modality: Modality) -> float:
+        return getattr(self, f"max_wait_{modality.value}_s")
