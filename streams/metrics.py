@@ -1,0 +1,94 @@
+"""Every Prometheus metric Lookout exports, declared once against a registry passed in.
+
+Label cardinality is bounded: modality (3), stage (decode/encode/index/match), reason
+(a short fixed vocabulary), query id (bounded by the number of standing queries), and
+topic/partition for lag. Source ids are never labels unless `source_label_limit` allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+SCORE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+STAGES = ("decode", "encode", "index", "match", "alert")
+
+
+@dataclass
+class Metrics:
+    """The worker's metrics; tests build one against a fresh `CollectorRegistry`."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.records_consumed = Counter(
+            "lookout_records_consumed_total", "Input records taken from Kafka.",
+            ["modality"], registry=r,
+        )
+        self.items_indexed = Counter(
+            "lookout_items_indexed_total", "Items embedded and upserted into Redis.",
+            ["modality"], registry=r,
+        )
+        self.deadletters = Counter(
+            "lookout_deadletters_total", "Records sent to the dead-letter topic, by reason.",
+            ["modality", "reason"], registry=r,
+        )
+        self.batch_size = Histogram(
+            "lookout_batch_size", "Records per micro-batch.",
+            ["modality"], buckets=BATCH_BUCKETS, registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "lookout_stage_seconds", "Time a micro-batch spends in each stage.",
+            ["modality", "stage"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.ingest_to_indexed_seconds = Histogram(
+            "lookout_ingest_to_indexed_seconds",
+            "From the record's event timestamp to its vector being in Redis.",
+            ["modality"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.ingest_to_alert_seconds = Histogram(
+            "lookout_ingest_to_alert_seconds",
+            "From the record's event timestamp to its alert being published.",
+            ["modality"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.alerts = Counter(
+            "lookout_alerts_total", "Alerts published, by standing query and severity.",
+            ["query_id", "severity"], registry=r,
+        )
+        self.match_scores = Histogram(
+            "lookout_match_score", "Best score per item and standing query that passed filters.",
+            ["query_id"], buckets=SCORE_BUCKETS, registry=r,
+        )
+        self.standing_queries = Gauge(
+            "lookout_standing_queries", "Enabled standing queries.", ["modality"], registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "lookout_consumer_lag", "Records behind the log end, per assigned partition.",
+            ["topic", "partition"], registry=r,
+        )
+        self.redis_errors = Counter(
+            "lookout_redis_errors_total", "Redis operations that failed.", ["op"], registry=r,
+        )
+        self.redis_retries = Counter(
+            "lookout_redis_retries_total", "Redis operations retried after a failure.",
+            ["op"], registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "lookout_webhook_deliveries_total", "Webhook delivery attempts by outcome.",
+            ["outcome"], registry=r,
+        )
+        self.encoder_info = Gauge(
+            "lookout_encoder_info", "Encoder loaded per modality (value is always 1).",
+            ["modality", "model", "device"], registry=r,
+        )
+        self.gpu_memory_bytes = Gauge(
+            "lookout_gpu_memory_bytes", "CUDA memory allocated by this worker.",
+            ["device"], registry=r,
+        )
+        self.worker_up = Gauge(
+            "lookout_worker_up", "1 while the worker's agents are running.", registry=r,
+        )
