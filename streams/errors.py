@@ -15,6 +15,7 @@ __all__ = [
     "QueryValidationError",
     "QueryNotFound",
     "IndexStoreError",
+    "RedisUnavailable",
 ]
 
 
@@ -52,3 +53,7 @@ class QueryNotFound(LookoutError):
 
 class IndexStoreError(LookoutError):
     """Redis vector search rejected an operation or is unreachable."""
+
+
+class RedisUnavailable(IndexStoreError):
+    """Redis cannot be reached right now; the worker pauses and retries instead of dropping."""

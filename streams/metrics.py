@@ -77,6 +77,11 @@ class Metrics:
             "lookout_redis_retries_total", "Redis operations retried after a failure.",
             ["op"], registry=r,
         )
+        self.observer_failures = Counter(
+            "lookout_observer_failures_total",
+            "Batch observer calls that raised (retried until they succeed).",
+            ["observer"], registry=r,
+        )
         self.webhook_deliveries = Counter(
             "lookout_webhook_deliveries_total", "Webhook delivery attempts by outcome.",
             ["outcome"], registry=r,

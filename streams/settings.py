@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -46,6 +46,23 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         None, description="External Redis URL (Query Engine/RediSearch); unset = embedded."
+    )
+
+    # --- external Kafka security (TLS / SASL); Redis ACL user:password go in redis_url ---
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT",
+        pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        description="Kafka security.protocol: PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL.",
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        None,
+        pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
+        description="SASL mechanism when the protocol is SASL_*: PLAIN | SCRAM-SHA-256/512.",
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: str | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA bundle (PEM) that signed the brokers' certificates; unset = system."
     )
 
     # --- embedded stack ports (loopback only) -------------------------------------------
@@ -94,6 +111,18 @@ class Settings(BaseSettings):
         if value in ("auto", "cpu") or value == "cuda" or value.startswith("cuda:"):
             return value
         raise ValueError(f"device must be auto, cpu or cuda[:N], not {value!r}")
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs "
+                "kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

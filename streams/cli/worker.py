@@ -1,9 +1,85 @@
-"""`lookout` commands for worker (filled in by its issue)."""
+"""`lookout worker` (one Faust worker) and `lookout up` (embedded stack + worker)."""
 
 from __future__ import annotations
 
+import logging
+
 import click
+
+from streams.settings import MODALITIES, Settings
+
+from .common import load_settings
+
+log = logging.getLogger(__name__)
+
+
+def _build_encoders(settings: Settings) -> dict:
+    """Load every encoder before Kafka sees the worker, so a bad spec fails in one line."""
+    from encoders.registry import build_encoder
+
+    encoders = {}
+    for m in MODALITIES:
+        spec = settings.encoder_spec(m)
+        click.echo(f"loading {m.value} encoder {spec!r} on {settings.device}", err=True)
+        encoders[m] = build_encoder(spec, m.value, device=settings.device,
+                                    compile=settings.torch_compile)
+    return encoders
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
+    """Run one worker until SIGTERM/SIGINT; Faust drains the current batch before exiting."""
+    import faust
+
+    from streams.api.auth import required_token
+    from streams.app import _resolve_services, create_app
+
+    required_token(settings.web_host, settings.api_token)  # refuse early, not in the server
+    services = _resolve_services(settings)
+    encoders = _build_encoders(settings)
+    app = create_app(settings, services=services, encoders=encoders)
+    click.echo(
+        f"worker {settings.worker_id}: Kafka {services.kafka_bootstrap}, Redis "
+        f"{services.redis_url}, API http://{settings.web_host}:{settings.web_port}",
+        err=True,
+    )
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+def _worker_options(fn):
+    fn = click.option("--loglevel", default="info", show_default=True,
+                      type=click.Choice(["debug", "info", "warning", "error"]))(fn)
+    fn = click.option("--worker-id", default=None,
+                      help="Consumer group (LOOKOUT_WORKER_ID); workers sharing it share work.")(fn)
+    fn = click.option("--device", default=None,
+                      help="auto | cpu | cuda[:N] (LOOKOUT_DEVICE).")(fn)
+    fn = click.option("--web-port", type=int, default=None,
+                      help="HTTP API port (LOOKOUT_WEB_PORT); one per worker on a machine.")(fn)
+    return fn
 
 
 def register(root: click.Group) -> None:
     """Attach this module's commands to the root CLI."""
+
+    @root.command("worker")
+    @_worker_options
+    def worker_cmd(web_port: int | None, device: str | None, worker_id: str | None,
+                   loglevel: str) -> None:
+        """Consume frames, audio and logs; embed them and index every item in Redis."""
+        settings = load_settings(web_port=web_port, device=device, worker_id=worker_id)
+        run_worker(settings, loglevel=loglevel)
+
+    @root.command("up")
+    @_worker_options
+    def up_cmd(web_port: int | None, device: str | None, worker_id: str | None,
+               loglevel: str) -> None:
+        """Start the embedded Kafka and Redis (when not external), then run a worker."""
+        from streams.embedded import EmbeddedStack
+
+        settings = load_settings(web_port=web_port, device=device, worker_id=worker_id)
+        if settings.uses_embedded_kafka or settings.uses_embedded_redis:
+            stack = EmbeddedStack.from_settings(settings)
+            result = stack.up()
+            click.echo(f"stack: started {', '.join(result.started) or 'nothing'}; already "
+                       f"running {', '.join(result.already_running) or 'nothing'}", err=True)
+        run_worker(settings, loglevel=loglevel)

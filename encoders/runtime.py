@@ -1,0 +1,72 @@
+"""Where and how an encoder runs: device choice, autocast dtype, host->device copies."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .errors import EncoderError
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn `auto|cpu|cuda[:N]` into a torch device; asking for CUDA without one is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise EncoderError(
+                f"device {device!r} requested but torch sees no CUDA device; "
+                "set the device to auto or cpu (LOOKOUT_DEVICE)"
+            )
+        return torch.device(device)
+    raise EncoderError(f"unknown device {device!r}: use auto, cpu or cuda[:N]")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How inference runs on one device: reduced precision and pinned copies only on CUDA."""
+
+    device: torch.device
+    compile: bool = False
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        if not self.is_cuda:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """inference_mode everywhere, plus bf16/fp16 autocast on CUDA."""
+        with torch.inference_mode():
+            dtype = self.autocast_dtype
+            if dtype is None:
+                yield
+            else:
+                with torch.autocast(device_type="cuda", dtype=dtype):
+                    yield
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Copy a host tensor to the device, through pinned memory on CUDA so it can overlap."""
+        if tensor.device == self.device:
+            return tensor
+        if self.is_cuda and tensor.device.type == "cpu":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def maybe_compile(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Wrap in torch.compile when asked; the first batch then pays the compile time."""
+        if not self.compile:
+            return module
+        return torch.compile(module)  # type: ignore[return-value]

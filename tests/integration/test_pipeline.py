@@ -1,0 +1,176 @@
+"""End to end through a real worker: Kafka in, Redis vector index and dead letters out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from redis.asyncio import Redis
+
+from streams.index_store import IndexStore
+from streams.settings import MODALITIES, Modality, Settings
+from streams.wire import HEADER_ERROR, HEADER_ORIGIN_OFFSET, HEADER_ORIGIN_TOPIC, item_key
+from tests.integration.pipeline_records import (
+    bad_records,
+    good_records,
+    item_keys,
+    produce,
+    read_topic,
+    wait_for_items,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+N = 100  # per modality
+
+
+async def _stored(settings: Settings, key: str) -> dict[bytes, bytes]:
+    client = Redis.from_url(settings.resolved_redis_url())
+    try:
+        return await client.hgetall(key)
+    finally:
+        await client.aclose()
+
+
+async def _knn_own_vector(settings: Settings, modality: Modality, key: str) -> list[str]:
+    client = Redis.from_url(settings.resolved_redis_url())
+    try:
+        raw = await client.hgetall(key)
+        vector = np.frombuffer(raw[b"embedding"], dtype=np.float32)
+        store = IndexStore(client, prefix=settings.topic_prefix, modality=modality,
+                           model_short_id=raw[b"model"].decode(), dims=vector.shape[0])
+        hits = await store.knn(vector, k=3)
+        assert hits and hits[0].score == pytest.approx(1.0, abs=1e-3)
+        return [h.key for h in hits]
+    finally:
+        await client.aclose()
+
+
+def test_every_record_indexed_once_and_corrupt_ones_dead_lettered(settings, worker_process):
+    good = {m: good_records(m, N) for m in MODALITIES}
+    bad = bad_records()
+    # Interleave so bad records share batches with good ones.
+    mixed = []
+    for i in range(N):
+        mixed.extend(good[m][i] for m in MODALITIES)
+        if i % 20 == 10 and bad:
+            mixed.append(bad.pop())
+    mixed.extend(bad)
+    bad = bad_records()
+    worker = worker_process()
+    produce(settings, mixed)
+
+    counts = wait_for_items(settings, {m: N for m in MODALITIES})
+    letters = read_topic(settings, "deadletter", expected=len(bad))
+    time.sleep(1.0)  # anything extra would have arrived by now
+    counts = {m: len(item_keys(settings, m)) for m in MODALITIES}
+    assert counts == {m: N for m in MODALITIES}, worker.log_tail()
+
+    # Keys come from Kafka positions: one partition, so offsets follow production order.
+    per_topic_offset: dict[Modality, int] = dict.fromkeys(MODALITIES, 0)
+    expected_keys: dict[Modality, set[str]] = {m: set() for m in MODALITIES}
+    position_of = {}
+    for rec in mixed:
+        off = per_topic_offset[rec.modality]
+        per_topic_offset[rec.modality] += 1
+        if rec.bad_reason is None:
+            key = item_key(rec.modality, settings.input_topic(rec.modality), 0, off,
+                           prefix=settings.topic_prefix)
+            expected_keys[rec.modality].add(key)
+            position_of[key] = rec
+    for m in MODALITIES:
+        assert item_keys(settings, m) == expected_keys[m]
+
+    # Source, ts, model and the modality's evidence are stored with each item.
+    for key in [sorted(expected_keys[m])[7] for m in MODALITIES]:
+        rec = position_of[key]
+        stored = asyncio.run(_stored(settings, key))
+        assert stored[b"source"].decode() == rec.source
+        assert int(stored[b"ts"]) == rec.ts_ms
+        assert stored[b"model"].startswith(b"trivial-")
+        if rec.modality is Modality.VIDEO:
+            assert stored[b"thumb"][:2] == b"\xff\xd8"  # a JPEG
+        if rec.modality is Modality.LOGS:
+            assert stored[b"text"]
+
+    # KNN with an item's own vector finds that item first.
+    for m in MODALITIES:
+        key = sorted(expected_keys[m])[N // 2]
+        assert asyncio.run(_knn_own_vector(settings, m, key))[0] == key
+
+    # Every corrupt record is a dead letter with its bytes, the reason and its origin.
+    assert len(letters) == len(bad)
+    by_source = {lt.key.decode(): lt for lt in letters}
+    for rec in bad:
+        letter = by_source[rec.source]
+        headers = dict(letter.headers)
+        assert letter.value == rec.value
+        assert rec.bad_reason in headers[HEADER_ERROR].decode().lower(), headers
+        assert headers[HEADER_ORIGIN_TOPIC].decode() == settings.input_topic(rec.modality)
+        assert int(headers[HEADER_ORIGIN_OFFSET]) >= 0
+        for name, value in rec.headers:
+            assert headers[name] == value
+
+    # Counts add up: indexed + dead-lettered == produced, and the metrics agree.
+    assert sum(counts.values()) + len(letters) == len(mixed)
+    status, text = worker.get("/metrics")
+    assert status == 200
+    assert _metric_sum(text, "lookout_deadletters_total") == len(bad)
+    assert _metric_sum(text, "lookout_items_indexed_total") == 3 * N
+    assert worker.stop() == 0
+
+
+def _metric_sum(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{"))
+
+
+def test_default_log_encoder_and_health_while_a_long_batch_embeds(settings, worker_process):
+    """MiniLM on a 256-line batch keeps the inference thread busy; /healthz must still answer."""
+    n = 256
+    worker = worker_process(LOOKOUT_ENCODER_LOGS="minilm", LOOKOUT_BATCH_SIZE_LOGS=str(n),
+                            LOOKOUT_MAX_WAIT_LOGS_S="5")
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def poll_health() -> None:
+        while not done.is_set():
+            t0 = time.perf_counter()
+            status, _ = worker.get("/healthz", timeout_s=5)
+            latencies.append(time.perf_counter() - t0 if status == 200 else float("inf"))
+            time.sleep(0.05)
+
+    records = good_records(Modality.LOGS, n)
+    long_lines = [
+        type(r)(r.modality, r.source, r.ts_ms, r.value + b" " + b"padding words " * 40, r.headers)
+        for r in records
+    ]
+    poller = threading.Thread(target=poll_health, daemon=True)
+    poller.start()
+    try:
+        produce(settings, long_lines)
+        counts = wait_for_items(settings, {Modality.LOGS: n}, timeout_s=150)
+    finally:
+        done.set()
+        poller.join(timeout=10)
+    assert counts[Modality.LOGS] == n, worker.log_tail()
+    key = sorted(item_keys(settings, Modality.LOGS))[0]
+    stored = asyncio.run(_stored(settings, key))
+    assert b"minilm" in stored[b"model"].lower()
+    assert len(stored[b"embedding"]) == 384 * 4
+    assert asyncio.run(_knn_own_vector(settings, Modality.LOGS, key))[0] == key
+
+    status, text = worker.get("/metrics")
+    encode_s = 0.0
+    for line in text.splitlines():
+        if line.startswith('lookout_stage_seconds_sum{modality="logs",stage="encode"}'):
+            encode_s = float(line.rsplit(" ", 1)[1])
+    print(json.dumps({"healthz_polls": len(latencies), "healthz_max_s": max(latencies),
+                      "logs_encode_s": encode_s}))
+    assert len(latencies) >= 5
+    assert max(latencies) < 1.0  # liveness: the event loop answers while the batch embeds
+    assert worker.stop() == 0

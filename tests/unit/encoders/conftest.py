@@ -1,0 +1,36 @@
+"""Shared fixtures for the encoder tests: each default model is loaded once per session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from encoder_samples import PHOTO_NAMES, photo
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    return {name: photo(name) for name in PHOTO_NAMES}
+
+
+@pytest.fixture(scope="session")
+def video_default():
+    from encoders.registry import build_encoder
+
+    return build_encoder("efficientnet-lite0", "video", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def audio_default():
+    from encoders.registry import build_encoder
+
+    return build_encoder("aisfx", "audio", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def logs_default():
+    from encoders.registry import build_encoder
+
+    return build_encoder("minilm", "logs", device="cpu")

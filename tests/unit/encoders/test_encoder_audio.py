@@ -1,0 +1,57 @@
+"""Audio decoding: containers, raw PCM, mix-down, resampling and length fitting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from encoder_samples import tone, wav_bytes
+
+from encoders.audio import decode_audio, fit_length
+from encoders.errors import EncoderInputError
+
+
+def test_wav_and_flac_decode_to_mono_float() -> None:
+    x = tone(440, seconds=0.5, rate=16_000)
+    for fmt, ctype in (("WAV", "audio/wav"), ("FLAC", "audio/flac")):
+        out = decode_audio(wav_bytes(x, 16_000, fmt), ctype, 16_000)
+        assert out.dtype == torch.float32 and out.ndim == 1 and out.shape[0] == 8000
+        assert np.abs(out.numpy() - x).max() < 1e-3
+
+
+def test_stereo_is_mixed_down_and_resampled() -> None:
+    left, right = tone(300, 1.0, rate=8_000), np.zeros(8_000)
+    out = decode_audio(wav_bytes(np.stack([left, right], 1), 8_000), "audio/x-wav", 16_000)
+    assert out.shape[0] == 16_000
+    assert out.abs().max() == pytest.approx(0.25, abs=0.02)  # mean of the two channels
+
+
+def test_raw_l16_is_big_endian_interleaved() -> None:
+    x = tone(440, 0.25, amp=0.5, rate=16_000)
+    stereo = np.stack([x, x], 1)
+    pcm = (stereo * 32767).astype(">i2").tobytes()
+    out = decode_audio(pcm, "audio/L16; rate=16000; channels=2", 16_000)
+    assert out.shape[0] == 4000
+    assert np.abs(out.numpy() - x).max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("payload", "ctype", "reason"),
+    [
+        (b"", "audio/wav", "empty"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunkjunk", "audio/wav", "corrupt or unsupported"),
+        (b"\x00\x01\x02", "audio/L16;rate=16000;channels=1", "truncated raw PCM"),
+        (b"\x00\x01", "audio/L16;channels=1", "rate"),
+        (b"\x00\x01", "audio/mpeg", "unsupported audio content-type"),
+    ],
+)
+def test_bad_audio_raises_input_error(payload: bytes, ctype: str, reason: str) -> None:
+    with pytest.raises(EncoderInputError, match=reason):
+        decode_audio(payload, ctype, 16_000)
+
+
+def test_fit_length_tiles_pads_and_crops() -> None:
+    w = torch.arange(4, dtype=torch.float32)
+    assert fit_length(w, 10).tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert fit_length(w, 6, mode="pad").tolist() == [0, 1, 2, 3, 0, 0]
+    assert fit_length(w, 2).tolist() == [0, 1]

@@ -1,0 +1,79 @@
+"""Image decoding, thumbnails and preprocessing."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from encoder_samples import jpeg_bytes, png_bytes
+
+from encoders.errors import EncoderInputError
+from encoders.image import ImagePreprocess, decode_image, make_thumbnail
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    img = np.zeros((48, 64, 3), dtype=np.uint8)
+    img[..., 0] = 200  # red
+    img[:, 32:, 2] = 255  # blue right half
+    return img
+
+
+def test_jpeg_and_png_decode_to_rgb(rgb: np.ndarray) -> None:
+    from_png = decode_image(png_bytes(rgb), "image/png")
+    assert from_png.shape == (48, 64, 3) and from_png.dtype == np.uint8
+    assert np.array_equal(from_png, rgb)  # PNG is lossless and channel order is RGB
+    from_jpeg = decode_image(jpeg_bytes(rgb), "image/jpeg; charset=binary")
+    assert np.abs(from_jpeg.astype(int) - rgb.astype(int)).mean() < 6
+
+
+@pytest.mark.parametrize(
+    ("payload", "ctype", "reason"),
+    [
+        (b"", "image/jpeg", "empty"),
+        (b"hello world, not a picture", "image/jpeg", "not a JPEG or PNG"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 100 + b"\xff\xd9", "image/jpeg", "corrupt"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50 + b"IEND\xaeB`\x82", "image/png", "corrupt"),
+        (b"\xff\xd8\xff", "image/gif", "unsupported image content-type"),
+    ],
+)
+def test_bad_images_raise_input_error_naming_the_problem(
+    payload: bytes, ctype: str, reason: str
+) -> None:
+    with pytest.raises(EncoderInputError, match=reason):
+        decode_image(payload, ctype)
+
+
+def test_truncated_jpeg_is_rejected_not_half_decoded() -> None:
+    # Some OpenCV builds decode a cut-off JPEG as a half-grey picture; the EOI check catches it.
+    data = jpeg_bytes(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    with pytest.raises(EncoderInputError, match="truncated JPEG"):
+        decode_image(data[: len(data) // 2], "image/jpeg")
+
+
+def test_truncated_png_is_rejected(rgb: np.ndarray) -> None:
+    data = png_bytes(rgb)
+    with pytest.raises(EncoderInputError, match="truncated PNG"):
+        decode_image(data[:-30], "image/png")
+
+
+def test_thumbnail_is_a_small_jpeg(rgb: np.ndarray) -> None:
+    big = cv2.resize(rgb, (640, 480), interpolation=cv2.INTER_NEAREST)
+    thumb = make_thumbnail(big, max_width=160)
+    assert thumb[:2] == b"\xff\xd8"
+    small = decode_image(thumb, "image/jpeg")
+    assert small.shape == (120, 160, 3)
+    assert make_thumbnail(rgb, max_width=160)[:2] == b"\xff\xd8"  # never upscales
+    assert decode_image(make_thumbnail(rgb, 160)).shape == rgb.shape
+
+
+@pytest.mark.parametrize("mode", ["squash", "center_crop"])
+def test_preprocess_shapes_and_normalisation(rgb: np.ndarray, mode: str) -> None:
+    prep = ImagePreprocess(size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), mode=mode)
+    chw = torch.from_numpy(rgb).permute(2, 0, 1)
+    out = prep([rgb, chw], torch.device("cpu"))
+    assert out.shape == (2, 3, 32, 32)
+    assert torch.allclose(out[0], out[1])  # numpy HWC and tensor CHW give the same input
+    assert out.min() >= -1.0 and out.max() <= 1.0
+    assert out[0, 0].mean() > 0.4  # red channel stays bright
