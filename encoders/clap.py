@@ -63,7 +63,12 @@ class ClapEncoder(Encoder):
         return decode_audio(payload, content_type, self.sample_rate)
 
     def _embed(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
-        feats = self.processor.feature_extractor(
+        extractor = self.processor.feature_extractor
+        if getattr(extractor, "truncation", "fusion") != "fusion":
+            # rand_trunc would crop long chunks at a random offset: crop the start instead
+            limit = int(extractor.nb_max_samples)
+            items = [w[:limit] for w in items]
+        feats = extractor(
             [w.numpy() for w in items], sampling_rate=self.sample_rate, return_tensors="pt"
         )
         inputs = {k: self.runtime.to_device(v) for k, v in feats.items()}

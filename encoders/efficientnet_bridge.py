@@ -11,7 +11,9 @@ bridge's, scores top out at w_b (0.71). Image-vs-image cosine mixes both halves.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,6 +56,28 @@ def load_efficientnet_lite0(device: torch.device) -> torch.nn.Module:
     return net.eval().to(device)
 
 
+def class_embeddings(
+    text: SentenceEmbedder, names: list[str], cache_dir: Path | None = None
+) -> torch.Tensor:
+    """Unit MiniLM vectors of the class prompts [1000, d] (CPU). Embedding 1000 prompts
+    takes seconds on a small CPU, so they are kept in `cache_dir` keyed by text weights."""
+    prompts = [CLASS_PROMPT.format(n) for n in names]
+    key = hashlib.blake2b("\n".join(prompts).encode(), digest_size=6).hexdigest()
+    path = cache_dir / f"bridge-{text.weights_hash}-{key}.pt" if cache_dir else None
+    if path is not None and path.is_file():
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        if cached.shape == (len(names), text.dim):
+            return cached
+    with torch.inference_mode():
+        vecs = torch.nn.functional.normalize(text(prompts).float(), dim=-1).cpu()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(vecs.clone(), tmp)
+        tmp.replace(path)
+    return vecs
+
+
 class EfficientNetBridgeEncoder(ImageEncoder):
     """Frames -> [features | label bridge]; text -> [0 | text]. See the module docstring."""
 
@@ -62,21 +86,22 @@ class EfficientNetBridgeEncoder(ImageEncoder):
     text_model_hint = "open_clip:ViT-B-32:laion2b_s34b_b79k"
     max_batch = 32
 
-    def __init__(self, net: torch.nn.Module, text: SentenceEmbedder, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        text: SentenceEmbedder,
+        runtime: Runtime,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.runtime = runtime
         self.net = net
         self._forward_features = runtime.maybe_compile(_Features(net))
         self.text = text
         self.dim = FEATURE_DIM + text.dim
-        names = imagenet_class_names()
-        with torch.inference_mode():
-            class_vecs = torch.nn.functional.normalize(
-                text([CLASS_PROMPT.format(n) for n in names]).float(), dim=-1
-            )
-        self.class_names = names
-        self.class_center = class_vecs.mean(0)
-        self.class_vecs = (class_vecs - self.class_center).to(runtime.device)
-        self.class_center = self.class_center.to(runtime.device)
+        self.class_names = imagenet_class_names()
+        class_vecs = class_embeddings(text, self.class_names, cache_dir)
+        self.class_center = class_vecs.mean(0).to(runtime.device)
+        self.class_vecs = (class_vecs.to(runtime.device) - self.class_center).contiguous()
         self.model_id = model_id(
             "efficientnet-lite0+minilm", hash_state_dict(net)[:4] + text.weights_hash[:4]
         )
@@ -93,7 +118,7 @@ class EfficientNetBridgeEncoder(ImageEncoder):
         probs = logits.float().softmax(-1)
         top = probs.topk(TOP_CLASSES, dim=-1)
         weights = torch.zeros_like(probs).scatter_(-1, top.indices, top.values)
-        bridge = torch.nn.functional.normalize(weights @ self.class_vecs, dim=-1)
+        bridge = torch.nn.functional.normalize((weights @ self.class_vecs).float(), dim=-1)
         return torch.cat([FEATURE_WEIGHT * feats, BRIDGE_WEIGHT * bridge], dim=-1)
 
     def _embed_text(self, texts: Sequence[str]) -> torch.Tensor:

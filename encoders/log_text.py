@@ -98,6 +98,10 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
     def embed(
         self, keys: Sequence[str], compute: Callable[[list[str]], torch.Tensor]
     ) -> torch.Tensor:

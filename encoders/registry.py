@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .base import Encoder
 from .errors import UnknownEncoderSpec
@@ -19,28 +20,31 @@ class EncoderFamily:
 
     name: str
     modalities: tuple[str, ...]
-    build: Callable[[str, str, Runtime], Encoder]
+    build: Callable[[str, str, Runtime, Path | None], Encoder]
     needs_download: bool
     example: str
     description: str
 
 
-def _build_efficientnet(arg: str, modality: str, runtime: Runtime) -> Encoder:
+def _build_efficientnet(
+    arg: str, modality: str, runtime: Runtime, cache_dir: Path | None
+) -> Encoder:
     from .efficientnet_bridge import EfficientNetBridgeEncoder, load_efficientnet_lite0
     from .sentence import SentenceEmbedder, bundled_minilm_path, load_sentence_transformer
 
     text = SentenceEmbedder(load_sentence_transformer(str(bundled_minilm_path()), runtime.device))
-    return EfficientNetBridgeEncoder(load_efficientnet_lite0(runtime.device), text, runtime)
+    net = load_efficientnet_lite0(runtime.device)
+    return EfficientNetBridgeEncoder(net, text, runtime, cache_dir)
 
 
-def _build_aisfx(arg: str, modality: str, runtime: Runtime) -> Encoder:
+def _build_aisfx(arg: str, modality: str, runtime: Runtime, cache_dir: Path | None) -> Encoder:
     from .aisfx_encoder import AisfxEncoder, load_aisfx
 
     net, weights_hash = load_aisfx(runtime.device)
     return AisfxEncoder(net, weights_hash, runtime)
 
 
-def _build_minilm(arg: str, modality: str, runtime: Runtime) -> Encoder:
+def _build_minilm(arg: str, modality: str, runtime: Runtime, cache_dir: Path | None) -> Encoder:
     from .sentence import (
         SentenceEmbedder,
         SentenceEncoder,
@@ -52,9 +56,9 @@ def _build_minilm(arg: str, modality: str, runtime: Runtime) -> Encoder:
     return SentenceEncoder("minilm", SentenceEmbedder(model), runtime)
 
 
-def _build_sentence_transformers(arg: str, modality: str, runtime: Runtime) -> Encoder:
-    from pathlib import Path
-
+def _build_sentence_transformers(
+    arg: str, modality: str, runtime: Runtime, cache_dir: Path | None
+) -> Encoder:
     from .sentence import SentenceEmbedder, SentenceEncoder, load_sentence_transformer
 
     model = load_sentence_transformer(arg, runtime.device)
@@ -62,21 +66,21 @@ def _build_sentence_transformers(arg: str, modality: str, runtime: Runtime) -> E
     return SentenceEncoder(name, SentenceEmbedder(model), runtime)
 
 
-def _build_open_clip(arg: str, modality: str, runtime: Runtime) -> Encoder:
+def _build_open_clip(arg: str, modality: str, runtime: Runtime, cache_dir: Path | None) -> Encoder:
     from .clip import OpenClipEncoder, load_open_clip
 
     model, tokenizer, preprocess, name = load_open_clip(arg, runtime.device)
     return OpenClipEncoder(model, tokenizer, preprocess, name, runtime)
 
 
-def _build_clap(arg: str, modality: str, runtime: Runtime) -> Encoder:
+def _build_clap(arg: str, modality: str, runtime: Runtime, cache_dir: Path | None) -> Encoder:
     from .clap import ClapEncoder, load_clap
 
     model, processor, name = load_clap(arg, runtime.device)
     return ClapEncoder(model, processor, name, runtime)
 
 
-def _build_trivial(arg: str, modality: str, runtime: Runtime) -> Encoder:
+def _build_trivial(arg: str, modality: str, runtime: Runtime, cache_dir: Path | None) -> Encoder:
     from .trivial import build_trivial
 
     return build_trivial(modality, runtime)
@@ -157,8 +161,17 @@ def parse_spec(spec: str) -> tuple[EncoderFamily, str]:
     return row, arg
 
 
-def build_encoder(spec: str, modality: str, device: str = "auto", compile: bool = False) -> Encoder:
-    """Load the model a spec names for `modality` on `device` (auto|cpu|cuda[:N])."""
+def build_encoder(
+    spec: str,
+    modality: str,
+    device: str = "auto",
+    compile: bool = False,
+    cache_dir: Path | None = None,
+) -> Encoder:
+    """Load the model a spec names for `modality` on `device` (auto|cpu|cuda[:N]).
+
+    `cache_dir` (optional) keeps derived data between runs, e.g. the label bridge's class
+    embeddings; the worker can pass `<home>/cache`."""
     row, arg = parse_spec(spec)
     modality = str(modality)
     if modality not in row.modalities:
@@ -166,4 +179,4 @@ def build_encoder(spec: str, modality: str, device: str = "auto", compile: bool 
             f"encoder {row.name!r} does not serve {modality}; it serves {', '.join(row.modalities)}"
         )
     runtime = Runtime(resolve_device(device), compile=compile)
-    return row.build(arg, modality, runtime)
+    return row.build(arg, modality, runtime, cache_dir)

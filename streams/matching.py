@@ -10,8 +10,9 @@ device. `match(vectors [B, d], sources)` does:
 3. negative suppression: a pair is suppressed when
    `best_negative >= best_positive - negative_margin` (margin 0: the item is at least as
    close to a negative example as to the best positive one; a larger margin suppresses more);
-4. threshold (`best_positive >= threshold`) and the source filter (per-source boolean row
-   over queries, computed once per distinct source and cached);
+4. threshold (`best_positive >= threshold`), then the source filter on the few surviving
+   pairs only (a per-source boolean row over queries, computed once per distinct source
+   and cached);
 5. only the surviving (item, query) pairs leave the device.
 
 Nothing loops over queries per batch, so the cost per item stays nearly flat as the number
@@ -54,54 +55,44 @@ class Match:
 
 
 class SourceFilter:
-    """Compiled source globs of all queries; a boolean row per distinct source, cached."""
+    """Compiled source globs of all queries; answers per (source, query), cached.
 
-    def __init__(self, globs: Sequence[tuple[str, ...]], device: torch.device) -> None:
-        self._device = device
-        self._n = len(globs)
-        # Queries sharing a glob set share one compiled regex and one evaluation.
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for index, patterns in enumerate(globs):
-            groups.setdefault(tuple(patterns), []).append(index)
-        self._all_match = all("*" in g for g in groups)
-        self._groups = [
-            (re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in key)), idx)
-            for key, idx in groups.items()
-            if "*" not in key
+    Queries sharing a glob set share one compiled regex; answers are cached per
+    (source, glob set), so a new source costs one regex match per distinct glob set.
+    Only pairs that already passed threshold and negatives are checked.
+    """
+
+    CACHE_LIMIT = 200_000
+
+    def __init__(self, globs: Sequence[tuple[str, ...]]) -> None:
+        groups: dict[tuple[str, ...], int] = {}
+        self._group_of: list[int] = []
+        for patterns in globs:
+            self._group_of.append(groups.setdefault(tuple(patterns), len(groups)))
+        self._regexes: list[re.Pattern[str] | None] = [
+            None if "*" in key
+            else re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in key))
+            for key in groups
         ]
-        self._wildcard = [i for key, idx in groups.items() if "*" in key for i in idx]
-        self._cache: dict[str, int] = {}
-        self._rows: list[torch.Tensor] = []
-        self._table: torch.Tensor | None = None
+        self._all_match = all(r is None for r in self._regexes)
+        self._cache: dict[tuple[str, int], bool] = {}
 
     @property
     def matches_everything(self) -> bool:
         return self._all_match
 
-    def _row(self, source: str) -> torch.Tensor:
-        row = torch.zeros(self._n, dtype=torch.bool)
-        if self._wildcard:
-            row[self._wildcard] = True
-        for regex, indices in self._groups:
-            if regex.match(source):
-                row[indices] = True
-        return row
-
-    def mask(self, sources: Sequence[str]) -> torch.Tensor:
-        """[B, Q] bool: which queries watch each item's source."""
-        index = []
-        grew = False
-        for source in sources:
-            slot = self._cache.get(source)
-            if slot is None:
-                slot = len(self._rows)
-                self._cache[source] = slot
-                self._rows.append(self._row(source))
-                grew = True
-            index.append(slot)
-        if grew or self._table is None:
-            self._table = torch.stack(self._rows).to(self._device)
-        return self._table[torch.tensor(index, device=self._device)]
+    def accepts(self, source: str, query_index: int) -> bool:
+        group = self._group_of[query_index]
+        regex = self._regexes[group]
+        if regex is None:
+            return True
+        key = (source, group)
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) >= self.CACHE_LIMIT:
+                self._cache.clear()
+            hit = self._cache[key] = regex.match(source) is not None
+        return hit
 
 
 class PatternMatrix:
@@ -141,7 +132,7 @@ class PatternMatrix:
         self.margins = torch.tensor(
             [p.negative_margin for p in patterns], dtype=torch.float32, device=self.device
         )
-        self.sources = SourceFilter([p.sources for p in patterns], self.device)
+        self.sources = SourceFilter([p.sources for p in patterns])
 
     def __len__(self) -> int:
         return self.n_queries
@@ -177,8 +168,6 @@ class PatternMatrix:
             keep = best >= self.thresholds
             if negative is not None:
                 keep &= negative < best - self.margins
-            if not self.sources.matches_everything:
-                keep &= self.sources.mask(sources)
             pairs = keep.nonzero()
             if pairs.shape[0] == 0:
                 return []
@@ -187,7 +176,10 @@ class PatternMatrix:
             neg_picked = negative[rows, cols].cpu().tolist() if negative is not None else None
             rows_l, cols_l = rows.cpu().tolist(), cols.cpu().tolist()
         out = []
+        check_sources = not self.sources.matches_everything
         for i, (r, c) in enumerate(zip(rows_l, cols_l, strict=True)):
+            if check_sources and not self.sources.accepts(sources[r], c):
+                continue
             n = neg_picked[i] if neg_picked is not None else None
             out.append(
                 Match(

@@ -313,13 +313,15 @@ def _write_examples_and_patterns(root: Path, sources: list[SourceSpec], seed: in
         patterns.append(_pattern(
             f"audio-{label}", synth.SOUND_TEXT[label], "audio",
             [{"file": f"examples/{label}.wav"}],
-            [{"file": f"examples/ambience-{m.id}.wav"} for m in mics],
+            [{"file": f"examples/ambience-{m.id}.wav"} for m in mics]
+            + [{"file": f"examples/{other}.wav"} for other in _labels(mics) if other != label],
             threshold=0.7, sources=["mic-*"], min_hits=2, window_s=4.0, label=label))
     for label in _labels(logs):
         patterns.append(_pattern(
             f"logs-{label}", synth.INCIDENT_TEXT[label][0], "logs",
             list(synth.INCIDENT_TEXT[label]), list(synth.NEAR_MISS_TEXT[label]),
-            threshold=0.45, sources=["*"], min_hits=1, window_s=10.0, label=label))
+            threshold=synth.LOG_THRESHOLDS[label], sources=["*"], min_hits=1, window_s=10.0,
+            label=label))
     doc = {"queries": patterns}
     header = ("# Standing queries for the demo scenario (lookout demo-data). Thresholds are a\n"
               "# first guess; calibrate against truth.json. Example files are relative to\n"

@@ -271,22 +271,31 @@ INCIDENT_TEMPLATES: dict[str, list[str]] = {
     ],
 }
 
+# Standing-query text per incident: what an operator would write (canonical error wording).
 INCIDENT_TEXT: dict[str, list[str]] = {
-    "disk-full": ["disk full: no space left on device", "the filesystem ran out of disk space"],
-    "oom-kill": ["process killed because the system ran out of memory",
-                 "out of memory: OOM killer terminated a process"],
+    "disk-full": ["disk full: no space left on device", "disk quota exceeded",
+                  "the filesystem is 100% full"],
+    "oom-kill": ["process killed by the OOM killer: out of memory",
+                 "container terminated: OOMKilled", "OutOfMemoryError"],
     "db-refused": ["cannot connect to the database: connection refused",
                    "database connection failed"],
     "auth-bruteforce": ["many failed login attempts from one address",
-                        "brute-force password guessing attack"],
+                        "failed password for invalid user over ssh",
+                        "account locked after too many failed logins"],
 }
 
+# Negatives: benign look-alikes and neighbouring incidents (suppress when closer than positives).
 NEAR_MISS_TEXT: dict[str, list[str]] = {
-    "disk-full": ["disk usage is within normal limits", "log rotation freed disk space"],
-    "oom-kill": ["memory usage is normal"],
-    "db-refused": ["connection pool resized"],
-    "auth-bruteforce": ["login succeeded", "password changed"],
+    "disk-full": ["disk usage is within normal limits", "log rotation freed disk space",
+                  "out of memory"],
+    "oom-kill": ["memory usage is normal", "no space left on device"],
+    "db-refused": ["connection pool resized", "database connection authorized"],
+    "auth-bruteforce": ["a single failed login followed by a successful login",
+                        "password changed successfully"],
 }
+
+LOG_THRESHOLDS: dict[str, float] = {
+    "disk-full": 0.5, "oom-kill": 0.5, "db-refused": 0.5, "auth-bruteforce": 0.5}
 
 _USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
           "mallory", "oscar", "peggy", "trent", "victor", "walter"]

@@ -28,7 +28,7 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return (self.encoders_loaded and self.indexes_ensured and self.assignment_received
-                and not self.stopping)
+                and not self.stopping and not self.problems)
 
     def missing(self) -> list[str]:
         out = [*self.problems]

@@ -1,9 +1,177 @@
-"""`lookout` commands for bench (filled in by its issue)."""
+"""`lookout bench`: measured throughput. `encoders` now; `pipeline` joins `all` later."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import click
+
+from .common import load_settings, print_json
+
+
+def _parse_batch_sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as e:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from e
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter("batch sizes must be positive integers")
+    return sizes
+
+
+def _parse_specs(values: tuple[str, ...]) -> list[tuple[str, str]] | None:
+    specs = []
+    for v in values:
+        modality, sep, spec = v.partition("=")
+        if not sep or modality not in ("video", "audio", "logs") or not spec:
+            raise click.BadParameter(
+                f"expected MODALITY=SPEC like video=trivial, got {v!r}", param_hint="--encoder"
+            )
+        specs.append((modality, spec))
+    return specs or None
+
+
+def encoder_options(fn: Any) -> Any:
+    """Options shared by `bench encoders` and `bench all`."""
+    for option in reversed(
+        [
+            click.option(
+                "--batch-sizes",
+                default="1,8,32",
+                show_default=True,
+                callback=_parse_batch_sizes,
+                help="Comma-separated batch sizes.",
+            ),
+            click.option(
+                "--device", default=None, help="auto | cpu | cuda[:N] (default: LOOKOUT_DEVICE)."
+            ),
+            click.option(
+                "--encoder",
+                "encoders",
+                multiple=True,
+                metavar="MODALITY=SPEC",
+                help="Encoder to measure (repeatable). Default: the configured encoders "
+                "plus `trivial` for each modality.",
+            ),
+            click.option(
+                "--seconds",
+                default=1.5,
+                show_default=True,
+                type=click.FloatRange(0.1, 600),
+                help="Minimum timed seconds per encoder and batch size.",
+            ),
+            click.option(
+                "--json",
+                "json_path",
+                type=click.Path(dir_okay=False, path_type=Path),
+                default=None,
+                help="Also write the report as JSON to this file ('-' = stdout).",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def run_encoder_bench_cli(
+    batch_sizes: list[int], device: str | None, encoders: tuple[str, ...], seconds: float
+) -> dict:
+    """Measure encoders with a progress spinner; returns the JSON-ready report."""
+    from rich.console import Console
+
+    from encoders.benchmark import run_encoder_bench
+
+    settings = load_settings(device=device)
+    specs = _parse_specs(encoders) or [
+        *((m.value, settings.encoder_spec(m)) for m in _modalities()),
+        *((m.value, "trivial") for m in _modalities()),
+    ]
+    console = Console(stderr=True)
+    with console.status("benchmarking encoders") as status:
+        return run_encoder_bench(
+            specs,
+            batch_sizes,
+            device=settings.device,
+            compile=settings.torch_compile,
+            min_seconds=seconds,
+            on_progress=status.update,
+        )
+
+
+def _modalities() -> tuple[Any, ...]:
+    from streams.settings import MODALITIES
+
+    return MODALITIES
+
+
+def print_encoder_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="encoder throughput (decode + embed, items/s)")
+    for col in ("modality", "encoder", "device", "batch", "items/s", "ms/batch", "load s"):
+        numeric = col in ("batch", "items/s", "ms/batch", "load s")
+        table.add_column(col, justify="right" if numeric else "left", overflow="fold")
+    for r in report["results"]:
+        table.add_row(
+            r["modality"],
+            r["model_id"],
+            r["device"],
+            str(r["batch_size"]),
+            f"{r['items_per_s']:.1f}",
+            f"{r['ms_per_batch']:.1f}",
+            f"{r['load_s']:.1f}",
+        )
+    Console().print(table)
+
+
+def _emit(full_report: dict, encoder_report: dict, json_path: Path | None) -> None:
+    """Table on stdout (unless JSON goes to stdout), JSON to a file when asked."""
+    if json_path is not None and str(json_path) == "-":
+        print_json(full_report)
+        return
+    print_encoder_table(encoder_report)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(full_report, indent=2, sort_keys=True) + "\n")
+        click.echo(f"wrote {json_path}", err=True)
+
+
+@click.group(name="bench")
+def bench() -> None:
+    """Measure throughput on this machine (and its GPU, if any)."""
+
+
+@bench.command(name="encoders")
+@encoder_options
+def bench_encoders(
+    batch_sizes: list[int],
+    device: str | None,
+    encoders: tuple[str, ...],
+    seconds: float,
+    json_path: Path | None,
+) -> None:
+    """Items/s of each encoder per batch size, from payload bytes to unit vectors."""
+    report = run_encoder_bench_cli(batch_sizes, device, encoders, seconds)
+    _emit(report, report, json_path)
+
+
+@bench.command(name="all")
+@encoder_options
+def bench_all(
+    batch_sizes: list[int],
+    device: str | None,
+    encoders: tuple[str, ...],
+    seconds: float,
+    json_path: Path | None,
+) -> None:
+    """Every benchmark (for now: the encoders)."""
+    report = {"encoders": run_encoder_bench_cli(batch_sizes, device, encoders, seconds)}
+    _emit(report, report["encoders"], json_path)
 
 
 def register(root: click.Group) -> None:
     """Attach this module's commands to the root CLI."""
+    root.add_command(bench)

@@ -19,6 +19,8 @@ from streams.settings import Settings
 
 from .common import load_settings, print_json
 
+OPTIONAL_CHECKS = frozenset({"prometheus", "maven", "torch device"})
+
 EXTERNAL_NOTE = (
     "LOOKOUT_KAFKA_BOOTSTRAP and LOOKOUT_REDIS_URL are set: Lookout uses those external "
     "services and the embedded stack is not used; nothing to do."
@@ -131,8 +133,14 @@ def status_command(as_json: bool) -> None:
         )
         table.add_row(name, address, health, pid, entry.get("log") or "-")
     Console(width=200).print(table)
-    if not all(entry["healthy"] for entry in data.values()):
-        click.echo("not everything is up: run `lookout stack up`")
+    for name, entry in data.items():
+        if entry["healthy"]:
+            continue
+        if entry["embedded"]:
+            click.echo(f"{name} is not up: run `lookout stack up`")
+        else:
+            setting = "LOOKOUT_KAFKA_BOOTSTRAP" if name == "kafka" else "LOOKOUT_REDIS_URL"
+            click.echo(f"external {name} does not answer: check {setting} and that server")
 
 
 def _status_data(settings: Settings) -> dict[str, Any]:
@@ -189,7 +197,7 @@ def _doctor_checks(settings: Settings) -> list[tuple[str, bool, str]]:
     ]
     java = _version_of(["java", "-version"])
     checks.append(("java", java is not None, java or "missing: install Java 17+ (openjdk-17)"))
-    mvn = _version_of(["mvn", "-v"])
+    mvn = _version_of(["mvn", "-B", "-v"])
     jars = stack.jars.installed
     checks.append(
         ("maven", mvn is not None or jars, mvn or "missing (only needed to fetch the jars once)")
@@ -237,6 +245,10 @@ def doctor_command(as_json: bool) -> None:
     for name, ok, detail in checks:
         table.add_row(name, "yes" if ok else "NO", detail)
     Console(width=200).print(table)
+    missing = [name for name, ok, _ in checks if not ok and name not in OPTIONAL_CHECKS]
+    if missing:
+        click.echo(f"missing for the embedded stack: {', '.join(missing)}", err=True)
+        click.get_current_context().exit(1)
 
 
 def register(root: click.Group) -> None:

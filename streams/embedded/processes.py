@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from streams.errors import PortInUse, StackError
@@ -102,7 +103,8 @@ class ManagedProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
-            log.write(f"\n=== lookout: starting {self.name}: {' '.join(argv)}\n".encode())
+            now = datetime.now().isoformat(timespec="milliseconds")
+            log.write(f"\n=== lookout {now}: starting {self.name}: {' '.join(argv)}\n".encode())
             log.flush()
             try:
                 proc = subprocess.Popen(
@@ -120,20 +122,25 @@ class ManagedProcess:
         self.pid_file.write_text(f"{proc.pid}\n")
         return proc.pid
 
-    def stop(self, timeout_s: float) -> bool:
-        """SIGTERM, wait up to timeout_s, then SIGKILL. True when something was stopped."""
+    def stop(self, timeout_s: float) -> str | None:
+        """SIGTERM, wait up to timeout_s, then SIGKILL.
+
+        Returns None when nothing ran, else "terminated" (exited on SIGTERM) or "killed".
+        """
         pid = self.pid()
         if pid is None:
-            return False
+            return None
+        outcome = "terminated"
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         if not wait_until(lambda: not _is_alive(pid), timeout_s):
+            outcome = "killed"
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             wait_until(lambda: not _is_alive(pid), 10.0)
         with contextlib.suppress(OSError):
             self.pid_file.unlink()
-        return True
+        return outcome
 
     def log_tail(self, lines: int = 20) -> str:
         """Last lines of the log, for error messages that say why a start failed."""

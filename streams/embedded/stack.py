@@ -189,7 +189,9 @@ class EmbeddedStack:
                     self._wait_ready(name, max(1.0, timeout_s - (time.monotonic() - began)))
             except StackError:
                 for name in started:
-                    self._procs[name].stop(timeout_s=10.0)
+                    outcome = self._procs[name].stop(timeout_s=10.0)
+                    if name == KAFKA:
+                        self.kafka.after_stop(outcome)
                 raise
         return UpResult(started, already, time.monotonic() - began)
 
@@ -222,10 +224,17 @@ class EmbeddedStack:
     def down(self, timeout_s: float = 30.0) -> list[str]:
         """Stop the services this home started (SIGTERM, then SIGKILL after the timeout)."""
         stopped: list[str] = []
+        if not self.home.is_dir():
+            return stopped
         with file_lock(self.home / "stack.lock"):
             # Redis first: it is quick, and Kafka's clean shutdown takes the longest.
             for name in (REDIS, KAFKA):
-                if name in self.services and self._procs[name].stop(timeout_s):
+                if name not in self.services:
+                    continue
+                outcome = self._procs[name].stop(timeout_s)
+                if name == KAFKA:
+                    self.kafka.after_stop(outcome)
+                if outcome is not None:
                     stopped.append(name)
         return stopped
 

@@ -106,15 +106,18 @@ class SseClient:
         except OSError:
             return
         data = None
-        for raw in self._resp:
-            line = raw.decode().rstrip("\r\n")
-            if line.startswith(": connected"):
-                self.connected.set()
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-            elif not line and data is not None:
-                self.events.append((time.time(), data))
-                data = None
+        try:
+            for raw in self._resp:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith(": connected"):
+                    self.connected.set()
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+                elif not line and data is not None:
+                    self.events.append((time.time(), data))
+                    data = None
+        except (OSError, AttributeError, ValueError):
+            return  # closed by the test (or the worker went away)
 
     def close(self) -> None:
         if self._resp is not None:
@@ -150,3 +153,25 @@ def alerts_on_topic(settings: Settings, timeout_s: float = 3.0) -> list[dict[str
         return [json.loads(rec.value) for rec in consumer]
     finally:
         consumer.close()
+
+
+def committed_and_end(settings: Settings, group: str, topic: str) -> tuple[int, int]:
+    """(committed offset of `group`, log end offset) of partition 0 of `topic`."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
+                             group_id=group, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, 0)
+        return consumer.committed(tp) or 0, consumer.end_offsets([tp])[tp]
+    finally:
+        consumer.close()
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """Sum of samples of `name` whose label set contains `labels` in Prometheus text."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and labels in line and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -7,6 +7,9 @@ computed here with the same encoder, so the premises are checked, not assumed.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 from urllib.parse import quote
 
@@ -22,8 +25,11 @@ from tests.integration.alerting_helpers import (
     WebhookReceiver,
     alerts_on_topic,
     call,
+    committed_and_end,
+    metric_value,
     produce_logs,
 )
+from tests.integration.worker_fixtures import LOOKOUT_BIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -167,3 +173,180 @@ def test_bad_requests_get_json_errors(settings: Settings, worker_process):
         status, err = call(worker.base_url, method, path, body)
         assert 400 <= status < 500, (path, body, status, err)
         assert err["status"] == status and needle in err["error"], (path, body, err)
+
+
+def test_sigkill_between_matching_and_commit_no_duplicates(settings: Settings, worker_process):
+    """Kill -9 right after alerts are published (offsets not yet committed), restart:
+    the records are matched again, yet every alert_id is on the topic once and every
+    webhook is called once per alert."""
+    hook = WebhookReceiver().start()
+    try:
+        worker = worker_process()
+        status, body = call(worker.base_url, "POST", "/queries", {
+            "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
+            "threshold": 0.75, "cooldown_s": 0,
+            "webhooks": [{"url": hook.url, "secret": SECRET}],
+        })
+        assert status == 201, body
+        logs_topic = settings.input_topic("logs")
+        produced = 0
+        for attempt in range(4):
+            lines = [(f"host-{attempt}-{i}", f"{DISK} #{attempt}-{i}") for i in range(8)]
+            lines += [(f"host-{attempt}", n) for n in NOISE[:8]]
+            produce_logs(settings, lines)
+            produced += 8
+            assert wait_for(lambda n=produced: len(hook.received) >= n - 7, 60), worker.log_tail()
+            worker.kill()  # right after the first alerts of this round: before the commit
+            committed, end = committed_and_end(settings, settings.worker_id, logs_topic)
+            if committed < end:
+                break
+            worker = worker_process()  # the kill came after the commit; try again
+        else:
+            pytest.fail("could not kill the worker before its offset commit in 4 tries")
+        restarted = worker_process()
+        assert wait_for(lambda: committed_and_end(settings, settings.worker_id, logs_topic)[0]
+                        >= end, 60), restarted.log_tail()
+        status, text = restarted.get("/metrics")
+        redone = metric_value(text, "lookout_records_consumed_total", 'modality="logs"')
+        assert redone >= end - committed > 0  # the uncommitted records were matched again
+        assert wait_for(lambda: len(hook.received) >= produced, 30)
+        time.sleep(2.0)
+        topic = alerts_on_topic(settings)
+        ids = [a["alert_id"] for a in topic]
+        assert len(ids) == len(set(ids)) == produced
+        delivered = [h[ALERT_ID_HEADER] for h, _ in hook.received]
+        assert sorted(delivered) == sorted(set(delivered)) and set(delivered) == set(ids)
+    finally:
+        hook.stop()
+
+
+def test_cooldown_and_hysteresis_in_event_time(settings: Settings, worker_process):
+    worker = worker_process()
+    for body in (
+        {"id": "cool", "name": "cool", "modality": "logs", "positives": [DISK],
+         "threshold": 0.75, "cooldown_s": 30, "sources": ["disk-*"]},
+        {"id": "hyst", "name": "hyst", "modality": "logs", "positives": [PAYMENT],
+         "threshold": 0.75, "cooldown_s": 30, "min_hits": 3, "window_s": 10},
+    ):
+        status, err = call(worker.base_url, "POST", "/queries", body)
+        assert status == 201, err
+    t0 = int(time.time() * 1000) - 120_000
+    # One source matching every second for a minute (event time), plus one stray payment.
+    produce_logs(settings, [("disk-1", f"{DISK} n={i}") for i in range(60)], ts_ms=t0,
+                 step_ms=1000)
+    produce_logs(settings, [("pay-1", PAYMENT)], ts_ms=t0)
+    produce_logs(settings, [("other", f"{DISK} elsewhere")], ts_ms=t0)  # not a watched source
+    assert wait_for(lambda: len(call(worker.base_url, "GET", "/alerts?query=cool")[1]["alerts"])
+                    >= 2, 60), worker.log_tail()
+    time.sleep(2.0)
+    topic = alerts_on_topic(settings)
+    cool = sorted(a["ts"] - t0 for a in topic if a["query_id"] == "cool")
+    assert cool == [0, 30_000]
+    assert [a for a in topic if a["query_id"] == "hyst"] == []
+    # Three payment hits within 10 s fire once.
+    produce_logs(settings, [("pay-1", f"{PAYMENT} retry {i}") for i in range(3)],
+                 ts_ms=t0 + 60_000, step_ms=2000)
+    assert wait_for(lambda: any(a["query_id"] == "hyst" for a in alerts_on_topic(settings, 1)),
+                    30)
+
+
+def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
+    settings: Settings, worker_process
+):
+    a = worker_process()
+    b = worker_process()
+    status, body = call(a.base_url, "POST", "/queries", {
+        "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
+        "threshold": 0.75, "cooldown_s": 0})
+    assert status == 201, body
+    posted = time.monotonic()
+    assert wait_for(lambda: b.get("/queries/disk")[0] == 200, 5, 0.05), b.log_tail()
+    seen_after = time.monotonic() - posted
+    print(f"\nQUERY PROPAGATION A->B {seen_after:.3f}s")
+    assert seen_after < 1.0
+    _, metrics_b = b.get("/metrics")
+    assert metric_value(metrics_b, "lookout_standing_queries", 'modality="logs"') == 1
+    # Whichever worker owns the partition raises the alert.
+    produce_logs(settings, [("host", DISK)])
+    assert wait_for(lambda: len(alerts_on_topic(settings, 1)) == 1, 30)
+    # PATCH on B disables it everywhere; delete on B removes it on A.
+    status, body = call(b.base_url, "PATCH", "/queries/disk", {"enabled": False})
+    assert status == 200 and body["enabled"] is False
+    assert wait_for(lambda: a.get("/queries/disk")[1].get("enabled") is False, 5, 0.05)
+    status, body = call(b.base_url, "PATCH", "/queries/disk", {"enabled": True})
+    assert status == 200
+    # After every worker is gone, a new one loads the query from the topic.
+    a.kill()
+    b.kill()
+    c = worker_process()
+    status, body = c.get("/queries/disk")
+    assert status == 200 and body["enabled"] is True
+    produce_logs(settings, [("host", f"{DISK} again")])
+    assert wait_for(lambda: len(alerts_on_topic(settings, 1)) == 2, 30), c.log_tail()
+    status, _ = call(c.base_url, "DELETE", "/queries/disk")
+    assert status == 200 and c.get("/queries/disk")[0] == 404
+
+
+def _lookout(*args: str, api: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+    return subprocess.run([str(LOOKOUT_BIN), *args, "--api", api], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+@pytest.mark.slow
+def test_minilm_paraphrase_alert_and_cli(settings: Settings, worker_process, tmp_path):
+    """A log line that says the same thing in other words fires (MiniLM), driven by the CLI."""
+    worker = worker_process(LOOKOUT_ENCODER_LOGS="minilm")
+    pattern = "disk full: no space left on device"
+    paraphrase = "write to /var/lib/postgresql failed, the volume has no free space"
+    unrelated = ["user alice logged in from 10.1.2.3", "GET /api/orders 200 in 12 ms",
+                 "cache warmed with 1200 entries", "scheduled backup finished"]
+    enc = build_encoder("minilm", "logs", device="cpu")
+    v = enc.encode_text([pattern, paraphrase, *unrelated])
+    sims = (v[1:] @ v[0]).tolist()
+    threshold = round((sims[0] + max(sims[1:])) / 2, 3)
+    assert sims[0] > threshold > max(sims[1:]), sims
+
+    patterns = tmp_path / "patterns.yaml"
+    patterns.write_text(f"""
+queries:
+  - id: disk-full
+    name: Disk full
+    modality: logs
+    positives: ["{pattern}"]
+    threshold: {threshold}
+    cooldown_s: 0
+  - id: oom
+    name: Out of memory
+    modality: logs
+    positives: ["process killed by the OOM killer"]
+""")
+    api = worker.base_url
+    done = _lookout("query", "apply", str(patterns), "--json", api=api)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["add"] == ["disk-full", "oom"]
+    again = _lookout("query", "apply", str(patterns), "--json", api=api)
+    assert json.loads(again.stdout)["unchanged"] == ["disk-full", "oom"]
+    patterns.write_text(patterns.read_text().split("  - id: oom")[0])
+    pruned = _lookout("query", "apply", str(patterns), "--json", api=api)
+    assert json.loads(pruned.stdout)["remove"] == ["oom"], pruned.stdout
+    listed = _lookout("query", "list", "--json", api=api)
+    assert [q["id"] for q in json.loads(listed.stdout)] == ["disk-full"]
+
+    produce_logs(settings, [("db-1", u) for u in unrelated[:2]] + [("db-1", paraphrase)]
+                 + [("db-1", u) for u in unrelated[2:]])
+    assert wait_for(lambda: len(alerts_on_topic(settings, 1)) >= 1, 60), worker.log_tail()
+    time.sleep(1.0)
+    (alert,) = alerts_on_topic(settings)
+    assert alert["evidence"]["text"] == paraphrase
+
+    out = _lookout("alerts", "list", "--json", api=api)
+    assert [a["alert_id"] for a in json.loads(out.stdout)] == [alert["alert_id"]]
+    out = _lookout("search", "no space left on disk", "-m", "logs", "-k", "2", "--json", api=api)
+    assert json.loads(out.stdout)["results"][0]["evidence"]["text"] == paraphrase, out.stderr
+    out = _lookout("query", "preview", "disk-full", "--json", api=api)
+    assert json.loads(out.stdout)["alert_count"] == 1, out.stderr
+    bad = _lookout("query", "add", "x", "-m", "logs", "--threshold", "2", "-t", "a", api=api)
+    assert bad.returncode != 0 and "threshold" in bad.stderr
+    missing = _lookout("query", "show", "nope", api=api)
+    assert missing.returncode == 1 and "HTTP 404" in missing.stderr

@@ -13,11 +13,20 @@ from redis.asyncio import Redis
 
 from streams.index_store import IndexStore
 from streams.settings import MODALITIES, Modality, Settings
-from streams.wire import HEADER_ERROR, HEADER_ORIGIN_OFFSET, HEADER_ORIGIN_TOPIC, item_key
+from streams.wire import (
+    HEADER_ERROR,
+    HEADER_ORIGIN_OFFSET,
+    HEADER_ORIGIN_TOPIC,
+    encode_headers,
+    item_key,
+)
 from tests.integration.pipeline_records import (
+    BASE_TS_MS,
+    InputRecord,
     bad_records,
     good_records,
     item_keys,
+    log_line,
     produce,
     read_topic,
     wait_for_items,
@@ -130,8 +139,8 @@ def _metric_sum(text: str, name: str) -> float:
 
 
 def test_default_log_encoder_and_health_while_a_long_batch_embeds(settings, worker_process):
-    """MiniLM on a 256-line batch keeps the inference thread busy; /healthz must still answer."""
-    n = 256
+    """MiniLM on a batch of long lines keeps the inference thread busy; /healthz answers."""
+    n = 64
     worker = worker_process(LOOKOUT_ENCODER_LOGS="minilm", LOOKOUT_BATCH_SIZE_LOGS=str(n),
                             LOOKOUT_MAX_WAIT_LOGS_S="5")
     latencies: list[float] = []
@@ -144,10 +153,11 @@ def test_default_log_encoder_and_health_while_a_long_batch_embeds(settings, work
             latencies.append(time.perf_counter() - t0 if status == 200 else float("inf"))
             time.sleep(0.05)
 
-    records = good_records(Modality.LOGS, n)
     long_lines = [
-        type(r)(r.modality, r.source, r.ts_ms, r.value + b" " + b"padding words " * 40, r.headers)
-        for r in records
+        InputRecord(Modality.LOGS, f"app-{i % 4}", BASE_TS_MS + i,
+                    (log_line(i)[0].decode("utf-8", "replace") + " padding words" * 30).encode(),
+                    encode_headers("text/plain", BASE_TS_MS + i))
+        for i in range(n)
     ]
     poller = threading.Thread(target=poll_health, daemon=True)
     poller.start()
@@ -174,3 +184,32 @@ def test_default_log_encoder_and_health_while_a_long_batch_embeds(settings, work
     assert len(latencies) >= 5
     assert max(latencies) < 1.0  # liveness: the event loop answers while the batch embeds
     assert worker.stop() == 0
+
+
+def test_two_workers_in_one_group_share_the_partitions(settings, worker_process):
+    settings = settings.model_copy(update={"partitions": 4})
+    first = worker_process(LOOKOUT_PARTITIONS="4")
+    second = worker_process(LOOKOUT_PARTITIONS="4")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the group rebalanced over both members
+        shares = [w.get("/readyz")[1].get("assigned_partitions", 0) for w in (first, second)]
+        if all(shares) and sum(shares) == 4 * len(MODALITIES):
+            break
+        time.sleep(0.3)
+    assert all(shares) and sum(shares) == 4 * len(MODALITIES), shares
+
+    n = 120
+    records = [
+        InputRecord(r.modality, f"cam-{i % 16}", r.ts_ms, r.value, r.headers)
+        for i, r in enumerate(good_records(Modality.VIDEO, n))
+    ]
+    produce(settings, records)
+    counts = wait_for_items(settings, {Modality.VIDEO: n})
+    time.sleep(1.0)
+    assert len(item_keys(settings, Modality.VIDEO)) == n == counts[Modality.VIDEO]
+    per_worker = [
+        _metric_sum(w.get("/metrics")[1], "lookout_items_indexed_total") for w in (first, second)
+    ]
+    assert all(count > 0 for count in per_worker), per_worker
+    assert sum(per_worker) == n
+    assert first.stop() == 0 and second.stop() == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,10 +18,16 @@ def photos() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def video_default():
+def encoder_cache_dir(request: pytest.FixtureRequest) -> Path:
+    """pytest's own cache folder: the label bridge's class embeddings survive between runs."""
+    return Path(request.config.cache.mkdir("lookout-encoders"))
+
+
+@pytest.fixture(scope="session")
+def video_default(encoder_cache_dir: Path):
     from encoders.registry import build_encoder
 
-    return build_encoder("efficientnet-lite0", "video", device="cpu")
+    return build_encoder("efficientnet-lite0", "video", device="cpu", cache_dir=encoder_cache_dir)
 
 
 @pytest.fixture(scope="session")

@@ -34,10 +34,22 @@ def test_video_default_is_unit_and_deterministic(video_default, photos, photo_ve
     assert video_default.model_id.startswith("efficientnet-lite0+minilm@")
 
 
+def test_bridge_class_embeddings_are_cached_on_disk(video_default, encoder_cache_dir) -> None:
+    from encoders.efficientnet_bridge import class_embeddings
+
+    files = list(encoder_cache_dir.glob("bridge-*.pt"))
+    assert len(files) == 1
+    again = class_embeddings(video_default.text, video_default.class_names, encoder_cache_dir)
+    assert again.shape == (1000, 384)
+    assert torch.allclose(again - again.mean(0), video_default.class_vecs, atol=1e-5)
+
+
 def test_photo_query_by_example(video_default, photos, photo_vectors) -> None:
     names, vecs = photo_vectors
     payloads = [jpeg_bytes(transformed(photos[n])) for n in names]
-    queries = torch.stack([video_default.embed_example(p, "image/jpeg") for p in payloads])
+    queries = video_default.encode_payloads(payloads, ["image/jpeg"] * len(payloads))
+    single = video_default.embed_example(payloads[0], "image/jpeg")
+    assert torch.allclose(single, queries[0], atol=1e-4)  # batch size does not change vectors
     sims = queries @ vecs.T
     nearest = [names[i] for i in sims.argmax(dim=1).tolist()]
     assert nearest == names, f"similarities:\n{sims}"

@@ -30,10 +30,14 @@ def test_nvjpeg_batch_decode_matches_cpu_and_isolates_bad_items(photos) -> None:
 
 
 @pytest.mark.slow
-def test_defaults_on_cuda_agree_with_cpu(video_default, audio_default, logs_default, photos):
+def test_defaults_on_cuda_agree_with_cpu(
+    video_default, audio_default, logs_default, photos, encoder_cache_dir
+) -> None:
     names = list(photos)
     payloads = [jpeg_bytes(photos[n]) for n in names]
-    gpu_video = build_encoder("efficientnet-lite0", "video", device="cuda")
+    gpu_video = build_encoder(
+        "efficientnet-lite0", "video", device="cuda", cache_dir=encoder_cache_dir
+    )
     g = gpu_video.encode_payloads(payloads)
     c = video_default.encode_payloads(payloads)
     assert g.is_cuda and g.dtype == torch.float32

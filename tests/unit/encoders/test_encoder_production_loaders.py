@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from encoder_samples import jpeg_bytes, tone, wav_bytes
@@ -72,6 +73,8 @@ def test_clap_local_folder(models_dir: Path) -> None:
     text = enc.encode_text(["a dog barking", "glass breaking"])
     assert sounds.shape == text.shape == (2, 16) and _unit(sounds) and _unit(text)
     assert torch.allclose(sounds[:1], enc.encode_payloads([wav_bytes(tone(440))]), atol=1e-4)
+    long_chunk = wav_bytes(np.random.default_rng(1).normal(0, 0.2, 11 * 16_000), 16_000)
+    assert torch.equal(enc.embed_example(long_chunk), enc.embed_example(long_chunk))
 
 
 def test_sentence_transformers_local_folder(models_dir: Path) -> None:

@@ -114,3 +114,26 @@ def test_run_survives_a_failing_refresh_and_stops_on_cancel() -> None:
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert Flaky.calls >= 3
+
+
+def test_install_reads_topics_and_devices_when_the_worker_starts() -> None:
+    """Encoders load after install(); the hook must look at them only when it runs."""
+    from types import SimpleNamespace
+
+    from streams.lag_monitor import install
+    from streams.settings import MODALITIES, Settings
+
+    settings = Settings(topic_prefix="t1")
+    ctx = SimpleNamespace(settings=settings, metrics=Metrics(CollectorRegistry()), encoders={},
+                          modalities=MODALITIES, startup_hooks=[], shutdown_hooks=[])
+    monitor = install(ctx, app=SimpleNamespace())
+    assert len(ctx.startup_hooks) == 1 and len(ctx.shutdown_hooks) == 1
+    ctx.encoders = {m: SimpleNamespace(device="cpu") for m in MODALITIES}
+
+    async def run_hooks() -> None:
+        await ctx.startup_hooks[0]()
+        await ctx.shutdown_hooks[0]()
+
+    asyncio.run(run_hooks())
+    assert monitor.topics == {"t1.frames", "t1.audio", "t1.logs"}
+    assert monitor.devices == ("cpu",)

@@ -1,0 +1,492 @@
+"""`lookout demo`: the whole system end to end on one machine, judged against known truth.
+
+Starts what is missing (embedded Kafka + Redis unless external, one worker), builds the
+scenario once per seed/size (cached under `<home>/demo/`), registers its standing queries
+through the worker's API, replays every camera, microphone and log with one base
+timestamp at `speed` times real time, reads this run's alerts back from the alerts topic,
+and scores them against truth.json. Whatever the demo started it stops again on the way
+out (also on Ctrl-C), unless asked to keep it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from streams.cli.api_client import ApiClient, ApiRequestError, default_api_url
+from streams.demo_replay import ReplayItem, SendLog, replay, scenario_items
+from streams.demo_score import RunObservations, build_scorecard
+from streams.errors import LookoutError, ProducerError
+from streams.settings import MODALITIES, Settings
+
+WORKER_READY_TIMEOUT_S = 240.0
+DRAIN_TIMEOUT_S = 120.0
+ALERT_GRACE_S = 3.0
+_METRIC_RE = re.compile(r'^(lookout_[a-z_]+)\{([^}]*)\}\s+([0-9.eE+-]+)$')
+
+
+class DemoError(LookoutError):
+    """The demo could not run: a part did not start, or the scenario is unusable."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What `lookout demo` was asked to do."""
+
+    speed: float = 1.0
+    duration_s: float | None = None
+    seed: int = 7
+    size: str = "default"
+    keep: bool = False
+
+
+class DemoView(Protocol):
+    """What the demo reports while it runs (rich live view, or nothing for --json)."""
+
+    def phase(self, text: str) -> None: ...
+
+    def replay_started(self, duration_s: float, speed: float) -> None: ...
+
+    def progress(self, elapsed_s: float, sent: dict[str, int], processed: dict[str, int]
+                 ) -> None: ...
+
+    def alert(self, alert: dict[str, Any], latency_s: float | None, t_s: float | None
+              ) -> None: ...
+
+
+# --- scenario -----------------------------------------------------------------------------
+
+
+def scenario_dir(settings: Settings, opts: DemoOptions) -> Path:
+    """`<home>/demo/<seed>-<size>` (plus `-<duration>s` when the length is not the size's)."""
+    name = f"{opts.seed}-{opts.size}"
+    if opts.duration_s is not None:
+        name += f"-{opts.duration_s:g}s"
+    return Path(settings.home).absolute() / "demo" / name
+
+
+def ensure_scenario(root: Path, opts: DemoOptions) -> tuple[dict[str, Any], bool]:
+    """truth.json of the cached scenario, building it first when missing; (truth, built)."""
+    marker = root / ".complete"
+    if marker.exists() and (root / "truth.json").exists():
+        return json.loads((root / "truth.json").read_text()), False
+    from streams.scenario import build_scenario
+
+    build_scenario(root, seed=opts.seed, duration_s=opts.duration_s, size=opts.size)
+    marker.write_text("built by lookout demo\n")
+    return json.loads((root / "truth.json").read_text()), True
+
+
+# --- worker -------------------------------------------------------------------------------
+
+
+def _http_get(url: str, timeout_s: float = 3.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def parse_counters(text: str, name: str) -> dict[str, float]:
+    """Sum of a labelled Prometheus counter per `modality` label."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _METRIC_RE.match(line.strip())
+        if not m or m.group(1) != name:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        key = labels.get("modality", "")
+        out[key] = out.get(key, 0.0) + float(m.group(3))
+    return out
+
+
+def settings_env(settings: Settings, base_env: dict[str, str]) -> dict[str, str]:
+    """The environment that gives a subprocess these exact settings (LOOKOUT_* replaced)."""
+    env = {k: v for k, v in base_env.items() if not k.startswith("LOOKOUT_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        env[f"LOOKOUT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) \
+            else str(value)
+    env["LOOKOUT_KAFKA_BOOTSTRAP"] = settings.resolved_kafka_bootstrap()
+    env["LOOKOUT_REDIS_URL"] = settings.resolved_redis_url()
+    return env
+
+
+@dataclass
+class WorkerHandle:
+    """The worker the demo talks to: one it started (a subprocess) or one already running."""
+
+    api_url: str
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def metrics_text(self) -> str:
+        status, body = _http_get(self.api_url + "/metrics")
+        return body.decode("utf-8", "replace") if status == 200 else ""
+
+    def counters(self, name: str) -> dict[str, float]:
+        return parse_counters(self.metrics_text(), name)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None:
+            return ""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        last = b""
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise DemoError(f"the worker exited with code {self.proc.returncode} while "
+                                f"starting; its log {self.log_path} ends with:\n"
+                                f"{self.log_tail()}")
+            status, last = _http_get(self.api_url + "/readyz")
+            if status == 200:
+                return
+            time.sleep(0.5)
+        raise DemoError(f"the worker at {self.api_url} was not ready after {timeout_s:.0f} s "
+                        f"({last.decode('utf-8', 'replace')[:300]}); see {self.log_path}")
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM and wait (Faust finishes the batch in hand); SIGKILL if it hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+def start_worker(settings: Settings, log_path: Path) -> WorkerHandle:
+    """A `lookout worker` subprocess with the demo's settings, logging to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-c", "from streams.cli import main; main()", "worker"]
+    env = settings_env(settings, dict(os.environ))
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    return WorkerHandle(default_api_url(settings), proc, log_path)
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+def apply_patterns(client: ApiClient, path: Path) -> tuple[list[str], dict[str, str]]:
+    """Register the scenario's queries (add/update, never prune the user's own).
+
+    Returns the ids the worker holds now and, for each one it refused (e.g. a text pattern
+    for an encoder without a text space), the reason, which the scorecard shows.
+    """
+    from streams.standing_queries import load_queries_file, plan_apply
+
+    declared = load_queries_file(path)
+    registered = {q["id"]: q["fingerprint"] for q in client.call("GET", "/queries")["queries"]}
+    plan = plan_apply(declared, registered, prune=False)
+    refused: dict[str, str] = {}
+    for q in [*plan.add, *plan.update]:
+        try:
+            client.call("POST", "/queries", q.model_dump(mode="json", exclude_none=True))
+        except ApiRequestError as e:
+            if "HTTP 4" not in str(e):
+                raise
+            refused[q.id] = str(e).split(": ", 2)[-1]
+    return [q.id for q in declared if q.id not in refused], refused
+
+
+# --- topics -------------------------------------------------------------------------------
+
+
+class TopicTail:
+    """Records appended to a topic after `start()`: alerts are kept, anything else counted."""
+
+    def __init__(self, bootstrap: str, topic: str, keep: bool) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.keep = keep
+        self.records: list[dict[str, Any]] = []
+        self.count = 0
+        self._new: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Any = None
+
+    def start(self) -> None:
+        """Remember the end offsets now; only what comes after them belongs to this run."""
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.errors import KafkaError
+
+        try:
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap.split(","), group_id=None,
+                                     enable_auto_commit=False, client_id="lookout-demo")
+            parts = None
+            for _ in range(50):
+                parts = consumer.partitions_for_topic(self.topic)
+                if parts:
+                    break
+                time.sleep(0.2)
+            if not parts:
+                raise DemoError(f"topic {self.topic} does not exist on {self.bootstrap}")
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            for tp, end in consumer.end_offsets(tps).items():
+                consumer.seek(tp, end)
+        except KafkaError as e:
+            raise DemoError(f"cannot read {self.topic} from {self.bootstrap}: {e}") from e
+        self._consumer = consumer
+        self._thread = threading.Thread(target=self._run, name=f"tail-{self.topic}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batches = self._consumer.poll(timeout_ms=200)
+            for records in batches.values():
+                for rec in records:
+                    with self._lock:
+                        self.count += 1
+                        if self.keep:
+                            try:
+                                body = json.loads(rec.value)
+                            except (TypeError, ValueError):
+                                continue
+                            self.records.append(body)
+                            self._new.append(body)
+
+    def take_new(self) -> list[dict[str, Any]]:
+        with self._lock:
+            new, self._new = self._new, []
+        return new
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._consumer is not None:
+            self._consumer.close()
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Started:
+    """What this run started and must stop again."""
+
+    stack_services: list[str] = field(default_factory=list)
+    worker: WorkerHandle | None = None
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _bring_up_stack(settings: Settings, started: _Started, view: DemoView) -> str:
+    """Start the embedded services that are not external; returns the Kafka bootstrap."""
+    if not (settings.uses_embedded_kafka or settings.uses_embedded_redis):
+        return settings.resolved_kafka_bootstrap()
+    from streams.embedded import EmbeddedStack
+
+    stack = EmbeddedStack.from_settings(settings)
+    view.phase("starting the embedded Kafka and Redis")
+    result = stack.up()
+    started.stack_services = list(result.started)
+    if result.already_running:
+        view.phase(f"using the running {', '.join(result.already_running)}")
+    return settings.kafka_bootstrap or stack.kafka_bootstrap
+
+
+def _stop_stack(settings: Settings, services: list[str]) -> None:
+    """Stop only the services this run started (the others are treated as external)."""
+    from streams.embedded import EmbeddedStack
+
+    update: dict[str, Any] = {}
+    if "kafka" not in services:
+        update["kafka_bootstrap"] = settings.resolved_kafka_bootstrap()
+    if "redis" not in services:
+        update["redis_url"] = settings.resolved_redis_url()
+    EmbeddedStack.from_settings(settings.model_copy(update=update)).down()
+
+
+def _wait_drained(worker: WorkerHandle, baseline: dict[str, float], sends: SendLog,
+                  dead_baseline: dict[str, float], timeout_s: float,
+                  on_tick: Callable[[dict[str, int]], None]) -> tuple[dict[str, int], bool]:
+    """Until the worker has indexed or dead-lettered every record sent (or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = worker.metrics_text()
+        done = parse_counters(text, "lookout_items_indexed_total")
+        dead = parse_counters(text, "lookout_deadletters_total")
+        processed = {m: int(done.get(m, 0) - baseline.get(m, 0)) for m in sends.per_modality}
+        on_tick(processed)
+        finished = all(
+            processed.get(m, 0) + dead.get(m, 0) - dead_baseline.get(m, 0) >= n
+            for m, n in sends.per_modality.items())
+        if finished or time.monotonic() >= deadline:
+            return processed, finished
+        time.sleep(0.5)
+
+
+def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str, Any]:
+    """Run the demo and return its scorecard (see `streams.demo_score.build_scorecard`)."""
+    began = time.monotonic()
+    started = _Started()
+    with ExitStack() as cleanup, _sigterm_as_interrupt():
+        if not opts.keep:
+            cleanup.callback(_shutdown, settings, started, view)
+        bootstrap = _bring_up_stack(settings, started, view)
+        services = settings.model_copy(update={
+            "kafka_bootstrap": bootstrap, "redis_url": settings.resolved_redis_url()})
+
+        root = scenario_dir(settings, opts)
+        view.phase(f"scenario {root}")
+        truth, built = ensure_scenario(root, opts)
+        view.phase(("built" if built else "cached") + f" scenario: {len(truth['sources'])} "
+                   f"sources, {len(truth['events'])} events, {truth['duration_s']:g} s")
+
+        api_url = default_api_url(settings)
+        status, _ = _http_get(api_url + "/healthz")
+        if status == 200:
+            worker = WorkerHandle(api_url)
+            view.phase(f"using the worker already answering at {api_url}")
+        else:
+            log_path = Path(settings.home).absolute() / "logs" / "demo-worker.log"
+            view.phase(f"starting a worker (log: {log_path})")
+            worker = start_worker(services, log_path)
+            started.worker = worker
+        worker.wait_ready(WORKER_READY_TIMEOUT_S)
+        view.phase(f"worker ready at {api_url}")
+
+        client = ApiClient(api_url, settings.api_token)
+        registered, refused = apply_patterns(client, root / "patterns.yaml")
+        view.phase(f"standing queries: {len(registered)} registered"
+                   + (f", {len(refused)} need another model" if refused else ""))
+
+        alerts = TopicTail(bootstrap, settings.topic("alerts"), keep=True)
+        dead = TopicTail(bootstrap, settings.topic("deadletter"), keep=False)
+        alerts.start()
+        cleanup.callback(alerts.stop)
+        dead.start()
+        cleanup.callback(dead.stop)
+        text = worker.metrics_text()
+        indexed0 = parse_counters(text, "lookout_items_indexed_total")
+        dead0 = parse_counters(text, "lookout_deadletters_total")
+
+        sends = SendLog()
+        base_ms = int(time.time() * 1000)
+        stop = threading.Event()
+        failure: list[BaseException] = []
+        sender = _start_replay(services, root, truth, opts, base_ms, sends, stop, failure)
+        duration = float(truth["duration_s"])
+        view.replay_started(duration, opts.speed)
+        replay_began = time.monotonic()
+
+        def show(processed: dict[str, int]) -> None:
+            for a in alerts.take_new():
+                sent = sends.sent_at(a["source"], int(a["ts"]))
+                view.alert(a, (a["detected_at"] - sent) / 1000 if sent else None,
+                           (a["ts"] - base_ms) / 1000 if sent else None)
+            view.progress(time.monotonic() - replay_began, dict(sends.per_modality), processed)
+
+        try:
+            while sender.is_alive():
+                sender.join(timeout=0.5)
+                done = parse_counters(worker.metrics_text(), "lookout_items_indexed_total")
+                show({m: int(done.get(m, 0) - indexed0.get(m, 0)) for m in done})
+        except KeyboardInterrupt:
+            stop.set()
+            sender.join(timeout=10)
+            raise
+        if failure:
+            raise DemoError(f"replaying the scenario failed: {failure[0]}") from failure[0]
+        view.phase("replay finished; waiting for the worker to catch up")
+        processed, drained = _wait_drained(worker, indexed0, sends, dead0,
+                                           DRAIN_TIMEOUT_S / max(opts.speed, 1.0) + 30, show)
+        time.sleep(ALERT_GRACE_S)
+        show(processed)
+        alerts.stop()
+        dead.stop()
+        notes = []
+        if not drained:
+            notes.append("the worker had not processed every record when the demo stopped "
+                         "waiting: it could not keep up at this speed (see its /metrics)")
+        obs = RunObservations(
+            truth=truth, scenario_dir=root, base_ms=base_ms, speed=opts.speed,
+            registered=registered, unavailable=refused, alerts=list(alerts.records),
+            sends=sends, processed=processed, deadletters=dead.count, api_url=api_url,
+            kept=opts.keep or started.worker is None, wall_s=time.monotonic() - began,
+            drained=drained, notes=notes)
+        return build_scorecard(obs)
+
+
+def _start_replay(settings: Settings, root: Path, truth: dict[str, Any], opts: DemoOptions,
+                  base_ms: int, sends: SendLog, stop: threading.Event,
+                  failure: list[BaseException]) -> threading.Thread:
+    """Send every record from a thread (the main thread keeps the view and Ctrl-C)."""
+    from streams.producers import LookoutProducer, ProducerConfig, ensure_topics
+
+    bootstrap = settings.resolved_kafka_bootstrap()
+    ensure_topics(bootstrap, [settings.input_topic(m) for m in MODALITIES], settings.partitions)
+    producer = LookoutProducer.from_settings(
+        settings, bootstrap, ProducerConfig(client_id="lookout-demo", linger_ms=5)).start()
+
+    def send(item: ReplayItem, ts_ms: int) -> None:
+        producer.send(item.modality, item.source, item.payload, item.content_type, ts_ms)
+
+    def run() -> None:
+        try:
+            replay(scenario_items(root, truth), send, base_ms=base_ms, speed=opts.speed,
+                   until_s=None, log=sends, should_stop=stop.is_set)
+            producer.flush(timeout_s=60)
+        except (ProducerError, LookoutError) as e:
+            failure.append(e)
+        finally:
+            producer.close(raise_errors=False)
+
+    thread = threading.Thread(target=run, name="lookout-demo-replay", daemon=True)
+    thread.start()
+    return thread
+
+
+def _shutdown(settings: Settings, started: _Started, view: DemoView) -> None:
+    """Stop the worker, then the stack services, that this run started."""
+    if started.worker is not None:
+        view.phase("stopping the worker")
+        started.worker.stop()
+    if started.stack_services:
+        view.phase(f"stopping {', '.join(started.stack_services)}")
+        _stop_stack(settings, started.stack_services)

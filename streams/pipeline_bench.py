@@ -1,0 +1,224 @@
+"""Pipeline throughput: items/s per modality from Kafka to Redis, against the bare encoder.
+
+One run on the same payloads (`encoders.benchmark.sample_payloads`) measures, per modality:
+  - `pipeline` with the configured encoders: produce N records, time until N items are in
+    Redis, through a real `lookout worker` subprocess;
+  - `pipeline` with the `trivial` encoders: the pipeline's own ceiling (Kafka, batching,
+    decode, thumbnails, Redis, commits) with next to no model cost;
+  - `bare` encoder: decode + encode of the same payloads in the worker's batch size, in
+    process, no Kafka or Redis;
+and the ratios pipeline/bare (how much of the encoder's speed the pipeline keeps).
+Backs `lookout bench pipeline`; needs Kafka and Redis reachable through `settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from streams.errors import LookoutError
+from streams.settings import MODALITIES, Modality, Settings
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelineBenchRow:
+    """One measurement: `kind` is pipeline or bare, `encoders` default or trivial."""
+
+    modality: str
+    kind: str
+    encoders: str
+    spec: str
+    items: int
+    seconds: float
+    items_per_s: float
+
+
+def _worker_env(settings: Settings, prefix: str, port: int, specs: dict[Modality, str]) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+    env.update(
+        LOOKOUT_KAFKA_BOOTSTRAP=settings.resolved_kafka_bootstrap(),
+        LOOKOUT_REDIS_URL=settings.resolved_redis_url(),
+        LOOKOUT_TOPIC_PREFIX=prefix,
+        LOOKOUT_WORKER_ID=f"{prefix}-worker",
+        LOOKOUT_WEB_PORT=str(port),
+        LOOKOUT_DEVICE=settings.device,
+        LOOKOUT_PARTITIONS=str(settings.partitions),
+        HF_HUB_OFFLINE="1",
+    )
+    for m in MODALITIES:
+        env[f"LOOKOUT_ENCODER_{m.value.upper()}"] = specs[m]
+        env[f"LOOKOUT_BATCH_SIZE_{m.value.upper()}"] = str(settings.batch_size(m))
+    return env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LookoutError(f"bench worker exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise LookoutError(f"bench worker not ready after {timeout_s}s; see {log}")
+
+
+def _count(client, prefix: str, modality: Modality) -> int:
+    return sum(1 for _ in client.scan_iter(match=f"{prefix}:item:{modality.value}:*", count=1000))
+
+
+def _drop(client, prefix: str) -> None:
+    for name in client.execute_command("FT._LIST"):
+        name = name.decode() if isinstance(name, bytes) else name
+        if name.startswith(f"{prefix}:idx:"):
+            client.execute_command("FT.DROPINDEX", name, "DD")
+
+
+def _pipeline_rows(
+    settings: Settings, label: str, specs: dict[Modality, str],
+    payloads: dict[Modality, list[bytes]], progress: Progress, timeout_s: float,
+) -> list[PipelineBenchRow]:
+    import redis
+    from kafka import KafkaProducer
+
+    from encoders.benchmark import CONTENT_TYPES
+    from streams.wire import encode_headers
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    log = Path(tempfile.gettempdir()) / f"lookout-{prefix}.log"
+    lookout = Path(sys.executable).with_name("lookout")
+    progress(f"starting a worker with {label} encoders (log: {log})")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(lookout), "worker"], stdout=out, stderr=subprocess.STDOUT,
+                                env=_worker_env(settings, prefix, port, specs))
+    client = redis.Redis.from_url(settings.resolved_redis_url())
+    producer = KafkaProducer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
+                             acks="all", linger_ms=5, max_request_size=4_000_000)
+    rows = []
+    try:
+        _wait_ready(proc, port, log, timeout_s)
+        for m in MODALITIES:
+            n = len(payloads[m])
+            progress(f"pipeline ({label}): {n} {m.value} records")
+            topic = f"{prefix}.{settings.input_topic(m).split('.', 1)[1]}"
+            start = time.perf_counter()
+            for i, payload in enumerate(payloads[m]):
+                ts = int(time.time() * 1000)
+                producer.send(topic, key=f"bench-{i % 8}".encode(), value=payload,
+                              headers=encode_headers(CONTENT_TYPES[m.value], ts))
+            producer.flush()
+            deadline = time.monotonic() + timeout_s
+            while _count(client, prefix, m) < n:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise LookoutError(f"{m.value}: not all {n} items indexed; see {log}")
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - start
+            rows.append(PipelineBenchRow(m.value, "pipeline", label, specs[m], n,
+                                         round(elapsed, 3), round(n / elapsed, 2)))
+    finally:
+        producer.close(timeout=10)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        _drop(client, prefix)
+        client.close()
+    return rows
+
+
+def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],
+               payloads: dict[Modality, list[bytes]], progress: Progress) -> list[PipelineBenchRow]:
+    import torch
+
+    from encoders.benchmark import CONTENT_TYPES
+    from encoders.registry import build_encoder
+
+    rows = []
+    for m in MODALITIES:
+        progress(f"bare encoder ({label}): {specs[m]} on {len(payloads[m])} {m.value} payloads")
+        enc = build_encoder(specs[m], m.value, device=settings.device,
+                            compile=settings.torch_compile)
+        ctype = CONTENT_TYPES[m.value]
+        bs = settings.batch_size(m)
+        data = payloads[m]
+        enc.encode_payloads(data[:bs], [ctype] * len(data[:bs]))  # warm-up
+        start = time.perf_counter()
+        for i in range(0, len(data), bs):
+            chunk = data[i:i + bs]
+            enc.encode_payloads(chunk, [ctype] * len(chunk))
+        if enc.device.type == "cuda":
+            torch.cuda.synchronize(enc.device)
+        elapsed = time.perf_counter() - start
+        rows.append(PipelineBenchRow(m.value, "bare", label, specs[m], len(data),
+                                     round(elapsed, 3), round(len(data) / elapsed, 2)))
+        del enc
+    return rows
+
+
+def run_pipeline_bench(
+    settings: Settings,
+    *,
+    n: int = 200,
+    progress: Progress | None = None,
+    worker_timeout_s: float = 600.0,
+) -> dict:
+    """Measure and return a JSON-ready report with `results` and `ratios`."""
+    from encoders.benchmark import machine_info, sample_payloads
+
+    progress = progress or (lambda _msg: None)
+    payloads = {
+        m: [p.encode() if isinstance(p, str) else p for p in sample_payloads(m.value, n)]
+        for m in MODALITIES
+    }
+    default_specs = {m: settings.encoder_spec(m) for m in MODALITIES}
+    trivial_specs = dict.fromkeys(MODALITIES, "trivial")
+    rows: list[PipelineBenchRow] = []
+    rows += _pipeline_rows(settings, "default", default_specs, payloads, progress,
+                           worker_timeout_s)
+    rows += _pipeline_rows(settings, "trivial", trivial_specs, payloads, progress,
+                           worker_timeout_s)
+    rows += _bare_rows(settings, "default", default_specs, payloads, progress)
+    rows += _bare_rows(settings, "trivial", trivial_specs, payloads, progress)
+    rate = {(r.modality, r.kind, r.encoders): r.items_per_s for r in rows}
+    ratios = {}
+    for m in MODALITIES:
+        k = m.value
+        ratios[k] = {
+            "pipeline_default_over_bare_default": round(
+                rate[(k, "pipeline", "default")] / rate[(k, "bare", "default")], 3),
+            "pipeline_trivial_over_pipeline_default": round(
+                rate[(k, "pipeline", "trivial")] / rate[(k, "pipeline", "default")], 3),
+            "pipeline_trivial_over_bare_trivial": round(
+                rate[(k, "pipeline", "trivial")] / rate[(k, "bare", "trivial")], 3),
+        }
+    return {
+        "machine": machine_info(settings.device),
+        "items_per_modality": n,
+        "results": [asdict(r) for r in rows],
+        "ratios": ratios,
+    }

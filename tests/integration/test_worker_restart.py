@@ -1,0 +1,89 @@
+"""Worker crashes and restarts: every record ends up indexed exactly once (keys == records)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from streams.settings import Modality
+from tests.integration.pipeline_records import good_records, item_keys, produce, wait_for_items
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+N = 1500
+SMALL_BATCHES = {"LOOKOUT_BATCH_SIZE_LOGS": "4", "LOOKOUT_MAX_WAIT_LOGS_S": "0.05"}
+
+
+def _produce_slowly(settings, records, chunks: int = 10, pause_s: float = 0.3) -> threading.Thread:
+    """A live stream: records arrive in chunks while the test kills and restarts workers."""
+
+    def run() -> None:
+        size = len(records) // chunks
+        for i in range(chunks):
+            produce(settings, records[i * size:(i + 1) * size] if i < chunks - 1
+                    else records[i * size:])
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_some(settings, low: int, timeout_s: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        count = len(item_keys(settings, Modality.LOGS))
+        if count >= low:
+            return count
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {low} items indexed after {timeout_s}s")
+
+
+def _metric(worker, name: str) -> float:
+    status, text = worker.get("/metrics")
+    assert status == 200
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{"))
+
+
+def test_sigkill_mid_stream_then_restart_indexes_every_record_once(settings, worker_process):
+    records = good_records(Modality.LOGS, N)
+    first = worker_process(**SMALL_BATCHES)
+    producer = _produce_slowly(settings, records)
+    _wait_some(settings, 100)
+    first.kill()  # SIGKILL: no commit, no cleanup
+    at_kill = len(item_keys(settings, Modality.LOGS))
+    producer.join(timeout=60)
+    assert at_kill < N, "the stream ended before the kill; nothing was tested"
+
+    second = worker_process(**SMALL_BATCHES)
+    counts = wait_for_items(settings, {Modality.LOGS: N})
+    time.sleep(1.0)
+    keys = item_keys(settings, Modality.LOGS)
+    assert len(keys) == N == counts[Modality.LOGS], second.log_tail()
+    # At-least-once: the restarted worker consumed everything after the last commit,
+    # so together the two workers saw every record.
+    assert at_kill + _metric(second, "lookout_records_consumed_total") >= N
+    assert second.stop() == 0
+
+
+def test_sigterm_finishes_the_batch_and_commits_so_a_restart_resumes(settings, worker_process):
+    records = good_records(Modality.LOGS, N)
+    first = worker_process(**SMALL_BATCHES)
+    producer = _produce_slowly(settings, records)
+    _wait_some(settings, 100)
+    assert first.stop() == 0  # graceful: drain the batch in hand, commit, leave the group
+    indexed_by_first = len(item_keys(settings, Modality.LOGS))
+    producer.join(timeout=60)
+    assert indexed_by_first < N, "the stream ended before the stop; nothing was tested"
+
+    second = worker_process(**SMALL_BATCHES)
+    counts = wait_for_items(settings, {Modality.LOGS: N})
+    time.sleep(1.0)
+    assert len(item_keys(settings, Modality.LOGS)) == N == counts[Modality.LOGS]
+    # Offsets were committed up to what the first worker indexed: the second one resumes
+    # there instead of starting over.
+    assert _metric(second, "lookout_records_consumed_total") == N - indexed_by_first
+    assert second.stop() == 0
