@@ -91,15 +91,29 @@ class Settings(BaseSettings):
     encoder_audio: str = Field("aisfx", description="Encoder spec for audio chunks.")
     encoder_logs: str = Field("minilm", description="Encoder spec for log lines.")
 
-    batch_size_video: int = Field(32, ge=1, le=4096)
-    batch_size_audio: int = Field(32, ge=1, le=4096)
-    batch_size_logs: int = Field(256, ge=1, le=65536)
-    max_wait_video_s: float = Field(0.25, gt=0, le=60)
-    max_wait_audio_s: float = Field(0.25, gt=0, le=60)
-    max_wait_logs_s: float = Field(0.25, gt=0, le=60)
+    batch_size_video: int = Field(
+        32, ge=1, le=4096, description="Most frames embedded in one micro-batch."
+    )
+    batch_size_audio: int = Field(
+        32, ge=1, le=4096, description="Most audio chunks embedded in one micro-batch."
+    )
+    batch_size_logs: int = Field(
+        256, ge=1, le=65536, description="Most log lines embedded in one micro-batch."
+    )
+    max_wait_video_s: float = Field(
+        0.25, gt=0, le=60, description="Longest wait (s) to fill a video micro-batch."
+    )
+    max_wait_audio_s: float = Field(
+        0.25, gt=0, le=60, description="Longest wait (s) to fill a audio micro-batch."
+    )
+    max_wait_logs_s: float = Field(
+        0.25, gt=0, le=60, description="Longest wait (s) to fill a logs micro-batch."
+    )
 
     retention_s: int = Field(7 * 24 * 3600, ge=60, description="TTL of indexed items in Redis.")
-    vector_dtype: str = Field("float32", pattern="^(float32|float16)$")
+    vector_dtype: str = Field(
+        "float32", pattern="^(float32|float16)$", description="Vector storage type in Redis."
+    )
     thumb_max_width: int = Field(160, ge=16, le=1024, description="Evidence thumbnail width.")
     source_label_limit: int = Field(
         0, ge=0, description="Use source ids as metric labels for the first N sources (0 = never)."
