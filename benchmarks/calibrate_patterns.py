@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fnmatch
 import json
 import sys
 import time
@@ -140,8 +141,8 @@ def distributions(query: StandingQuery, patterns: QueryPatterns, emb: Embedded,
     best, negative = matrix.scores(emb.vectors)
     best = best[:, 0].numpy()
     neg = negative[:, 0].numpy() if negative is not None else np.full(len(best), -np.inf)
-    watched = matrix.sources.mask(emb.sources)[:, 0].numpy() if not \
-        matrix.sources.matches_everything else np.ones(len(best), bool)
+    watched = np.array([any(fnmatch.fnmatchcase(s, g) for g in query.sources)
+                        for s in emb.sources])
     inside = np.zeros(len(best), bool)
     for ev in events:
         if ev.pattern_id == query.id:

@@ -86,8 +86,15 @@ def decode_jpegs_on_device(payloads: Sequence[bytes], device: torch.device) -> l
         raise EncoderInputError(f"corrupt JPEG in batch (nvJPEG: {e})") from e
 
 
-def make_thumbnail(rgb: np.ndarray, max_width: int = 160, quality: int = 80) -> bytes:
-    """Small JPEG of an RGB frame for alert evidence; never wider than `max_width`."""
+def make_thumbnail(
+    rgb: np.ndarray | torch.Tensor, max_width: int = 160, quality: int = 80
+) -> bytes:
+    """Small JPEG of an RGB frame for alert evidence; never wider than `max_width`.
+
+    Takes what `decode`/`decode_many` return: HWC uint8 arrays, or CHW tensors (GPU decode).
+    """
+    if isinstance(rgb, torch.Tensor):
+        rgb = rgb.detach().permute(1, 2, 0).to("cpu", torch.uint8).numpy()
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise EncoderInputError(f"thumbnail needs an HxWx3 RGB array, got shape {rgb.shape}")
     h, w = rgb.shape[:2]

@@ -22,7 +22,7 @@ import torch
 
 from encoders.base import Encoder
 from encoders.errors import EncoderInputError
-from streams.errors import WireFormatError
+from streams.errors import IndexStoreError, WireFormatError
 from streams.index_store import ItemDoc
 from streams.redis_retry import Backoff, retry_until_done
 from streams.settings import Modality
@@ -191,6 +191,13 @@ def encode_decoded(
     return torch.stack([r for _, r in rows]), [i for i, _ in rows], failed
 
 
+def _rgb_array(frame: Any) -> np.ndarray:
+    """HxWx3 uint8 on the host, whether the decoder gave numpy or a CHW tensor (GPU decode)."""
+    if isinstance(frame, torch.Tensor):
+        return frame.detach().permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    return np.asarray(frame)
+
+
 def _item_text(modality: Modality, decoded: Any) -> str | None:
     if modality is Modality.LOGS and isinstance(decoded, str):
         return decoded[:MAX_TEXT_CHARS]
@@ -217,7 +224,7 @@ def make_items(
         thumb = None
         evidence: dict[str, Any] = {"source": rec.source, "ts": rec.ts_ms, "model": model}
         if modality is Modality.VIDEO:
-            thumb = make_thumbnail(np.asarray(value), thumb_max_width)
+            thumb = make_thumbnail(_rgb_array(value), thumb_max_width)
             evidence["thumb_url"] = f"/items/{rec.item_key}/thumb"
         elif modality is Modality.LOGS:
             evidence["text"] = text
@@ -326,6 +333,7 @@ async def handle_batch(
         op="upsert",
         what=f"indexing {len(batch.docs)} {label} items in {store.name}",
         metrics=m,
+        transient=(IndexStoreError,),  # outage or refusal (e.g. OOM): wait, never drop
     )
     m.stage_seconds.labels(modality=label, stage="index").observe(time.perf_counter() - t0)
     m.items_indexed.labels(modality=label).inc(len(batch.items))

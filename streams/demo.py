@@ -122,6 +122,8 @@ def settings_env(settings: Settings, base_env: dict[str, str]) -> dict[str, str]
     for name, value in settings.model_dump().items():
         if value is None:
             continue
+        if name == "home":
+            value = Path(value).absolute()
         env[f"LOOKOUT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) \
             else str(value)
     env["LOOKOUT_KAFKA_BOOTSTRAP"] = settings.resolved_kafka_bootstrap()
@@ -284,8 +286,9 @@ class TopicTail:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._consumer is not None:
-            self._consumer.close()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.close()
 
 
 # --- the run ------------------------------------------------------------------------------

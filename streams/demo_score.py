@@ -79,7 +79,8 @@ def build_scorecard(obs: RunObservations) -> dict[str, Any]:
     return {
         "scenario": {"dir": str(obs.scenario_dir), "seed": obs.truth.get("seed"),
                      "size": obs.truth.get("size"), "duration_s": obs.truth.get("duration_s"),
-                     "speed": obs.speed, "events": len(obs.truth["events"])},
+                     "speed": obs.speed, "events": len(obs.truth["events"]),
+                     "ts_base_ms": obs.base_ms},
         "items": {m: {"sent": obs.sends.per_modality.get(m, 0),
                       "processed": obs.processed.get(m, 0)} for m in modalities},
         "drained": obs.drained,

@@ -67,8 +67,8 @@ async def compute_pattern_vectors(
                 rows.append(await run_encoder(encoder.encode_text, texts))
             except NoTextSpace as e:
                 raise QueryValidationError(
-                    f"query {query.id!r}: {role} text patterns need a {query.modality} encoder "
-                    f"with a text space; {e}"
+                    f"query {query.id!r}: {role} text patterns need a {query.modality} "
+                    f"encoder with a text space, or use example files instead; {e}"
                 ) from e
         for ex in examples:
             if ex.payload_b64 is not None:
@@ -118,10 +118,21 @@ async def compute_pattern_vectors(
     )
 
 
+def decoded_vectors(rq: RegisteredQuery) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positives [P, d], negatives [N, d]) of a registered query."""
+    return (vectors_from_b64(rq.positive_vectors_b64, rq.dim),
+            vectors_from_b64(rq.negative_vectors_b64, rq.dim))
+
+
 def build_matrix(
-    queries: Iterable[RegisteredQuery], encoder: Encoder
+    queries: Iterable[RegisteredQuery],
+    encoder: Encoder,
+    vectors: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> tuple[PatternMatrix, list[str]]:
-    """Matrix of the enabled queries bound to this encoder; ids skipped for another model."""
+    """Matrix of the enabled queries bound to this encoder; ids skipped for another model.
+
+    `vectors` caches decoded pattern vectors by query id (decoded here when missing).
+    """
     patterns, skipped = [], []
     for rq in queries:
         if not rq.query.enabled:
@@ -130,15 +141,9 @@ def build_matrix(
             skipped.append(rq.id)
             continue
         q = rq.query
+        pos, neg = vectors[rq.id] if vectors and rq.id in vectors else decoded_vectors(rq)
         patterns.append(
-            QueryPatterns(
-                q.id,
-                vectors_from_b64(rq.positive_vectors_b64, rq.dim),
-                vectors_from_b64(rq.negative_vectors_b64, rq.dim),
-                q.threshold,
-                q.negative_margin,
-                tuple(q.sources),
-            )
+            QueryPatterns(q.id, pos, neg, q.threshold, q.negative_margin, tuple(q.sources))
         )
     return PatternMatrix(patterns, encoder.dim, encoder.device), skipped
 
@@ -165,6 +170,7 @@ class QueryRegistry:
         self._metrics = metrics
         self._poll_ms = poll_ms
         self._queries: dict[str, RegisteredQuery] = {}
+        self._vectors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._matrices: dict[Modality, PatternMatrix] = {}
         self._rules: dict[str, PolicyRule] = {}
         self._positions: dict[int, int] = {}
@@ -209,7 +215,7 @@ class QueryRegistry:
             if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
                 break
             await self._poll_once(rebuild=False)
-        self._rebuild(set(self._encoders))
+        await self._rebuild(set(self._encoders))
         log.info("query registry loaded %d queries from %s", len(self._queries), self.topic)
         self._task = asyncio.get_running_loop().create_task(self._follow())
 
@@ -249,7 +255,7 @@ class QueryRegistry:
                 changed |= self._apply(rec.key, rec.value, tp, rec.offset)
                 self._positions[tp.partition] = rec.offset + 1
         if changed and rebuild:
-            self._rebuild(changed)
+            await self._rebuild(changed)
         if batches:
             async with self._applied:
                 self._applied.notify_all()
@@ -263,6 +269,7 @@ class QueryRegistry:
         touched = {old.query.modality} if old else set()
         if value is None:
             self._queries.pop(query_id, None)
+            self._vectors.pop(query_id, None)
             return touched
         try:
             rq = RegisteredQuery.model_validate_json(value)
@@ -271,16 +278,20 @@ class QueryRegistry:
                       tp.topic, tp.partition, offset, query_id, e)
             return touched
         self._queries[query_id] = rq
+        if old is None or old.positive_vectors_b64 != rq.positive_vectors_b64 \
+                or old.negative_vectors_b64 != rq.negative_vectors_b64:
+            self._vectors[query_id] = decoded_vectors(rq)
         return touched | {rq.query.modality}
 
-    def _rebuild(self, modalities: set[Modality]) -> None:
+    async def _rebuild(self, modalities: set[Modality]) -> None:
+        """New matrices, built off the event loop (10k queries take a moment), then swapped."""
         for modality in modalities:
             encoder = self._encoders.get(modality)
             if encoder is None:
                 continue
-            matrix, skipped = build_matrix(
-                (q for q in self._queries.values() if q.query.modality == modality), encoder
-            )
+            queries = [q for q in self._queries.values() if q.query.modality == modality]
+            matrix, skipped = await asyncio.to_thread(
+                build_matrix, queries, encoder, dict(self._vectors))
             if skipped:
                 log.warning("queries %s were registered with another %s model than %s; "
                             "re-register them to match here", skipped, modality, encoder.model_id)

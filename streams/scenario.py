@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -202,8 +202,7 @@ def build_scenario(outdir: str | Path, *, seed: int = 7, duration_s: float | Non
         writer = {"video": _write_video, "audio": _write_audio, "logs": _write_logs}
         writer[source.modality](root, source, planned, duration, _rng(seed, "media", source.id))
     events.sort(key=lambda e: (e.start_s, e.source))
-    events = [TruthEvent(f"ev-{i + 1:03d}", *list(asdict(e).values())[1:])
-              for i, e in enumerate(events)]
+    events = [replace(e, id=f"ev-{i + 1:03d}") for i, e in enumerate(events)]
     patterns = _write_examples_and_patterns(root, list(spec.sources), seed)
     scenario = Scenario(root, seed, size, duration, list(spec.sources), events, patterns)
     (root / "truth.json").write_text(json.dumps(scenario.truth(), indent=2) + "\n")
@@ -300,7 +299,8 @@ def _write_examples_and_patterns(root: Path, sources: list[SourceSpec], seed: in
             f"video-{label}", f"{synth.OBJECTS[label].text} in view", "video",
             [{"file": f"examples/{label}.png"}],
             [{"file": f"examples/background-{c.id}.png"} for c in cams],
-            threshold=0.6, sources=["cam-*"], min_hits=2, window_s=4.0, label=label))
+            threshold=synth.VIDEO_THRESHOLDS[label], sources=["cam-*"], min_hits=2, window_s=4.0,
+            label=label))
     rate = synth.AUDIO_RATE
     for mic in mics:
         rng = _rng(seed, "example", mic.id)
@@ -315,7 +315,8 @@ def _write_examples_and_patterns(root: Path, sources: list[SourceSpec], seed: in
             [{"file": f"examples/{label}.wav"}],
             [{"file": f"examples/ambience-{m.id}.wav"} for m in mics]
             + [{"file": f"examples/{other}.wav"} for other in _labels(mics) if other != label],
-            threshold=0.7, sources=["mic-*"], min_hits=2, window_s=4.0, label=label))
+            threshold=synth.AUDIO_THRESHOLDS[label], sources=["mic-*"], min_hits=2, window_s=4.0,
+            label=label))
     for label in _labels(logs):
         patterns.append(_pattern(
             f"logs-{label}", synth.INCIDENT_TEXT[label][0], "logs",

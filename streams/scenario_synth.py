@@ -33,7 +33,9 @@ def _skimage(name: str) -> Callable[[], np.ndarray]:
         image = getattr(data, name)()
         if isinstance(image, tuple):  # stereo_motorcycle -> (left, right, disparity)
             image = image[0]
-        return np.ascontiguousarray(image[..., :3])
+        if image.ndim == 3:  # drop alpha; gray textures stay 2-D
+            image = image[..., :3]
+        return np.ascontiguousarray(image)
 
     return load
 
@@ -45,7 +47,8 @@ OBJECTS: dict[str, VisualObject] = {
         VisualObject("cat", "a cat", _skimage("chelsea"), (0.08, 0.0, 0.85, 1.0)),
         VisualObject("rocket", "a rocket on a launch pad", _skimage("rocket"),
                      (0.2, 0.0, 0.85, 1.0)),
-        VisualObject("astronaut", "an astronaut", _skimage("astronaut"), (0.0, 0.0, 0.8, 0.85)),
+        VisualObject("astronaut", "an astronaut", _skimage("astronaut"),
+                     (0.1, 0.05, 0.9, 0.95)),
         VisualObject("motorcycle", "a motorcycle", _skimage("stereo_motorcycle"),
                      (0.05, 0.1, 0.95, 0.95)),
     )
@@ -97,7 +100,7 @@ class CameraRenderer:
         if key not in self._cache:
             image = OBJECTS[label].load()
             ih, iw = image.shape[:2]
-            s = min(self.height * scale_pct / 100 / ih, self.width * 0.95 * scale_pct / 85 / iw)
+            s = min(self.height * scale_pct / 100 / ih, self.width * scale_pct / 92 / iw)
             self._cache[key] = resize(image, max(8, round(iw * s)), max(8, round(ih * s))
                                       ).astype(np.float32)
         return self._cache[key]
@@ -112,7 +115,7 @@ class CameraRenderer:
         out = self.tex[y: y + self.height, x: x + self.width].copy()
         if label is not None:
             dt = t - event_start_s
-            obj = self._object(label, 82 + int(4 * np.sin(dt / 2.0)))
+            obj = self._object(label, 88 + int(4 * np.sin(dt / 2.0)))
             oh, ow = obj.shape[:2]
             cx = (self.width - ow) // 2 + int(10 * np.sin(dt / 1.7))
             cy = (self.height - oh) // 2 + int(5 * np.cos(dt / 2.3))
@@ -294,6 +297,10 @@ NEAR_MISS_TEXT: dict[str, list[str]] = {
                         "password changed successfully"],
 }
 
+# Cosine thresholds, checked against the offline encoders on the default scenario.
+VIDEO_THRESHOLDS: dict[str, float] = {
+    "coffee": 0.6, "cat": 0.6, "rocket": 0.55, "astronaut": 0.45, "motorcycle": 0.6}
+AUDIO_THRESHOLDS: dict[str, float] = {"siren": 0.7, "beeping": 0.7, "crash": 0.7}
 LOG_THRESHOLDS: dict[str, float] = {
     "disk-full": 0.5, "oom-kill": 0.5, "db-refused": 0.5, "auth-bruteforce": 0.5}
 

@@ -90,7 +90,10 @@ class WebhookSender:
             timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
             self._session = aiohttp.ClientSession(timeout=timeout)
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Give running deliveries `grace_s` to finish, then cancel the rest."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace_s)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -261,7 +262,8 @@ def register(root: click.Group) -> None:
                   show_default=True, help="Frames per second of source time to send.")
     @click.option("--max-width", type=click.IntRange(min=0), default=640, show_default=True,
                   help="Downscale wider frames to this width (0 = keep).")
-    @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=85, show_default=True)
+    @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=85, show_default=True,
+                  help="JPEG quality of the frames sent.")
     @click.option("--loop", is_flag=True, help="Restart a file at its end (runs until stopped).")
     @click.option("--max-frames", type=click.IntRange(min=1), default=None,
                   help="Stop after this many frames.")
@@ -271,6 +273,9 @@ def register(root: click.Group) -> None:
         """Send frames of SOURCE (a file, an RTSP/HTTP URL or a camera index)."""
         from streams.media_readers import probe_video
 
+        # FFmpeg's own chatter ("moov atom not found") would bury our one-line error; set
+        # OPENCV_FFMPEG_LOGLEVEL yourself to see it.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         settings = load_settings()
         _check_source_id(source_id)
         probe_video(source)

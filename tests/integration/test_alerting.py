@@ -7,18 +7,31 @@ computed here with the same encoder, so the premises are checked, not assumed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import time
+import urllib.request
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
 import torch
+from redis.asyncio import Redis
 
 from encoders.registry import build_encoder
-from streams.settings import Settings
-from streams.webhooks import ALERT_ID_HEADER, SIGNATURE_HEADER, verify_signature
+from streams.alerts import Alert, AlertClaimBusy, AlertStore
+from streams.metrics import Metrics
+from streams.settings import Modality, Settings
+from streams.standing_queries import Webhook
+from streams.webhooks import (
+    ALERT_ID_HEADER,
+    SIGNATURE_HEADER,
+    DeliveryPolicy,
+    WebhookSender,
+    verify_signature,
+)
 from tests.helpers import wait_for
 from tests.integration.alerting_helpers import (
     SseClient,
@@ -29,6 +42,7 @@ from tests.integration.alerting_helpers import (
     metric_value,
     produce_logs,
 )
+from tests.integration.pipeline_records import good_record, item_keys, produce
 from tests.integration.worker_fixtures import LOOKOUT_BIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -350,3 +364,121 @@ queries:
     assert bad.returncode != 0 and "threshold" in bad.stderr
     missing = _lookout("query", "show", "nope", api=api)
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
+
+
+def _sample_alert(item: str = "lookout:item:logs:t:0:1") -> Alert:
+    return Alert.build(query_id="q", item_key=item, query_name="q", modality="logs",
+                       source="s", ts=int(time.time() * 1000), score=0.9, threshold=0.5,
+                       severity="warning")
+
+
+def test_webhook_retries_with_backoff_then_never_again(settings: Settings):
+    """Real Redis, real HTTP: two 503s, then delivered; a second delivery is skipped."""
+    hook = WebhookReceiver(fail_first=2).start()
+    metrics = Metrics()
+
+    async def run() -> tuple[bool, bool]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        sender = WebhookSender(redis, settings.topic_prefix, metrics,
+                               DeliveryPolicy(max_attempts=4, base_delay_s=0.05))
+        try:
+            alert = _sample_alert()
+            hookspec = Webhook(url=hook.url, secret=SECRET)
+            first = await sender.deliver(alert, hookspec)
+            again = await sender.deliver(alert, hookspec)
+            return first, again
+        finally:
+            await sender.close()
+            await redis.aclose()
+
+    try:
+        assert asyncio.run(run()) == (True, True)
+        assert len(hook.received) == 1
+        headers, body = hook.received[0]
+        assert verify_signature(body, SECRET, headers[SIGNATURE_HEADER])
+        outcomes = {s.labels["outcome"]: s.value
+                    for s in metrics.webhook_deliveries.collect()[0].samples
+                    if s.name.endswith("_total")}
+        assert outcomes == {"retried": 2, "delivered": 1, "duplicate_skipped": 1}
+    finally:
+        hook.stop()
+
+
+def test_concurrent_publishers_put_one_record_per_alert_id(settings: Settings):
+    """Two workers racing on the same alert (rebalance overlap): one send, one skip."""
+    sent: list[bytes] = []
+
+    async def send(topic: str, key: bytes, value: bytes) -> None:
+        await asyncio.sleep(0.2)  # the broker round trip, while the other one tries
+        sent.append(value)
+
+    async def run() -> list[bool]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        stores = [AlertStore(redis, settings.topic_prefix, 3600) for _ in range(2)]
+        alert = _sample_alert()
+
+        async def attempt(store: AlertStore) -> bool:
+            while True:
+                try:
+                    return await store.publish_once(alert, "alerts", send)
+                except AlertClaimBusy:
+                    await asyncio.sleep(0.05)  # what the pipeline's observer retry does
+
+        try:
+            results = await asyncio.gather(*(attempt(s) for s in stores))
+            results.append(await stores[0].publish_once(alert, "alerts", send))
+            history = await stores[1].history(query_id="q")
+            assert [a.alert_id for a in history] == [alert.alert_id]
+            return results
+        finally:
+            await redis.aclose()
+
+    assert sorted(asyncio.run(run())) == [False, False, True]
+    assert len(sent) == 1
+
+
+def test_video_search_by_example_preview_and_thumbnail(settings: Settings, worker_process):
+    """Multipart search by an example frame finds it, with a thumbnail URL that serves a JPEG;
+    a video query registered from an indexed item's key previews that item."""
+    worker = worker_process()
+    frames = [good_record(Modality.VIDEO, i) for i in range(6)]
+    produce(settings, frames)
+    assert wait_for(lambda: len(item_keys(settings, Modality.VIDEO)) == 6, 60), worker.log_tail()
+    target = frames[3]
+    form = aiohttp_form(example=target.value, modality="video", k="2")
+    req = urllib.request.Request(worker.base_url + "/search", data=form.body, method="POST",
+                                 headers={"Content-Type": form.content_type})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        found = json.loads(resp.read())
+    best = found["results"][0]
+    assert best["source"] == target.source and best["ts"] == target.ts_ms
+    assert best["score"] == pytest.approx(1.0, abs=1e-3)
+    with urllib.request.urlopen(worker.base_url + best["evidence"]["thumb_url"]) as resp:
+        assert resp.headers["Content-Type"] == "image/jpeg" and resp.read()[:2] == b"\xff\xd8"
+
+    status, body = call(worker.base_url, "POST", "/queries", {
+        "id": "that-frame", "name": "that frame", "modality": "video",
+        "positives": [{"item_key": best["key"]}], "threshold": 0.99, "cooldown_s": 0})
+    assert status == 201, body
+    status, prev = call(worker.base_url, "POST", "/queries/that-frame/preview", {})
+    assert status == 200 and [m["key"] for m in prev["matches"]] == [best["key"]], prev
+
+
+@dataclass
+class _Form:
+    body: bytes
+    content_type: str
+
+
+def aiohttp_form(example: bytes, **fields: str) -> _Form:
+    """A multipart/form-data body with an `example` file part and plain fields."""
+    boundary = "lookout-test-boundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="example"; filename="x.jpg"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\n".encode() + example + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return _Form(b"".join(parts), f"multipart/form-data; boundary={boundary}")

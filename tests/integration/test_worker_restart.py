@@ -87,3 +87,48 @@ def test_sigterm_finishes_the_batch_and_commits_so_a_restart_resumes(settings, w
     # there instead of starting over.
     assert _metric(second, "lookout_records_consumed_total") == N - indexed_by_first
     assert second.stop() == 0
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis of this test alone, so the test can take it down and bring it back."""
+    from streams.embedded import RedisServer
+    from tests.helpers import free_port, wait_for
+
+    server = RedisServer(tmp_path / "redis-home", free_port())
+    proc = server.process(tmp_path / "pids", tmp_path / "logs")
+
+    def start() -> None:
+        server.start(proc)
+        assert wait_for(server.is_ready, timeout_s=30), proc.log_tail()
+
+    start()
+    server.restart = start  # type: ignore[attr-defined]
+    server.managed = proc  # type: ignore[attr-defined]
+    yield server
+    proc.stop(timeout_s=10)
+
+
+def test_redis_outage_pauses_the_worker_and_loses_nothing(settings, worker_process,
+                                                          private_redis):
+    settings = settings.model_copy(update={"redis_url": private_redis.url})
+    n = 400
+    records = good_records(Modality.LOGS, n)
+    worker = worker_process(LOOKOUT_REDIS_URL=private_redis.url, **SMALL_BATCHES)
+    produce(settings, records[: n // 2])
+    assert wait_for_items(settings, {Modality.LOGS: n // 2})[Modality.LOGS] == n // 2
+
+    private_redis.managed.stop(timeout_s=10)  # outage (AOF keeps what was written)
+    produce(settings, records[n // 2:])
+    deadline = time.monotonic() + 30
+    while "pausing and retrying" not in worker.log_tail(200) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "pausing and retrying" in worker.log_tail(200)
+    assert worker.get("/healthz")[0] == 200  # alive while it waits
+    private_redis.restart()
+
+    counts = wait_for_items(settings, {Modality.LOGS: n})
+    time.sleep(1.0)
+    assert len(item_keys(settings, Modality.LOGS)) == n == counts[Modality.LOGS]
+    assert _metric(worker, "lookout_redis_retries_total") >= 1
+    assert worker.stop() == 0

@@ -9,7 +9,9 @@ import pytest
 import torch
 from encoder_samples import PHOTO_NAMES, photo
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One intra-op thread: on a small shared box, OpenMP workers spinning against other
+# processes made 2 threads 5-15x slower than 1 (measured on the 2-core dev machine).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,8 @@ def test_thumbnail_is_a_small_jpeg(rgb: np.ndarray) -> None:
     assert small.shape == (120, 160, 3)
     assert make_thumbnail(rgb, max_width=160)[:2] == b"\xff\xd8"  # never upscales
     assert decode_image(make_thumbnail(rgb, 160)).shape == rgb.shape
+    chw = torch.from_numpy(big).permute(2, 0, 1)  # what GPU decoding hands over
+    assert decode_image(make_thumbnail(chw, 160)).shape == (120, 160, 3)
 
 
 @pytest.mark.parametrize("mode", ["squash", "center_crop"])

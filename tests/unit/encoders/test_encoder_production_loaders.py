@@ -109,7 +109,7 @@ def test_offline_defaults_load_and_hub_models_say_what_to_download(tmp_path: Pat
     script = textwrap.dedent(
         """
         import torch
-        torch.set_num_threads(2)
+        torch.set_num_threads(1)
         from encoders.errors import ModelNotAvailable
         from encoders.registry import build_encoder
         for spec, modality in [("minilm", "logs"), ("aisfx", "audio")]:

@@ -1,0 +1,137 @@
+"""`lookout demo --json` really runs end to end, and its scorecard comes from the run.
+
+Runs the demo on the small scenario against the session stack (as external services,
+with a topic prefix of its own) and the offline encoders, then reads the alerts topic
+itself and checks that every figure of the scorecard follows from those alerts, the
+scenario's truth.json and what the worker indexed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from streams.scorecard import ObservedAlert, TruthEvent, score_alerts
+from streams.settings import Settings
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.integration
+
+LOOKOUT_BIN = Path(sys.executable).with_name("lookout")
+
+
+def _read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        return [json.loads(r.value) for r in consumer]
+    finally:
+        consumer.close()
+
+
+def _run_demo(settings: Settings, home: Path, port: int, *args: str
+              ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+    env.update(
+        LOOKOUT_HOME=str(home),
+        LOOKOUT_KAFKA_BOOTSTRAP=settings.resolved_kafka_bootstrap(),
+        LOOKOUT_REDIS_URL=settings.resolved_redis_url(),
+        LOOKOUT_TOPIC_PREFIX=settings.topic_prefix,
+        LOOKOUT_WORKER_ID=settings.worker_id,
+        LOOKOUT_PARTITIONS=str(settings.partitions),
+        LOOKOUT_WEB_PORT=str(port),
+        LOOKOUT_DEVICE="cpu",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    return subprocess.run([str(LOOKOUT_BIN), "demo", "--json", *args], env=env,
+                          capture_output=True, text=True, timeout=540, cwd=home)
+
+
+def test_demo_scorecard_is_computed_from_the_alerts_topic(settings: Settings,
+                                                          tmp_path: Path) -> None:
+    port = free_port()
+    proc = _run_demo(settings, tmp_path, port, "--size", "small", "--speed", "2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    card = json.loads(proc.stdout)
+
+    root = Path(card["scenario"]["dir"])
+    assert root == tmp_path / "demo" / "7-small"
+    truth = json.loads((root / "truth.json").read_text())
+    base_ms = card["scenario"]["ts_base_ms"]
+
+    # Everything the worker indexed was what the demo sent; nothing dead-lettered.
+    sources = {s["modality"] for s in truth["sources"]}
+    assert set(card["items"]) == sources
+    for modality, counts in card["items"].items():
+        assert counts["sent"] > 0, modality
+        assert counts["processed"] == counts["sent"], modality
+    assert card["drained"] is True
+    assert card["deadletters"] == 0
+
+    # The alerts the card counts are exactly the ones on this run's alerts topic.
+    alerts = _read_topic(settings.resolved_kafka_bootstrap(), settings.topic("alerts"))
+    assert card["alerts"]["read_from_topic"] == len(alerts)
+    assert card["alerts"]["this_run"] == len(alerts)
+    assert all(base_ms <= a["ts"] <= base_ms + truth["duration_s"] * 1000 for a in alerts)
+
+    # Scored independently against truth.json, the topic gives the card's figures.
+    declared = [q["id"] for q in _declared(root)]
+    events = [TruthEvent(e["pattern_id"], e["source"], e["start_s"], e["end_s"])
+              for e in truth["events"]]
+    observed = [ObservedAlert(a["query_id"], a["source"], (a["ts"] - base_ms) / 1000)
+                for a in alerts]
+    expected = score_alerts(events, observed, pattern_ids=declared).as_dict()
+    assert set(card["patterns"]) == set(declared)
+    for pid in declared:
+        assert card["patterns"][pid] == expected["patterns"][pid], pid
+    assert card["recall"] == expected["recall"]
+    assert card["precision"] == expected["precision"]
+    assert sum(p["events"] for p in card["patterns"].values()) == len(truth["events"])
+    if alerts:
+        assert 0 < card["latency_p50_s"] <= card["latency_p99_s"]
+    assert card["next"]["api"] == f"http://127.0.0.1:{port}"
+    assert card["next"]["running"] is False
+
+
+def test_demo_reuses_the_cached_scenario_and_stops_its_worker(settings: Settings,
+                                                              tmp_path: Path) -> None:
+    port = free_port()
+    first = _run_demo(settings, tmp_path, port, "--size", "small", "--speed", "4",
+                      "--duration", "6")
+    assert first.returncode == 0, first.stderr[-3000:]
+    marker = tmp_path / "demo" / "7-small-6s" / ".complete"
+    built_at = marker.stat().st_mtime_ns
+    second = _run_demo(settings, tmp_path, port, "--size", "small", "--speed", "4",
+                       "--duration", "6")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert marker.stat().st_mtime_ns == built_at
+    card = json.loads(second.stdout)
+    assert card["scenario"]["duration_s"] == 6
+    # Only the second run's alerts count, although the topic holds both runs' alerts.
+    alerts = _read_topic(settings.resolved_kafka_bootstrap(), settings.topic("alerts"))
+    assert card["alerts"]["read_from_topic"] <= len(alerts)
+    first_card = json.loads(first.stdout)
+    assert len(alerts) == first_card["alerts"]["read_from_topic"] + \
+        card["alerts"]["read_from_topic"]
+    # Nothing of the demo's worker is left answering.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def _declared(root: Path) -> list[dict[str, Any]]:
+    import yaml
+
+    return yaml.safe_load((root / "patterns.yaml").read_text())["queries"]
