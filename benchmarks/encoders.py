@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
-from encoders.benchmark import DEFAULT_SPECS, run_encoder_bench
+# This file is named `encoders.py`; drop its folder from the path so the package wins.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+from encoders.benchmark import DEFAULT_SPECS, run_encoder_bench  # noqa: E402
 
 
 def main() -> None:
@@ -16,7 +21,12 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     sizes = [int(v) for v in args.batch_sizes.split(",")]
     report = run_encoder_bench(
         DEFAULT_SPECS,

@@ -71,18 +71,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout_s: float) -> None:
+def _wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout_s: float) -> float:
+    """Poll /readyz; returns when the last not-ready answer was sent (a safe start time)."""
     deadline = time.monotonic() + timeout_s
+    last_not_ready = time.perf_counter()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LookoutError(f"bench worker exited with {proc.returncode}; see {log}")
+        sent = time.perf_counter()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                 if r.status == 200:
-                    return
+                    return last_not_ready
         except OSError:
             pass
-        time.sleep(0.3)
+        last_not_ready = sent
+        time.sleep(0.02)
     raise LookoutError(f"bench worker not ready after {timeout_s}s; see {log}")
 
 
@@ -140,8 +144,7 @@ def _pipeline_row(
                                 env=_worker_env(settings, prefix, port, specs))
     client = redis.Redis.from_url(settings.resolved_redis_url())
     try:
-        _wait_ready(proc, port, log, timeout_s)
-        start = time.perf_counter()
+        start = _wait_ready(proc, port, log, timeout_s)
         deadline = time.monotonic() + timeout_s
         while _count(client, prefix, modality) < n:
             if time.monotonic() > deadline or proc.poll() is not None:
