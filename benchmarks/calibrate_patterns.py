@@ -53,9 +53,13 @@ def embed_scenario(root: Path, truth: dict[str, Any], modality: Modality, encode
                    batch: int = 32) -> Embedded:
     """Vectors of every replayed record of `modality`, cached per encoder model id."""
     cache = root / "calibration" / f"{modality.value}-{encoder.short_id}.npz"
+    files = sorted(root / s["file"] for s in truth["sources"] if s["modality"] == modality)
+    stamp = json.dumps([[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
     if cache.exists():
         data = np.load(cache, allow_pickle=False)
-        return Embedded(list(data["sources"]), data["t_s"], torch.from_numpy(data["vectors"]))
+        if "stamp" in data.files and str(data["stamp"]) == stamp:  # same media: still valid
+            return Embedded(list(data["sources"]), data["t_s"],
+                            torch.from_numpy(data["vectors"]))
     sources: list[str] = []
     times: list[float] = []
     rows: list[torch.Tensor] = []
@@ -76,7 +80,8 @@ def embed_scenario(root: Path, truth: dict[str, Any], modality: Modality, encode
     flush()
     vectors = torch.cat(rows).float()
     cache.parent.mkdir(exist_ok=True)
-    np.savez(cache, sources=np.array(sources), t_s=np.array(times), vectors=vectors.numpy())
+    np.savez(cache, sources=np.array(sources), t_s=np.array(times), vectors=vectors.numpy(),
+             stamp=np.array(stamp))
     return Embedded(sources, np.array(times), vectors)
 
 

@@ -17,7 +17,7 @@ import torch
 
 from streams.alert_feed import AlertFeed, AlertTopicFollower
 from streams.alert_policy import AlertPolicy, Candidate, PolicyStateStore
-from streams.alerts import Alert, AlertStore
+from streams.alerts import Alert, AlertStore, alert_on_topic
 from streams.query_registry import QueryRegistry
 from streams.settings import Modality
 from streams.topic_admin import ensure_topic
@@ -142,7 +142,11 @@ def install(ctx: WorkerContext) -> AlertingService:
     service = AlertingService(
         ctx=ctx,
         registry=None,  # type: ignore[arg-type]  # set just below (needs the lookup)
-        alerts=AlertStore(ctx.redis, settings.topic_prefix, settings.retention_s),
+        alerts=AlertStore(
+            ctx.redis, settings.topic_prefix, settings.retention_s,
+            verify_sent=lambda topic, alert_id, since_ms: alert_on_topic(
+                bootstrap, topic, alert_id, since_ms),
+        ),
         policy_states=PolicyStateStore(ctx.redis, settings.topic_prefix, settings.retention_s),
         webhooks=WebhookSender(ctx.redis, settings.topic_prefix, ctx.metrics),
         feed=feed,

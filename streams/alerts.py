@@ -7,19 +7,23 @@ rebalance never puts a second record with the same `alert_id` on the alerts topi
 2. Claim `<prefix>:alert:<id>:claim` with `SET NX PX lease`; if another worker holds the
    claim, raise `AlertClaimBusy` (the pipeline retries the observer; by then the holder
    has published and step 1 skips, or its lease ran out and we take over).
-3. Send to Kafka and wait for the broker's ack.
-4. `HSET published 1` + the record + the time index, in one MULTI; release the claim.
+3. If the hash has a `sending` mark, an earlier attempt died between sending and step 5:
+   look for the alert_id on the alerts topic (records since the mark); found -> record it
+   as published and skip.
+4. `HSET sending <now>`, send to Kafka and wait for the broker's ack.
+5. `HSET published 1` + the record + the time index, in one MULTI; release the claim.
 
-Remaining window, stated honestly: a crash after step 3's ack and before step 4 leaves
-the alert unmarked, and the redelivered record publishes it a second time (same
-`alert_id`, so consumers that dedupe by id stay correct). The window is one Redis round
-trip long.
+What remains: step 3 reads the topic, so a record the broker had received but not yet
+appended when the scan ran (the dead worker's last request, seconds earlier) would be
+missed; and without a `verify_sent` function (tests, tools) a crash between the ack and
+step 5 republishes. Either way the duplicate carries the same `alert_id`.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
 import time
 import uuid
@@ -32,8 +36,12 @@ from streams.alert_policy import alert_id_for
 from streams.errors import LookoutError
 from streams.standing_queries import Severity
 
+log = logging.getLogger(__name__)
+
 SendFn = Callable[[str, bytes, bytes], Awaitable[Any]]
 """`send(topic, key, value)` that returns once the broker acknowledged the record."""
+VerifySentFn = Callable[[str, str, int], Awaitable[bool]]
+"""`verify(topic, alert_id, since_ms)`: is a record with this alert_id on the topic?"""
 
 
 class AlertClaimBusy(LookoutError):
@@ -74,7 +82,15 @@ class Alert(BaseModel):
 class AlertStore:
     """Alert history in Redis plus the claim/published flags that make publishing idempotent."""
 
-    def __init__(self, redis: Any, prefix: str, retention_s: int, claim_lease_s: float = 10.0):
+    def __init__(
+        self,
+        redis: Any,
+        prefix: str,
+        retention_s: int,
+        claim_lease_s: float = 10.0,
+        verify_sent: VerifySentFn | None = None,
+    ) -> None:
+        self._verify_sent = verify_sent
         self._redis = redis
         self._prefix = prefix
         self._retention_s = retention_s
@@ -101,9 +117,22 @@ class AlertStore:
                 return False
             raise AlertClaimBusy(f"alert {alert.alert_id} is being published by another worker")
         try:
-            if await self.is_published(alert.alert_id):  # finished between step 1 and claim
+            key = self.key(alert.alert_id)
+            published, sending = await self._redis.hmget(key, ["published", "sending"])
+            if published in (b"1", "1"):  # finished between step 1 and the claim
                 return False
             body = alert.to_bytes()
+            if sending and self._verify_sent is not None:
+                found = await self._verify_sent(topic, alert.alert_id, int(sending) - 5_000)
+                log.info("alert %s: an earlier attempt died mid-send; on the topic: %s",
+                         alert.alert_id, found)
+                if found:
+                    await self._record(alert, body)
+                    return False
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(key, "sending", int(time.time() * 1000))
+            pipe.expire(key, self._retention_s)
+            await pipe.execute()
             await send(topic, alert.query_id.encode(), body)
             await self._record(alert, body)
             return True
@@ -167,3 +196,48 @@ class AlertStore:
                 if len(out) >= limit:
                     break
         return out
+
+
+async def alert_on_topic(bootstrap: str, topic: str, alert_id: str, since_ms: int) -> bool:
+    """Scan every partition of `topic` from `since_ms` to its current end for `alert_id`.
+
+    Used only to recover an alert whose publishing worker died mid-send (rare), so a
+    short-lived consumer is fine.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    needle = f'"alert_id":"{alert_id}"'.encode()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return False
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.offsets_for_times({tp: max(0, since_ms) for tp in tps})
+        pending = set()
+        for tp in tps:
+            start = starts.get(tp)
+            offset = start.offset if start is not None else ends[tp]
+            if offset < ends[tp]:
+                consumer.seek(tp, offset)
+                pending.add(tp)
+        quiet_polls = 0
+        while pending and quiet_polls < 5:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            quiet_polls = 0 if batches else quiet_polls + 1
+            for tp, records in batches.items():
+                for rec in records:
+                    if rec.value and needle in rec.value:
+                        return True
+                    if rec.offset + 1 >= ends[tp]:
+                        pending.discard(tp)
+        return False
+    finally:
+        await consumer.stop()

@@ -342,8 +342,6 @@ async def handle_batch(
         lag_s = (now_ms - item.record.ts_ms) / 1000
         if math.isfinite(lag_s) and lag_s >= 0:
             m.ingest_to_indexed_seconds.labels(modality=label).observe(lag_s)
-    if ctx.observers:
-        t1 = time.perf_counter()
+    if ctx.observers:  # they time their own stages (match, alert)
         await _notify_observers(ctx, modality, batch.items, batch.vectors)
-        m.stage_seconds.labels(modality=label, stage="match").observe(time.perf_counter() - t1)
     return batch

@@ -78,15 +78,31 @@ def scenario_dir(settings: Settings, opts: DemoOptions) -> Path:
     return Path(settings.home).absolute() / "demo" / name
 
 
+def scenario_recipe() -> str:
+    """Fingerprint of the code that writes scenarios: a cached one is rebuilt when it changes
+    (new thresholds, events or media), so the demo never replays a stale scenario."""
+    import hashlib
+    import inspect
+
+    from streams import scenario, scenario_synth
+
+    text = inspect.getsource(scenario) + inspect.getsource(scenario_synth)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def ensure_scenario(root: Path, opts: DemoOptions) -> tuple[dict[str, Any], bool]:
-    """truth.json of the cached scenario, building it first when missing; (truth, built)."""
+    """truth.json of the cached scenario, building it first when missing or made by other
+    code; returns (truth, built)."""
     marker = root / ".complete"
-    if marker.exists() and (root / "truth.json").exists():
+    recipe = scenario_recipe()
+    if (marker.exists() and marker.read_text().strip() == recipe
+            and (root / "truth.json").exists()):
         return json.loads((root / "truth.json").read_text()), False
     from streams.scenario import build_scenario
 
+    marker.unlink(missing_ok=True)
     build_scenario(root, seed=opts.seed, duration_s=opts.duration_s, size=opts.size)
-    marker.write_text("built by lookout demo\n")
+    marker.write_text(recipe + "\n")
     return json.loads((root / "truth.json").read_text()), True
 
 
@@ -367,11 +383,17 @@ def _wait_drained(worker: WorkerHandle, baseline: dict[str, float], sends: SendL
 def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str, Any]:
     """Run the demo and return its scorecard (see `streams.demo_score.build_scorecard`)."""
     began = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def mark(name: str) -> None:
+        timings[name] = round(time.monotonic() - began, 1)
+
     started = _Started()
     with ExitStack() as cleanup, _sigterm_as_interrupt():
         if not opts.keep:
             cleanup.callback(_shutdown, settings, started, view)
         bootstrap = _bring_up_stack(settings, started, view)
+        mark("stack_up_s")
         services = settings.model_copy(update={
             "kafka_bootstrap": bootstrap, "redis_url": settings.resolved_redis_url()})
 
@@ -392,6 +414,7 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
             worker = start_worker(services, log_path)
             started.worker = worker
         worker.wait_ready(WORKER_READY_TIMEOUT_S)
+        mark("worker_ready_s")
         view.phase(f"worker ready at {api_url}")
 
         client = ApiClient(api_url, settings.api_token)
@@ -415,6 +438,7 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
         failure: list[BaseException] = []
         sender = _start_replay(services, root, truth, opts, base_ms, sends, stop, failure)
         duration = float(truth["duration_s"])
+        mark("replay_started_s")
         view.replay_started(duration, opts.speed)
         replay_began = time.monotonic()
 
@@ -436,9 +460,11 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
             raise
         if failure:
             raise DemoError(f"replaying the scenario failed: {failure[0]}") from failure[0]
+        mark("replay_finished_s")
         view.phase("replay finished; waiting for the worker to catch up")
         processed, drained = _wait_drained(worker, indexed0, sends, dead0,
                                            DRAIN_TIMEOUT_S / max(opts.speed, 1.0) + 30, show)
+        mark("drained_s")
         time.sleep(ALERT_GRACE_S)
         show(processed)
         alerts.stop()
@@ -452,7 +478,7 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
             registered=registered, unavailable=refused, alerts=list(alerts.records),
             sends=sends, processed=processed, deadletters=dead.count, api_url=api_url,
             kept=opts.keep or started.worker is None, wall_s=time.monotonic() - began,
-            drained=drained, notes=notes)
+            drained=drained, notes=notes, timings=timings)
         return build_scorecard(obs)
 
 

@@ -38,6 +38,7 @@ class RunObservations:
     wall_s: float
     drained: bool
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def truth_events(truth: dict[str, Any]) -> list[TruthEvent]:
@@ -59,6 +60,23 @@ def observed_alerts(alerts: list[dict[str, Any]], sends: SendLog, base_ms: int
     return mine, foreign
 
 
+def _alert_log(obs: RunObservations, tolerance_s: float = 2.0) -> list[dict[str, Any]]:
+    """Each alert of this run: scenario time, score, latency and the truth event it caught."""
+    out = []
+    for a in obs.alerts:
+        sent = obs.sends.sent_at(a["source"], int(a["ts"]))
+        if sent is None:
+            continue
+        t_s = (int(a["ts"]) - obs.base_ms) / 1000
+        event = next((e.get("id") for e in obs.truth["events"]
+                      if e["pattern_id"] == a["query_id"] and e["source"] == a["source"]
+                      and e["start_s"] - tolerance_s <= t_s <= e["end_s"] + tolerance_s), None)
+        out.append({"query_id": a["query_id"], "source": a["source"], "t_s": t_s,
+                    "score": a.get("score"), "latency_s": (int(a["detected_at"]) - sent) / 1000,
+                    "event": event})
+    return sorted(out, key=lambda x: x["t_s"])
+
+
 def build_scorecard(obs: RunObservations) -> dict[str, Any]:
     """The scorecard as plain data (what `--json` prints and the table shows)."""
     mine, foreign = observed_alerts(obs.alerts, obs.sends, obs.base_ms)
@@ -74,6 +92,9 @@ def build_scorecard(obs: RunObservations) -> dict[str, Any]:
         and (p["precision"] if p["precision"] is not None else 0.0) >= PRECISION_TARGET
         for p in checked)
     modalities = sorted({s["modality"] for s in obs.truth["sources"]})
+    t = obs.timings
+    busy_s = (t["drained_s"] - t["replay_started_s"]) if {"drained_s", "replay_started_s"} <= \
+        set(t) else None
     api = obs.api_url
     example = Path(obs.scenario_dir) / "examples"
     return {
@@ -82,7 +103,9 @@ def build_scorecard(obs: RunObservations) -> dict[str, Any]:
                      "speed": obs.speed, "events": len(obs.truth["events"]),
                      "ts_base_ms": obs.base_ms},
         "items": {m: {"sent": obs.sends.per_modality.get(m, 0),
-                      "processed": obs.processed.get(m, 0)} for m in modalities},
+                      "processed": obs.processed.get(m, 0),
+                      "per_s": round(obs.processed.get(m, 0) / busy_s, 2) if busy_s else None}
+                  for m in modalities},
         "drained": obs.drained,
         "alerts": {"read_from_topic": len(obs.alerts), "this_run": len(mine),
                    "about_other_records": foreign, "other_queries": other_queries},
@@ -96,6 +119,8 @@ def build_scorecard(obs: RunObservations) -> dict[str, Any]:
         "deadletters": obs.deadletters,
         "wall_s": round(obs.wall_s, 1),
         "notes": list(obs.notes),
+        "timings_s": dict(obs.timings),
+        "alert_log": _alert_log(obs),
         "next": {
             "api": api,
             "metrics": f"{api}/metrics",

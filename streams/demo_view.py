@@ -128,12 +128,21 @@ def _fmt(x: float | None, pattern: str = "{:.2f}") -> str:
     return "-" if x is None else pattern.format(x)
 
 
+def _startup(card: dict[str, Any]) -> str:
+    t = card.get("timings_s", {})
+    if "replay_started_s" not in t:
+        return ""
+    return (f"; replay began {t['replay_started_s']:.0f} s after start (stack "
+            f"{t.get('stack_up_s', 0):.0f} s, worker ready {t.get('worker_ready_s', 0):.0f} s)")
+
+
 def render_scorecard(card: dict[str, Any]) -> RenderableType:
     """The end-of-run scorecard as rich tables."""
     sc = card["scenario"]
-    items = Table("modality", "sent", "processed", title="items", title_justify="left")
+    items = Table("modality", "sent", "processed", "items/s", title="items",
+                  title_justify="left")
     for m, v in card["items"].items():
-        items.add_row(m, str(v["sent"]), str(v["processed"]))
+        items.add_row(m, str(v["sent"]), str(v["processed"]), _fmt(v.get("per_s"), "{:.1f}"))
     patterns = Table("pattern", "events", "caught", "alerts", "correct", "recall",
                      "precision", title="alerts against truth.json", title_justify="left")
     for pid, p in card["patterns"].items():
@@ -162,7 +171,7 @@ def render_scorecard(card: dict[str, Any]) -> RenderableType:
            if a["about_other_records"] else "") + "\n",
         ("dead letters ", "bold"), f"{card['deadletters']}\n",
         ("run ", "bold"), f"seed {sc['seed']}, size {sc['size']}, {sc['duration_s']:g} s at "
-        f"{sc['speed']:g}x, {card['wall_s']:.0f} s wall clock")
+        f"{sc['speed']:g}x, {card['wall_s']:.0f} s wall clock" + _startup(card))
     notes = [Text(n, style="yellow") for n in card["notes"]]
     n = card["next"]
     where = Text.assemble(

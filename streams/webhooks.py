@@ -31,6 +31,18 @@ SIGNATURE_HEADER = "X-Lookout-Signature"
 ALERT_ID_HEADER = "X-Lookout-Alert-Id"
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
+#: Take the lock if free, extend it if ours; 0 when another worker holds it.
+_HOLD_LOCK = """
+local owner = redis.call('GET', KEYS[1])
+if owner == false then
+  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) and 1 or 0
+elseif owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 
 def sign(body: bytes, secret: str) -> str:
     """Header value for `X-Lookout-Signature`: `sha256=<hex digest>`."""
@@ -116,28 +128,29 @@ class WebhookSender:
     async def deliver(self, alert: Alert, webhook: Webhook) -> bool:
         """POST until delivered or attempts run out; True when delivered (now or before).
 
-        A lease lock per (alert, url) keeps two workers from posting at once; a worker
-        killed mid-delivery leaves the lock until its lease ends, then another takes over.
+        A lease lock per (alert, url) keeps two workers from posting at once. The lease
+        covers only the current step (one POST, or one backoff sleep), so a worker killed
+        mid-delivery blocks the next one for at most `timeout_s` + a few seconds.
         """
         key = self.delivered_key(alert.alert_id, webhook.url)
         lock = key + ":lock"
-        lease_ms = int(self._lease_s() * 1000)
         while True:  # a delivery of this (alert, url) may be running elsewhere: wait for it
             if await self._redis.exists(key):
                 self._count("duplicate_skipped")
                 return True
-            if await self._redis.set(lock, self._token, nx=True, px=lease_ms):
+            if await self._hold(lock, 0.0):
                 break
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
         try:
             return await self._post_with_retries(alert, webhook, key, lock)
         finally:
             if await self._redis.get(lock) in (self._token, self._token.encode()):
                 await self._redis.delete(lock)
 
-    def _lease_s(self) -> float:
-        """Lock lease, renewed before each attempt: one attempt plus one backoff sleep."""
-        return self.policy.timeout_s + self.policy.max_delay_s + 5.0
+    async def _hold(self, lock: str, extra_s: float) -> bool:
+        """Take or extend our lease for one POST plus `extra_s`; False if another holds it."""
+        ms = int((self.policy.timeout_s + 5.0 + extra_s) * 1000)
+        return bool(await self._redis.eval(_HOLD_LOCK, 1, lock, self._token, ms))
 
     async def _post_with_retries(
         self, alert: Alert, webhook: Webhook, key: str, lock: str
@@ -149,7 +162,9 @@ class WebhookSender:
         if webhook.secret:
             headers[SIGNATURE_HEADER] = sign(body, webhook.secret)
         for attempt in range(1, self.policy.max_attempts + 1):
-            await self._redis.pexpire(lock, int(self._lease_s() * 1000))
+            if not await self._hold(lock, 0.0):
+                self._count("handed_over")  # our lease ran out and another worker took over
+                return False
             try:
                 async with self._session.post(webhook.url, data=body, headers=headers) as resp:
                     status = resp.status
@@ -169,9 +184,9 @@ class WebhookSender:
                 return False
             self._count("retried")
             if attempt < self.policy.max_attempts:
-                await asyncio.sleep(
-                    backoff_delay(attempt, self.policy.base_delay_s, self.policy.max_delay_s)
-                )
+                delay = backoff_delay(attempt, self.policy.base_delay_s, self.policy.max_delay_s)
+                await self._hold(lock, delay)
+                await asyncio.sleep(delay)
         log.error("webhook %s: alert %s not delivered after %d attempts",
                   webhook.url, alert.alert_id, self.policy.max_attempts)
         self._count("failed")

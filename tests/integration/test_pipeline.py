@@ -45,6 +45,14 @@ async def _stored(settings: Settings, key: str) -> dict[bytes, bytes]:
         await client.aclose()
 
 
+async def _ttl(settings: Settings, key: str) -> int:
+    client = Redis.from_url(settings.resolved_redis_url())
+    try:
+        return await client.ttl(key)
+    finally:
+        await client.aclose()
+
+
 async def _knn_own_vector(settings: Settings, modality: Modality, key: str) -> list[str]:
     client = Redis.from_url(settings.resolved_redis_url())
     try:
@@ -101,6 +109,7 @@ def test_every_record_indexed_once_and_corrupt_ones_dead_lettered(settings, work
         assert stored[b"source"].decode() == rec.source
         assert int(stored[b"ts"]) == rec.ts_ms
         assert stored[b"model"].startswith(b"trivial-")
+        assert 0 < asyncio.run(_ttl(settings, key)) <= settings.retention_s  # retention
         if rec.modality is Modality.VIDEO:
             assert stored[b"thumb"][:2] == b"\xff\xd8"  # a JPEG
         if rec.modality is Modality.LOGS:
@@ -130,6 +139,8 @@ def test_every_record_indexed_once_and_corrupt_ones_dead_lettered(settings, work
     assert status == 200
     assert _metric_sum(text, "lookout_deadletters_total") == len(bad)
     assert _metric_sum(text, "lookout_items_indexed_total") == 3 * N
+    status, doc = worker.get("/openapi.json")
+    assert status == 200 and {"/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
     assert worker.stop() == 0
 
 

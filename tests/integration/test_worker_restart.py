@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -103,9 +104,7 @@ def private_redis(tmp_path):
         assert wait_for(server.is_ready, timeout_s=30), proc.log_tail()
 
     start()
-    server.restart = start  # type: ignore[attr-defined]
-    server.managed = proc  # type: ignore[attr-defined]
-    yield server
+    yield SimpleNamespace(url=server.url, start=start, stop=lambda: proc.stop(timeout_s=10))
     proc.stop(timeout_s=10)
 
 
@@ -118,14 +117,14 @@ def test_redis_outage_pauses_the_worker_and_loses_nothing(settings, worker_proce
     produce(settings, records[: n // 2])
     assert wait_for_items(settings, {Modality.LOGS: n // 2})[Modality.LOGS] == n // 2
 
-    private_redis.managed.stop(timeout_s=10)  # outage (AOF keeps what was written)
+    private_redis.stop()  # outage (AOF keeps what was written)
     produce(settings, records[n // 2:])
     deadline = time.monotonic() + 30
     while "pausing and retrying" not in worker.log_tail(200) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "pausing and retrying" in worker.log_tail(200)
     assert worker.get("/healthz")[0] == 200  # alive while it waits
-    private_redis.restart()
+    private_redis.start()
 
     counts = wait_for_items(settings, {Modality.LOGS: n})
     time.sleep(1.0)

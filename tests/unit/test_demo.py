@@ -149,7 +149,7 @@ def test_scorecard_counts_hits_misses_and_false_alarms() -> None:
     assert (disk["events"], disk["caught"], disk["alerts"]) == (1, 0, 0)
     assert card["acceptance"]["met"] is False
     assert card["latency_p50_s"] == 0.2 and card["latency_p99_s"] == 0.6
-    assert card["items"]["video"] == {"sent": 2, "processed": 2}
+    assert card["items"]["video"] == {"sent": 2, "processed": 2, "per_s": None}
     assert card["alerts"]["this_run"] == 2
 
 

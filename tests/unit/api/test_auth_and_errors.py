@@ -73,7 +73,7 @@ def test_errors_are_json_with_status_and_readiness_says_what_is_missing():
         ("/nope", {}),
     ]))
     (s1, not_ready), (s2, ready), (s3, teapot), (s4, crash), (s5, nope) = results
-    assert s1 == 503 and not ready["ready"] is False
+    assert s1 == 503 and not_ready["ready"] is False
     assert any("assignment" in m for m in not_ready["missing"])
     assert s2 == 200 and ready["ready"] is True
     assert (s3, teapot) == (418, {"error": "short and stout", "status": 418})

@@ -1,0 +1,59 @@
+"""`lookout query|search|alerts`: mistakes caught before any worker is called, one line each."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from streams.cli import main
+from tests.helpers import free_port
+
+
+@pytest.fixture(autouse=True)
+def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in list(os.environ):
+        if key.startswith("LOOKOUT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+        raise SystemExit(0)
+    _, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), err
+
+
+NOWHERE = ["--api", "http://127.0.0.1:1"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["query", "add", "x", "-m", "logs", "--threshold", "2", "-t", "a"], "threshold"),
+        (["query", "add", "x", "-m", "logs"], "positives"),
+        (["query", "add", "x", "-m", "video", "-e", "missing.jpg"], "unreadable example file"),
+        (["query", "add", "x", "-m", "logs", "-t", "a", "--label", "novalue"], "KEY=VALUE"),
+        (["query", "add", "x", "-m", "logs", "-t", "a", "--webhook", "ftp://h"], "http://"),
+        (["search", "-m", "logs"], "exactly one of"),
+    ],
+)
+def test_invalid_input_fails_before_calling_a_worker(argv, needle, capsys):
+    code, err = _run([*argv, *NOWHERE], capsys)
+    assert code != 0 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_apply_reads_the_file_first(tmp_path: Path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text("- {name: x, modality: logs, positives: [a], threshold: 9}\n")
+    code, err = _run(["query", "apply", str(path), *NOWHERE], capsys)
+    assert code == 1 and "threshold" in err
+
+
+def test_no_worker_says_how_to_start_one(capsys):
+    code, err = _run(["query", "list", "--api", f"http://127.0.0.1:{free_port()}"], capsys)
+    assert code == 1 and "lookout worker" in err
