@@ -16,12 +16,12 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from streams.alerts import Alert
-from streams.topic_admin import ensure_topic
+from streams.topic_admin import all_partitions, ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,7 @@ class AlertTopicFollower:
             bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
         )
         await self._consumer.start()
-        parts = None
-        for _ in range(50):
-            parts = self._consumer.partitions_for_topic(self._topic)
-            if parts:
-                break
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001
-            await asyncio.sleep(0.1)
-        tps = [TopicPartition(self._topic, p) for p in sorted(parts or {0})]
+        tps = await all_partitions(self._consumer, self._topic)
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end position now, so alerts raised after start are seen

@@ -204,20 +204,16 @@ async def alert_on_topic(bootstrap: str, topic: str, alert_id: str, since_ms: in
     Used only to recover an alert whose publishing worker died mid-send (rare), so a
     short-lived consumer is fine.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.topic_admin import all_partitions
 
     needle = f'"alert_id":"{alert_id}"'.encode()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return False
+        tps = await all_partitions(consumer, topic)
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times({tp: max(0, since_ms) for tp in tps})

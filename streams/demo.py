@@ -397,12 +397,6 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
         services = settings.model_copy(update={
             "kafka_bootstrap": bootstrap, "redis_url": settings.resolved_redis_url()})
 
-        root = scenario_dir(settings, opts)
-        view.phase(f"scenario {root}")
-        truth, built = ensure_scenario(root, opts)
-        view.phase(("built" if built else "cached") + f" scenario: {len(truth['sources'])} "
-                   f"sources, {len(truth['events'])} events, {truth['duration_s']:g} s")
-
         api_url = default_api_url(settings)
         status, _ = _http_get(api_url + "/healthz")
         if status == 200:
@@ -413,6 +407,13 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
             view.phase(f"starting a worker (log: {log_path})")
             worker = start_worker(services, log_path)
             started.worker = worker
+
+        # While the worker loads its models: the scenario (built once, then cached).
+        root = scenario_dir(settings, opts)
+        view.phase(f"scenario {root}")
+        truth, built = ensure_scenario(root, opts)
+        view.phase(("built" if built else "cached") + f" scenario: {len(truth['sources'])} "
+                   f"sources, {len(truth['events'])} events, {truth['duration_s']:g} s")
         worker.wait_ready(WORKER_READY_TIMEOUT_S)
         mark("worker_ready_s")
         view.phase(f"worker ready at {api_url}")

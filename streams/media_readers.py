@@ -268,10 +268,10 @@ def audio_content_type(fmt: str, sample_rate: int) -> str:
 
 
 def encode_audio(chunk: AudioChunk, fmt: str = "wav") -> bytes:
-    """Chunk as 16-bit WAV, FLAC, or raw little-endian PCM (`pcm`, i.e. audio/L16)."""
+    """Chunk as 16-bit WAV, FLAC, or raw PCM (`pcm`: audio/L16, big-endian per RFC 2586)."""
     pcm = np.clip(np.round(chunk.samples * 32767.0), -32768, 32767).astype("<i2")
     if fmt == "pcm":
-        return pcm.tobytes()
+        return pcm.astype(">i2").tobytes()
     import soundfile as sf
 
     buf = io.BytesIO()

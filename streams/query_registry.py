@@ -30,7 +30,7 @@ from streams.errors import LookoutError, QueryNotFound, QueryValidationError
 from streams.matching import PatternMatrix, QueryPatterns
 from streams.settings import Modality
 from streams.standing_queries import PatternExample, RegisteredQuery, StandingQuery
-from streams.topic_admin import ensure_topic
+from streams.topic_admin import all_partitions, ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +194,7 @@ class QueryRegistry:
                 auto_offset_reset="earliest",
             )
             await self._consumer.start()
-            parts = self._consumer.partitions_for_topic(self.topic)
-            for _ in range(50):
-                if parts:
-                    break
-                await self._consumer._client.force_metadata_update()  # noqa: SLF001
-                parts = self._consumer.partitions_for_topic(self.topic)
-                await asyncio.sleep(0.1)
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts or {0})]
+            tps = await all_partitions(self._consumer, self.topic)
             self._consumer.assign(tps)
             await self._consumer.seek_to_beginning(*tps)
             ends = await self._consumer.end_offsets(tps)

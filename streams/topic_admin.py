@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -27,3 +29,16 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int, **configs: s
         raise TopicSetupError(f"cannot create topic {topic} at {bootstrap}: {e}") from e
     finally:
         await admin.close()
+
+
+async def all_partitions(consumer: Any, topic: str, attempts: int = 50) -> list[Any]:
+    """Every partition of `topic` for a group-less consumer (waits for its metadata)."""
+    from aiokafka import TopicPartition
+
+    for _ in range(attempts):
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return [TopicPartition(topic, p) for p in sorted(parts)]
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        await asyncio.sleep(0.1)
+    raise TopicSetupError(f"topic {topic} has no partitions in the cluster metadata")

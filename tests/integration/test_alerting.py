@@ -483,3 +483,33 @@ def aiohttp_form(example: bytes, **fields: str) -> _Form:
         f"Content-Type: image/jpeg\r\n\r\n".encode() + example + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return _Form(b"".join(parts), f"multipart/form-data; boundary={boundary}")
+
+
+def test_alert_on_topic_finds_a_published_alert(settings: Settings):
+    """The recovery scan of `publish_once` finds an alert sent before a crash, by id."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.alerts import alert_on_topic
+    from streams.topic_admin import ensure_topic
+
+    bootstrap = settings.resolved_kafka_bootstrap()
+    topic = settings.topic("alerts")
+    alert = _sample_alert()
+
+    async def run() -> tuple[bool, bool, bool]:
+        await ensure_topic(bootstrap, topic, 2)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            before = int(time.time() * 1000)
+            for i in range(5):
+                other = _sample_alert(f"lookout:item:logs:t:0:{100 + i}")
+                await producer.send_and_wait(topic, other.to_bytes(), key=b"q")
+            await producer.send_and_wait(topic, alert.to_bytes(), key=b"q")
+        finally:
+            await producer.stop()
+        return (await alert_on_topic(bootstrap, topic, alert.alert_id, before - 5000),
+                await alert_on_topic(bootstrap, topic, "0" * 32, before - 5000),
+                await alert_on_topic(bootstrap, topic, alert.alert_id, before + 60_000))
+
+    assert asyncio.run(run()) == (True, False, False)

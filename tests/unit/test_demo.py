@@ -160,3 +160,17 @@ def test_scorecard_meets_the_target_and_lists_patterns_needing_a_model() -> None
     assert card["acceptance"]["met"] is True
     assert card["patterns"]["audio-x"] == {"needs": "needs CLAP"}
     assert card["recall"] == 1.0 and card["precision"] == 1.0
+
+
+def test_calibration_picks_the_centre_of_the_widest_best_threshold_run() -> None:
+    from benchmarks.calibrate_patterns import choose
+
+    def r(t: float, recall: float, precision: float) -> dict:
+        return {"threshold": t, "recall": recall, "precision": precision}
+
+    results = [r(0.3, 1.0, 0.5), r(0.4, 1.0, 1.0), r(0.5, 0.5, 1.0), r(0.6, 1.0, 1.0),
+               r(0.7, 1.0, 1.0), r(0.8, 1.0, 1.0), r(0.9, 0.0, 0.0)]
+    pick = choose(results)
+    assert pick["range"] == [0.6, 0.8]
+    assert pick["threshold"] == 0.7
+    assert pick["f1"] == 1.0

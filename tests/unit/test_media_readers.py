@@ -153,7 +153,7 @@ def test_encode_audio_round_trip(fmt: str) -> None:
     chunk = AudioChunk(0, 0.0, samples, 8000)
     payload = encode_audio(chunk, fmt)
     if fmt == "pcm":
-        back = np.frombuffer(payload, "<i2").astype(np.float32) / 32767
+        back = np.frombuffer(payload, ">i2").astype(np.float32) / 32767
         assert audio_content_type(fmt, 8000) == "audio/L16;rate=8000;channels=1"
     else:
         back, rate = sf.read(io.BytesIO(payload), dtype="float32")
@@ -295,3 +295,15 @@ def test_truth_style_json_lines_round_trip(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     lines = list(iter_log_lines(str(path), offset_field="t"))
     assert [n.offset_s for n in lines] == [r["t"] for r in rows]
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "pcm"])
+def test_what_the_producer_encodes_the_audio_decoder_reads_back(fmt: str) -> None:
+    """Producer and encoder agree on every audio content type, byte order included."""
+    from encoders.audio import decode_audio
+
+    samples = (0.25 * np.sin(np.linspace(0, 100, 8000))).astype(np.float32)
+    chunk = AudioChunk(0, 0.0, samples, 8000)
+    decoded = decode_audio(encode_audio(chunk, fmt), audio_content_type(fmt, 8000), 8000)
+    assert decoded.shape[-1] == 8000
+    assert np.allclose(decoded.numpy().reshape(-1), samples, atol=2e-4)
