@@ -47,7 +47,11 @@ test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
 bench: setup
-	$(VENV)/bin/lookout bench all
+	@mkdir -p .bench
+	$(VENV)/bin/lookout stack up
+	$(VENV)/bin/lookout bench encoders --json .bench/encoders.json
+	$(VENV)/bin/lookout bench pipeline --json .bench/pipeline.json
+	$(PY) -m benchmarks.matching | tee .bench/matching.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams encoders tests benchmarks

@@ -13,9 +13,6 @@ end-to-end ratio is noisy, so `derived_pipeline_ratio_vs_first` also combines th
 time and the extra match time, each measured on its own.
 
     python -m benchmarks.matching --encoder minilm --modality logs --queries 1 10000
-
-(run as a module from the repository root: `benchmarks/encoders.py` would shadow the
-`encoders` package if the script directory came first on sys.path)
 """
 
 from __future__ import annotations

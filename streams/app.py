@@ -114,14 +114,12 @@ class WorkerContext:
         """Load missing encoders, ensure one index per modality, run the start-up hooks."""
         s = self.settings
         if not self.readiness.encoders_loaded:
-            from encoders.registry import build_encoder
+            from streams.encoder_setup import apply_torch_threads, build_modality_encoder
 
+            await self.run_encoder(apply_torch_threads, s)
             for m in MODALITIES:
                 if m not in self.encoders:
-                    self.encoders[m] = await self.run_encoder(
-                        build_encoder, s.encoder_spec(m), m.value, device=s.device,
-                        compile=s.torch_compile,
-                    )
+                    self.encoders[m] = await self.run_encoder(build_modality_encoder, s, m)
             self.readiness.encoders_loaded = True
         for m, enc in self.encoders.items():
             self.metrics.encoder_info.labels(
@@ -251,12 +249,14 @@ def create_app(
 ) -> LookoutApp:
     """Build the worker's Faust app, agents and context; connects to nothing yet."""
     from streams.agents import register_agents
+    from streams.kafka_security import faust_broker_credentials
 
     services = services or _resolve_services(settings)
     metrics = metrics or Metrics()
     app = LookoutApp(
         settings.worker_id,
         broker=_broker_urls(services.kafka_bootstrap),
+        broker_credentials=faust_broker_credentials(settings),
         store="memory://",
         autodiscover=False,
         key_serializer="raw",

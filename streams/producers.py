@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from streams.errors import ProducerError, WireFormatError
+from streams.kafka_security import kafka_python_kwargs
 from streams.settings import MODALITIES, Modality, Settings
 from streams.wire import (
     MAX_PAYLOAD_BYTES,
@@ -87,8 +88,10 @@ class LookoutProducer:
         bootstrap_servers: str,
         topics: Mapping[Modality, str],
         config: ProducerConfig | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.client_kwargs = dict(client_kwargs or {})  # TLS/SASL, see kafka_security
         self.topics = {Modality(m): t for m, t in topics.items()}
         self.config = config or ProducerConfig()
         self.stats = DeliveryStats()
@@ -105,6 +108,7 @@ class LookoutProducer:
             bootstrap_servers or settings.resolved_kafka_bootstrap(),
             {m: settings.input_topic(m) for m in MODALITIES},
             config,
+            kafka_python_kwargs(settings),
         )
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -126,6 +130,7 @@ class LookoutProducer:
                 delivery_timeout_ms=cfg.delivery_timeout_ms,
                 max_block_ms=cfg.max_block_ms,
                 max_in_flight_requests_per_connection=5,
+                **self.client_kwargs,
             )
         except KafkaTimeoutError as e:
             raise ProducerError(_no_broker(self.bootstrap_servers)) from e
@@ -258,7 +263,7 @@ class LookoutProducer:
 
 
 def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: int,
-                  timeout_s: float = 10.0) -> list[str]:
+                  timeout_s: float = 10.0, **client_kwargs: Any) -> list[str]:
     """Create missing topics with `partitions` (replication 1 is the embedded broker's max);
     returns the ones created. Existing topics are left as they are."""
     from kafka.admin import KafkaAdminClient, NewTopic
@@ -267,7 +272,8 @@ def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: int,
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","),
                                  client_id="lookout-producer-admin",
-                                 request_timeout_ms=int(timeout_s * 1000))
+                                 request_timeout_ms=int(timeout_s * 1000),
+                                 **client_kwargs)
     except KafkaTimeoutError as e:
         raise ProducerError(_no_broker(bootstrap_servers)) from e
     except KafkaError as e:

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     )
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     torch_compile: bool = Field(False, description="Wrap encoders in torch.compile.")
+    torch_threads: int = Field(
+        0, ge=0, le=256, description="torch intra-op CPU threads (0 = torch's default)."
+    )
 
     encoder_video: str = Field("efficientnet-lite0", description="Encoder spec for frames.")
     encoder_audio: str = Field("aisfx", description="Encoder spec for audio chunks.")

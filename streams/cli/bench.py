@@ -1,4 +1,4 @@
-"""`lookout bench`: measured throughput. `encoders` now; `pipeline` joins `all` later."""
+"""`lookout bench`: measured throughput of the encoders and of the whole pipeline."""
 
 from __future__ import annotations
 
@@ -174,6 +174,48 @@ def bench_encoders(
     _emit(report, report, json_path)
 
 
+@bench.command(name="pipeline")
+@click.option("--n", "n", type=click.IntRange(10, 100_000), default=200, show_default=True,
+              help="Records per modality.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write the report as JSON to this file ('-' = stdout).")
+def bench_pipeline(n: int, json_path: Path | None) -> None:
+    """Items/s through a real worker (default vs trivial encoders) and the bare encoders.
+
+    Uses the Kafka and Redis of the LOOKOUT_* settings (the embedded stack by default).
+    """
+    report = run_pipeline_bench_cli(n)
+    if json_path is not None and str(json_path) == "-":
+        print_json(report)
+        return
+    print_pipeline_table(report)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        click.echo(f"wrote {json_path}", err=True)
+
+
+def run_pipeline_bench_cli(n: int) -> dict:
+    from streams.pipeline_bench import run_pipeline_bench
+
+    settings = load_settings()
+    return run_pipeline_bench(settings, n=n, progress=lambda m: click.echo(m, err=True))
+
+
+def print_pipeline_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pipeline items/s (one run, side by side)")
+    for col in ("modality", "kind", "encoders", "spec", "items", "seconds", "items/s"):
+        table.add_column(col)
+    for r in report["results"]:
+        table.add_row(r["modality"], r["kind"], r["encoders"], r["spec"], str(r["items"]),
+                      f"{r['seconds']:.2f}", f"{r['items_per_s']:.1f}")
+    Console().print(table)
+    Console().print_json(data=report["ratios"])
+
+
 @bench.command(name="all")
 @encoder_options
 def bench_all(
@@ -184,9 +226,12 @@ def bench_all(
     threads: int | None,
     json_path: Path | None,
 ) -> None:
-    """Every benchmark (for now: the encoders)."""
+    """Encoders, then the pipeline against the embedded (or configured) stack."""
     report = {"encoders": run_encoder_bench_cli(batch_sizes, device, encoders, seconds, threads)}
+    report["pipeline"] = run_pipeline_bench_cli(200)
     _emit(report, report["encoders"], json_path)
+    if json_path is None or str(json_path) != "-":
+        print_pipeline_table(report["pipeline"])
 
 
 def register(root: click.Group) -> None:

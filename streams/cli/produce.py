@@ -16,6 +16,7 @@ import click
 
 from streams.cli.common import load_settings, print_json
 from streams.errors import ProducerError
+from streams.kafka_security import kafka_python_kwargs
 from streams.settings import Modality, Settings
 
 # One item to send: offset into the source (None = "now"), payload, content type.
@@ -146,7 +147,7 @@ def run_producer(
     producer: LookoutProducer | None = None
     try:
         bootstrap = bootstrap or resolve_kafka(settings)
-        ensure_topics(bootstrap, [topic], settings.partitions)
+        ensure_topics(bootstrap, [topic], settings.partitions, **kafka_python_kwargs(settings))
         producer = LookoutProducer.from_settings(settings, bootstrap).start()
         with _Progress(f"{modality.value} {source}", show_progress) as progress, \
                 _sigterm_as_interrupt():

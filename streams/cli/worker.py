@@ -15,14 +15,14 @@ log = logging.getLogger(__name__)
 
 def _build_encoders(settings: Settings) -> dict:
     """Load every encoder before Kafka sees the worker, so a bad spec fails in one line."""
-    from encoders.registry import build_encoder
+    from streams.encoder_setup import apply_torch_threads, build_modality_encoder
 
+    apply_torch_threads(settings)
     encoders = {}
     for m in MODALITIES:
         spec = settings.encoder_spec(m)
         click.echo(f"loading {m.value} encoder {spec!r} on {settings.device}", err=True)
-        encoders[m] = build_encoder(spec, m.value, device=settings.device,
-                                    compile=settings.torch_compile)
+        encoders[m] = build_modality_encoder(settings, m)
     return encoders
 
 

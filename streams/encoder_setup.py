@@ -1,0 +1,34 @@
+"""Builds a modality's encoder from `Settings`, the one way the worker and benchmarks do it.
+
+Keeps device, `torch.compile`, the derived-data cache under `<home>/cache` and the torch
+thread count consistent wherever an encoder is loaded for the pipeline.
+"""
+
+from __future__ import annotations
+
+from encoders.base import Encoder
+from streams.settings import Modality, Settings
+
+
+def apply_torch_threads(settings: Settings) -> None:
+    """Pin torch's intra-op threads when configured (0 keeps torch's default).
+
+    On small shared boxes one thread is often faster than torch's default, because the
+    event loop, Kafka client and other processes compete for the same cores.
+    """
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
+
+def build_modality_encoder(settings: Settings, modality: Modality) -> Encoder:
+    from encoders.registry import build_encoder
+
+    return build_encoder(
+        settings.encoder_spec(modality),
+        modality.value,
+        device=settings.device,
+        compile=settings.torch_compile,
+        cache_dir=settings.home / "cache",
+    )
