@@ -237,6 +237,11 @@ class KafkaNode:
             heap="256m",
         )  # fmt: skip
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0 and not self.formatted:
+            # Seen once under heavy load: retry without the shared class archive, which is
+            # only a start-up optimisation, before giving up.
+            plain = [a for a in argv if not a.startswith("-XX:SharedArchiveFile=")]
+            result = subprocess.run(plain, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-10:])
             raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{tail}")
