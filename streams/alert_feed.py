@@ -15,6 +15,7 @@ import fnmatch
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -83,8 +84,16 @@ class AlertFeed:
 class AlertTopicFollower:
     """Reads every partition of the alerts topic from its end and feeds an `AlertFeed`."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, feed: AlertFeed) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        feed: AlertFeed,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
+        self._client_kwargs = dict(client_kwargs or {})
         self._topic = topic
         self._partitions = partitions
         self._feed = feed
@@ -92,9 +101,10 @@ class AlertTopicFollower:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await ensure_topic(self._bootstrap, self._topic, self._partitions)
+        await ensure_topic(self._bootstrap, self._topic, self._partitions, self._client_kwargs)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
+            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
+            **self._client_kwargs,
         )
         await self._consumer.start()
         tps = await all_partitions(self._consumer, self._topic)

@@ -18,6 +18,7 @@ import torch
 from streams.alert_feed import AlertFeed, AlertTopicFollower
 from streams.alert_policy import AlertPolicy, Candidate, PolicyStateStore
 from streams.alerts import Alert, AlertStore, alert_on_topic
+from streams.kafka_security import aiokafka_kwargs
 from streams.query_registry import QueryRegistry
 from streams.settings import Modality
 from streams.topic_admin import ensure_topic
@@ -138,6 +139,7 @@ def install(ctx: WorkerContext) -> AlertingService:
 
     settings = ctx.settings
     bootstrap = ctx.services.kafka_bootstrap
+    kafka_kw = aiokafka_kwargs(settings)
     feed = AlertFeed()
     service = AlertingService(
         ctx=ctx,
@@ -145,23 +147,24 @@ def install(ctx: WorkerContext) -> AlertingService:
         alerts=AlertStore(
             ctx.redis, settings.topic_prefix, settings.retention_s,
             verify_sent=lambda topic, alert_id, since_ms: alert_on_topic(
-                bootstrap, topic, alert_id, since_ms),
+                bootstrap, topic, alert_id, since_ms, kafka_kw),
         ),
         policy_states=PolicyStateStore(ctx.redis, settings.topic_prefix, settings.retention_s),
         webhooks=WebhookSender(ctx.redis, settings.topic_prefix, ctx.metrics),
         feed=feed,
         follower=AlertTopicFollower(bootstrap, settings.topic("alerts"), settings.partitions,
-                                    feed),
+                                    feed, kafka_kw),
     )
     service.registry = QueryRegistry(
         bootstrap=bootstrap, topic=settings.topic("queries"), encoders=ctx.encoders,
         run_encoder=ctx.run_encoder, lookup=service.lookup_item, metrics=ctx.metrics,
+        client_kwargs=kafka_kw,
     )
 
     ctx.readiness.problems.append(LOADING_QUERIES)
 
     async def start() -> None:
-        await ensure_topic(bootstrap, settings.topic("alerts"), settings.partitions)
+        await ensure_topic(bootstrap, settings.topic("alerts"), settings.partitions, kafka_kw)
         await service.registry.start()
         await service.follower.start()
         await service.webhooks.start()

@@ -198,7 +198,13 @@ class AlertStore:
         return out
 
 
-async def alert_on_topic(bootstrap: str, topic: str, alert_id: str, since_ms: int) -> bool:
+async def alert_on_topic(
+    bootstrap: str,
+    topic: str,
+    alert_id: str,
+    since_ms: int,
+    client_kwargs: dict[str, Any] | None = None,
+) -> bool:
     """Scan every partition of `topic` from `since_ms` to its current end for `alert_id`.
 
     Used only to recover an alert whose publishing worker died mid-send (rare), so a
@@ -210,7 +216,7 @@ async def alert_on_topic(bootstrap: str, topic: str, alert_id: str, since_ms: in
 
     needle = f'"alert_id":"{alert_id}"'.encode()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, **(client_kwargs or {}))
     await consumer.start()
     try:
         tps = await all_partitions(consumer, topic)

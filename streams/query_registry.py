@@ -161,8 +161,10 @@ class QueryRegistry:
         lookup: ItemLookup | None = None,
         metrics: Any | None = None,
         poll_ms: int = 100,
+        client_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self._bootstrap = bootstrap
+        self._client_kwargs = dict(client_kwargs or {})
         self.topic = topic
         self._encoders = encoders
         self._run_encoder = run_encoder
@@ -183,15 +185,19 @@ class QueryRegistry:
     # --- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
         """Create the topic if needed, load every query, then keep following the topic."""
-        await ensure_topic(self._bootstrap, self.topic, 1, **{"cleanup.policy": "compact"})
+        await ensure_topic(
+            self._bootstrap, self.topic, 1, self._client_kwargs, **{"cleanup.policy": "compact"}
+        )
         try:
             self._producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True
+                bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
+                **self._client_kwargs,
             )
             await self._producer.start()
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                **self._client_kwargs,
             )
             await self._consumer.start()
             tps = await all_partitions(self._consumer, self.topic)

@@ -16,9 +16,18 @@ class TopicSetupError(LookoutError):
     """A topic could not be listed or created; check the Kafka bootstrap address."""
 
 
-async def ensure_topic(bootstrap: str, topic: str, partitions: int, **configs: str) -> None:
-    """Create `topic` when missing (replication 1 fits the embedded broker)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    client_kwargs: dict[str, Any] | None = None,
+    **configs: str,
+) -> None:
+    """Create `topic` when missing (replication 1 fits the embedded broker).
+
+    `client_kwargs` carries TLS/SASL settings (`kafka_security.aiokafka_kwargs`).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_kwargs or {}))
     try:
         await admin.start()
         if topic in await admin.list_topics():
