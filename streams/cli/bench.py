@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +143,13 @@ def print_encoder_table(report: dict) -> None:
     Console().print(table)
 
 
-def _emit(full_report: dict, encoder_report: dict, json_path: Path | None) -> None:
-    """Table on stdout (unless JSON goes to stdout), JSON to a file when asked."""
+def _emit(full_report: dict, json_path: Path | None, *tables: Callable[[], None]) -> None:
+    """Tables on stdout (unless JSON goes to stdout), JSON to a file when asked."""
     if json_path is not None and str(json_path) == "-":
         print_json(full_report)
         return
-    print_encoder_table(encoder_report)
+    for print_table in tables:
+        print_table()
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(full_report, indent=2, sort_keys=True) + "\n")
@@ -171,7 +173,7 @@ def bench_encoders(
 ) -> None:
     """Items/s of each encoder per batch size, from payload bytes to unit vectors."""
     report = run_encoder_bench_cli(batch_sizes, device, encoders, seconds, threads)
-    _emit(report, report, json_path)
+    _emit(report, json_path, lambda: print_encoder_table(report))
 
 
 @bench.command(name="pipeline")
@@ -185,14 +187,7 @@ def bench_pipeline(n: int, json_path: Path | None) -> None:
     Uses the Kafka and Redis of the LOOKOUT_* settings (the embedded stack by default).
     """
     report = run_pipeline_bench_cli(n)
-    if json_path is not None and str(json_path) == "-":
-        print_json(report)
-        return
-    print_pipeline_table(report)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        click.echo(f"wrote {json_path}", err=True)
+    _emit(report, json_path, lambda: print_pipeline_table(report))
 
 
 def run_pipeline_bench_cli(n: int) -> dict:
@@ -229,9 +224,12 @@ def bench_all(
     """Encoders, then the pipeline against the embedded (or configured) stack."""
     report = {"encoders": run_encoder_bench_cli(batch_sizes, device, encoders, seconds, threads)}
     report["pipeline"] = run_pipeline_bench_cli(200)
-    _emit(report, report["encoders"], json_path)
-    if json_path is None or str(json_path) != "-":
-        print_pipeline_table(report["pipeline"])
+    _emit(
+        report,
+        json_path,
+        lambda: print_encoder_table(report["encoders"]),
+        lambda: print_pipeline_table(report["pipeline"]),
+    )
 
 
 def register(root: click.Group) -> None:
