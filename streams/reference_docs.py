@@ -38,11 +38,18 @@ Generated from the route specs by `python -m streams.reference_docs api`.
 """
 
 
-def _walk(cmd: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
-    out = [(path, cmd)]
+def _walk(
+    cmd: click.Command, path: list[str], parent: click.Context | None
+) -> list[tuple[list[str], click.Command, click.Context]]:
+    """Every command with the context a real invocation gives it (inherited help options)."""
+    ctx = cmd.make_context(
+        " ".join(path), [], parent=parent, resilient_parsing=True,
+        terminal_width=100, max_content_width=100,
+    )
+    out = [(path, cmd, ctx)]
     if isinstance(cmd, click.Group):
         for name in sorted(cmd.commands):
-            out.extend(_walk(cmd.commands[name], [*path, name]))
+            out.extend(_walk(cmd.commands[name], [*path, name], ctx))
     return out
 
 
@@ -50,11 +57,9 @@ def render_cli() -> str:
     from streams.cli import cli
 
     parts = [CLI_HEADER]
-    for path, cmd in _walk(cli, ["lookout"]):
+    for path, cmd, ctx in _walk(cli, ["lookout"], None):
         if cmd.hidden:
             continue
-        ctx = click.Context(cmd, info_name=" ".join(path), terminal_width=100,
-                            max_content_width=100)
         parts.append(f"\n## `{' '.join(path)}`\n\n```text\n{cmd.get_help(ctx)}\n```\n")
     return "".join(parts)
 
