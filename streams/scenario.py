@@ -324,8 +324,9 @@ def _write_examples_and_patterns(root: Path, sources: list[SourceSpec], seed: in
             threshold=synth.LOG_THRESHOLDS[label], sources=["*"], min_hits=1, window_s=10.0,
             label=label))
     doc = {"queries": patterns}
-    header = ("# Standing queries for the demo scenario (lookout demo-data). Thresholds are a\n"
-              "# first guess; calibrate against truth.json. Example files are relative to\n"
+    header = ("# Standing queries for the demo scenario (lookout demo-data). Thresholds were\n"
+              "# chosen from score distributions inside vs outside the events of truth.json\n"
+              "# (python -m benchmarks.calibrate_patterns). Example files are relative to\n"
               "# this file.\n")
     (root / "patterns.yaml").write_text(header + yaml.safe_dump(doc, sort_keys=False,
                                                                 allow_unicode=True))

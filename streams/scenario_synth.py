@@ -297,7 +297,7 @@ NEAR_MISS_TEXT: dict[str, list[str]] = {
                         "password changed successfully"],
 }
 
-# Cosine thresholds, checked against the offline encoders on the default scenario.
+# Cosine thresholds, chosen with benchmarks/calibrate_patterns.py (offline encoders, seeds 7 and 8).
 VIDEO_THRESHOLDS: dict[str, float] = {
     "coffee": 0.55, "cat": 0.55, "rocket": 0.45, "astronaut": 0.4, "motorcycle": 0.55}
 AUDIO_THRESHOLDS: dict[str, float] = {"siren": 0.5, "beeping": 0.5, "crash": 0.5}

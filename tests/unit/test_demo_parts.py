@@ -8,9 +8,10 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.demo import DemoOptions, parse_counters, scenario_dir, settings_env
+from streams.demo import DemoOptions, scenario_dir
 from streams.demo_replay import ReplayItem, SendLog, replay
 from streams.demo_score import RunObservations, build_scorecard, observed_alerts
+from streams.demo_services import parse_counters, settings_env
 from streams.settings import Modality, Settings
 
 
