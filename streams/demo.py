@@ -11,11 +11,10 @@ out (also on Ctrl-C), unless asked to keep it.
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +31,7 @@ from streams.demo_services import (
     start_worker,
 )
 from streams.errors import LookoutError, ProducerError
+from streams.process_signals import sigterm_as_interrupt
 from streams.settings import MODALITIES, Settings
 
 WORKER_READY_TIMEOUT_S = 240.0
@@ -139,22 +139,6 @@ class _Started:
     worker: WorkerHandle | None = None
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _bring_up_stack(settings: Settings, started: _Started, view: DemoView) -> str:
     """Start the embedded services that are not external; returns the Kafka bootstrap."""
     if not (settings.uses_embedded_kafka or settings.uses_embedded_redis):
@@ -211,7 +195,7 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
         timings[name] = round(time.monotonic() - began, 1)
 
     started = _Started()
-    with ExitStack() as cleanup, _sigterm_as_interrupt():
+    with ExitStack() as cleanup, sigterm_as_interrupt():
         if not opts.keep:
             cleanup.callback(_shutdown, settings, started, view)
         bootstrap = _bring_up_stack(settings, started, view)

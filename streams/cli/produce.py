@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import click
 from streams.cli.common import load_settings, print_json
 from streams.errors import ProducerError
 from streams.kafka_security import kafka_python_kwargs
+from streams.process_signals import sigterm_as_interrupt
 from streams.settings import Modality, Settings
 
 # One item to send: offset into the source (None = "now"), payload, content type.
@@ -67,24 +66,6 @@ def resolve_kafka(settings: Settings) -> str:
     # Producers need Kafka only: treat Redis as external so a stopped Redis is not an error.
     kafka_only = settings.model_copy(update={"redis_url": settings.resolved_redis_url()})
     return resolve_services(kafka_only).kafka_bootstrap
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a producer like Ctrl-C does: flush, summary, exit."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. called from a test runner thread)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class _Progress:
@@ -150,7 +131,7 @@ def run_producer(
         ensure_topics(bootstrap, [topic], settings.partitions, **kafka_python_kwargs(settings))
         producer = LookoutProducer.from_settings(settings, bootstrap).start()
         with _Progress(f"{modality.value} {source}", show_progress) as progress, \
-                _sigterm_as_interrupt():
+                sigterm_as_interrupt():
             for offset, payload, content_type in items:
                 summary.read += 1
                 if offset is None:
