@@ -275,12 +275,17 @@ def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
         "threshold": 0.75, "cooldown_s": 0})
     assert status == 201, body
     posted = time.monotonic()
-    assert wait_for(lambda: b.get("/queries/disk")[0] == 200, 5, 0.05), b.log_tail()
+
+    def active_on_b() -> bool:
+        # Listed by the API *and* in B's pattern matrix (the gauge is set after the swap).
+        _, metrics_b = b.get("/metrics")
+        return b.get("/queries/disk")[0] == 200 and metric_value(
+            metrics_b, "lookout_standing_queries", 'modality="logs"') == 1
+
+    assert wait_for(active_on_b, 5, 0.05), b.log_tail()
     seen_after = time.monotonic() - posted
     print(f"\nQUERY PROPAGATION A->B {seen_after:.3f}s")
     assert seen_after < 1.0
-    _, metrics_b = b.get("/metrics")
-    assert metric_value(metrics_b, "lookout_standing_queries", 'modality="logs"') == 1
     # Whichever worker owns the partition raises the alert.
     produce_logs(settings, [("host", DISK)])
     assert wait_for(lambda: len(alerts_on_topic(settings, 1)) == 1, 30)
