@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from streams.cli.api_client import default_api_url
 from streams.errors import LookoutError
 from streams.settings import Settings
-
-_METRIC_RE = re.compile(r'^(lookout_[a-z_]+)\{([^}]*)\}\s+([0-9.eE+-]+)$')
 
 
 class DemoError(LookoutError):
@@ -44,13 +43,11 @@ def http_get(url: str, timeout_s: float = 3.0) -> tuple[int, bytes]:
 def parse_counters(text: str, name: str) -> dict[str, float]:
     """Sum of a labelled Prometheus counter per `modality` label."""
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        m = _METRIC_RE.match(line.strip())
-        if not m or m.group(1) != name:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
-        key = labels.get("modality", "")
-        out[key] = out.get(key, 0.0) + float(m.group(3))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels:
+                key = sample.labels.get("modality", "")
+                out[key] = out.get(key, 0.0) + sample.value
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import time
 import uuid
@@ -38,3 +39,17 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 30.0, interval_s: flo
             return True
         time.sleep(interval_s)
     return check()
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """Sum of the samples called `name` in Prometheus text whose labels include `labels`
+    (e.g. 'modality="logs"'), read with prometheus-client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and wanted.items() <= sample.labels.items()
+    )

@@ -168,10 +168,3 @@ def committed_and_end(settings: Settings, group: str, topic: str) -> tuple[int, 
         consumer.close()
 
 
-def metric_value(text: str, name: str, labels: str = "") -> float:
-    """Sum of samples of `name` whose label set contains `labels` in Prometheus text."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and labels in line and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total

@@ -32,14 +32,13 @@ from streams.webhooks import (
     WebhookSender,
     verify_signature,
 )
-from tests.helpers import wait_for
+from tests.helpers import metric_value, wait_for
 from tests.integration.alerting_helpers import (
     SseClient,
     WebhookReceiver,
     alerts_on_topic,
     call,
     committed_and_end,
-    metric_value,
     produce_logs,
 )
 from tests.integration.pipeline_records import good_record, item_keys, produce

@@ -20,6 +20,7 @@ from streams.wire import (
     encode_headers,
     item_key,
 )
+from tests.helpers import metric_value
 from tests.integration.pipeline_records import (
     BASE_TS_MS,
     InputRecord,
@@ -137,16 +138,11 @@ def test_every_record_indexed_once_and_corrupt_ones_dead_lettered(settings, work
     assert sum(counts.values()) + len(letters) == len(mixed)
     status, text = worker.get("/metrics")
     assert status == 200
-    assert _metric_sum(text, "lookout_deadletters_total") == len(bad)
-    assert _metric_sum(text, "lookout_items_indexed_total") == 3 * N
+    assert metric_value(text, "lookout_deadletters_total") == len(bad)
+    assert metric_value(text, "lookout_items_indexed_total") == 3 * N
     status, doc = worker.get("/openapi.json")
     assert status == 200 and {"/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
     assert worker.stop() == 0
-
-
-def _metric_sum(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{"))
 
 
 def test_default_log_encoder_and_health_while_a_long_batch_embeds(settings, worker_process):
@@ -219,7 +215,7 @@ def test_two_workers_in_one_group_share_the_partitions(settings, worker_process)
     time.sleep(1.0)
     assert len(item_keys(settings, Modality.VIDEO)) == n == counts[Modality.VIDEO]
     per_worker = [
-        _metric_sum(w.get("/metrics")[1], "lookout_items_indexed_total") for w in (first, second)
+        metric_value(w.get("/metrics")[1], "lookout_items_indexed_total") for w in (first, second)
     ]
     assert all(count > 0 for count in per_worker), per_worker
     assert sum(per_worker) == n

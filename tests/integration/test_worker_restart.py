@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from streams.settings import Modality
+from tests.helpers import metric_value
 from tests.integration.pipeline_records import good_records, item_keys, produce, wait_for_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -45,8 +46,7 @@ def _wait_some(settings, low: int, timeout_s: float = 60.0) -> int:
 def _metric(worker, name: str) -> float:
     status, text = worker.get("/metrics")
     assert status == 200
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{"))
+    return metric_value(text, name)
 
 
 def test_sigkill_mid_stream_then_restart_indexes_every_record_once(settings, worker_process):
