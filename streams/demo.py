@@ -31,6 +31,7 @@ from streams.demo_services import (
     start_worker,
 )
 from streams.errors import LookoutError, ProducerError
+from streams.kafka_security import kafka_python_kwargs
 from streams.process_signals import sigterm_as_interrupt
 from streams.settings import MODALITIES, Settings
 
@@ -229,8 +230,10 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
         view.phase(f"standing queries: {len(registered)} registered"
                    + (f", {len(refused)} need another model" if refused else ""))
 
-        alerts = TopicTail(bootstrap, settings.topic("alerts"), keep=True)
-        dead = TopicTail(bootstrap, settings.topic("deadletter"), keep=False)
+        kafka_kw = kafka_python_kwargs(settings)
+        alerts = TopicTail(bootstrap, settings.topic("alerts"), keep=True, client_kwargs=kafka_kw)
+        dead = TopicTail(bootstrap, settings.topic("deadletter"), keep=False,
+                         client_kwargs=kafka_kw)
         alerts.start()
         cleanup.callback(alerts.stop)
         dead.start()
@@ -297,7 +300,8 @@ def _start_replay(settings: Settings, root: Path, truth: dict[str, Any], opts: D
     from streams.producers import LookoutProducer, ProducerConfig, ensure_topics
 
     bootstrap = settings.resolved_kafka_bootstrap()
-    ensure_topics(bootstrap, [settings.input_topic(m) for m in MODALITIES], settings.partitions)
+    ensure_topics(bootstrap, [settings.input_topic(m) for m in MODALITIES], settings.partitions,
+                  **kafka_python_kwargs(settings))
     producer = LookoutProducer.from_settings(
         settings, bootstrap, ProducerConfig(client_id="lookout-demo", linger_ms=5)).start()
 

@@ -78,9 +78,6 @@ class WorkerHandle:
         status, body = http_get(self.api_url + "/metrics")
         return body.decode("utf-8", "replace") if status == 200 else ""
 
-    def counters(self, name: str) -> dict[str, float]:
-        return parse_counters(self.metrics_text(), name)
-
     def log_tail(self, lines: int = 30) -> str:
         if self.log_path is None:
             return ""
@@ -135,8 +132,10 @@ def start_worker(settings: Settings, log_path: Path) -> WorkerHandle:
 class TopicTail:
     """Records appended to a topic after `start()`: alerts are kept, anything else counted."""
 
-    def __init__(self, bootstrap: str, topic: str, keep: bool) -> None:
+    def __init__(self, bootstrap: str, topic: str, keep: bool,
+                 client_kwargs: dict[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
+        self.client_kwargs = dict(client_kwargs or {})  # TLS/SASL, see kafka_security
         self.topic = topic
         self.keep = keep
         self.records: list[dict[str, Any]] = []
@@ -154,7 +153,8 @@ class TopicTail:
 
         try:
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap.split(","), group_id=None,
-                                     enable_auto_commit=False, client_id="lookout-demo")
+                                     enable_auto_commit=False, client_id="lookout-demo",
+                                     **self.client_kwargs)
             parts = None
             for _ in range(50):
                 parts = consumer.partitions_for_topic(self.topic)
