@@ -42,7 +42,7 @@ Hook = Callable[[], Any]
 RouteInstaller = Callable[[web.Application], None]
 
 #: Modules that extend the worker, each with `install(ctx)`; missing ones are skipped.
-EXTENSIONS: tuple[str, ...] = ("streams.alerting_setup",)
+EXTENSIONS: tuple[str, ...] = ("streams.alerting_setup", "streams.lag_monitor")
 SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_S = 3.0
 
@@ -134,7 +134,7 @@ class WorkerContext:
             await retry_until_done(store.ensure, op="ensure", what=f"creating index {store.name}",
                                    metrics=self.metrics)
         self.readiness.indexes_ensured = True
-        await _run_hooks(self.startup_hooks, "start-up")
+        await _run_hooks(self.startup_hooks)
         self.metrics.worker_up.set(1)
         self._started_event().set()
         log.info("worker %s started: %s", s.worker_id,
@@ -143,7 +143,7 @@ class WorkerContext:
     async def stop(self) -> None:
         """Shutdown hooks, then close Redis and the inference thread."""
         self.metrics.worker_up.set(0)
-        await _run_hooks(self.shutdown_hooks, "shutdown")
+        await _run_hooks(self.shutdown_hooks)
         try:
             await self.redis.aclose()
         except Exception as e:  # closing a dead connection is not worth a traceback
@@ -151,7 +151,7 @@ class WorkerContext:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def _run_hooks(hooks: list[Hook], what: str) -> None:
+async def _run_hooks(hooks: list[Hook]) -> None:
     for hook in list(hooks):
         result = hook()
         if inspect.isawaitable(result):
@@ -159,26 +159,10 @@ async def _run_hooks(hooks: list[Hook], what: str) -> None:
 
 
 def install_extensions(ctx: WorkerContext) -> list[str]:
-    """Let optional modules register observers, routes and hooks; returns those installed."""
-    installed = []
+    """Let the extension modules register observers, routes and hooks; returns their names."""
     for name in EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            log.info("extension %s is not available; running without it", name)
-            continue
-        module.install(ctx)
-        installed.append(name)
-    try:
-        from streams import lag_monitor
-    except ModuleNotFoundError:
-        pass
-    else:
-        lag_monitor.install(ctx, ctx.app)
-        installed.append("streams.lag_monitor")
-    return installed
+        importlib.import_module(name).install(ctx)
+    return list(EXTENSIONS)
 
 
 class LookoutApp(faust.App):
@@ -189,12 +173,14 @@ class LookoutApp(faust.App):
     async def on_first_start(self) -> None:
         """Create the input and dead-letter topics before the consumer subscribes to them."""
         await super().on_first_start()
+        from streams.kafka_security import kafka_python_kwargs
         from streams.producers import ensure_topics
 
         s = self.lookout.settings
         topics = [s.input_topic(m) for m in MODALITIES] + [s.topic("deadletter")]
         created = await asyncio.to_thread(
-            ensure_topics, self.lookout.services.kafka_bootstrap, topics, s.partitions
+            ensure_topics, self.lookout.services.kafka_bootstrap, topics, s.partitions,
+            **kafka_python_kwargs(s),
         )
         if created:
             log.info("created topics %s with %d partitions", ", ".join(created), s.partitions)

@@ -4,7 +4,7 @@ Lag is computed for the partitions assigned to THIS worker (log end offset minus
 offset), so summing `lookout_consumer_lag` over workers gives the group's lag without double
 counting. Partitions that move away on a rebalance are removed from the gauge.
 
-Wiring (composition root): `streams.lag_monitor.install(ctx, app)` adds a start-up hook that
+Wiring: `streams.app.EXTENSIONS` lists this module; `install(ctx)` adds a start-up hook that
 starts the periodic task and a shutdown hook that stops it.
 """
 
@@ -164,12 +164,13 @@ class FaustOffsets:
         return {(t, p): offsets.get(TP(t, p)) for t, p in tps}
 
 
-def install(ctx: Any, app: Any, interval_s: float = 5.0) -> LagMonitor:
+def install(ctx: Any, app: Any | None = None, interval_s: float = 5.0) -> LagMonitor:
     """Register the monitor on a `WorkerContext`; it starts with the worker's start-up hooks.
 
     Devices and input topics are read when the hook runs, after the encoders are loaded.
     """
-    monitor = LagMonitor(FaustOffsets(app), ctx.metrics, interval_s=interval_s)
+    monitor = LagMonitor(FaustOffsets(app if app is not None else ctx.app), ctx.metrics,
+                         interval_s=interval_s)
 
     async def start() -> None:
         monitor.devices = tuple(sorted({str(enc.device) for enc in ctx.encoders.values()}))
