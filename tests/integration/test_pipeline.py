@@ -182,10 +182,7 @@ def test_default_log_encoder_and_health_while_a_long_batch_embeds(settings, work
     assert asyncio.run(_knn_own_vector(settings, Modality.LOGS, key))[0] == key
 
     status, text = worker.get("/metrics")
-    encode_s = 0.0
-    for line in text.splitlines():
-        if line.startswith('lookout_stage_seconds_sum{modality="logs",stage="encode"}'):
-            encode_s = float(line.rsplit(" ", 1)[1])
+    encode_s = metric_value(text, "lookout_stage_seconds_sum", 'modality="logs",stage="encode"')
     print(json.dumps({"healthz_polls": len(latencies), "healthz_max_s": max(latencies),
                       "logs_encode_s": encode_s}))
     assert len(latencies) >= 5

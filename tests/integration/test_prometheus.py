@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import subprocess
 import threading
@@ -32,7 +31,7 @@ import yaml
 from streams.settings import MODALITIES, Modality, Settings
 from streams.wire import encode_headers
 from tests.dashboard_exprs import RULES_FILE, metric_names, panel_exprs, rules
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, metric_value, wait_for
 from tests.integration.pipeline_records import (
     InputRecord,
     bad_records,
@@ -185,11 +184,7 @@ def worker_metric(worker: Any, name: str) -> float:
     """Sum of a metric's samples on the worker's /metrics right now."""
     status, text = worker.get("/metrics")
     assert status == 200, text
-    total = 0.0
-    for line in str(text).splitlines():
-        if re.match(rf"^{name}(\{{|\s)", line):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_value(str(text), name)
 
 
 def has_finite_value(result: dict[str, Any]) -> bool:
