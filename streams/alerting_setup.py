@@ -21,7 +21,6 @@ from streams.alerts import Alert, AlertStore, alert_on_topic
 from streams.kafka_security import aiokafka_kwargs
 from streams.query_registry import QueryRegistry
 from streams.settings import Modality
-from streams.topic_admin import ensure_topic
 from streams.webhooks import WebhookSender
 
 if TYPE_CHECKING:
@@ -164,8 +163,7 @@ def install(ctx: WorkerContext) -> AlertingService:
     ctx.readiness.problems.append(LOADING_QUERIES)
 
     async def start() -> None:
-        await ensure_topic(bootstrap, settings.topic("alerts"), settings.partitions, kafka_kw)
-        await service.registry.start()
+        await service.registry.start()  # the follower below creates the alerts topic
         await service.follower.start()
         await service.webhooks.start()
         if LOADING_QUERIES in ctx.readiness.problems:

@@ -102,7 +102,6 @@ class PatternMatrix:
         self.dim = dim
         self.device = torch.device(device)
         self.query_ids = [p.query_id for p in patterns]
-        self._index = {qid: i for i, qid in enumerate(self.query_ids)}
         pos, pos_owner, neg, neg_owner = [], [], [], []
         for q_index, p in enumerate(patterns):
             for name, t in (("positives", p.positives), ("negatives", p.negatives)):
@@ -137,8 +136,6 @@ class PatternMatrix:
     def __len__(self) -> int:
         return self.n_queries
 
-    def index_of(self, query_id: str) -> int | None:
-        return self._index.get(query_id)
 
     def _scatter_max(self, sims: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
         out = torch.full(

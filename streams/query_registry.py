@@ -29,7 +29,7 @@ from streams.alert_policy import PolicyRule
 from streams.errors import LookoutError, QueryNotFound, QueryValidationError
 from streams.matching import PatternMatrix, QueryPatterns
 from streams.settings import Modality
-from streams.standing_queries import PatternExample, RegisteredQuery, StandingQuery
+from streams.standing_queries import PatternExample, RegisteredQuery, StandingQuery, parse_query
 from streams.topic_admin import all_partitions, ensure_topic
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,6 @@ class QueryRegistry:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._listeners: list[Callable[[set[Modality]], None]] = []
 
     # --- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -301,11 +300,6 @@ class QueryRegistry:
             q.id: PolicyRule.of(q.query.cooldown_s, q.query.min_hits, q.query.window_s)
             for q in self._queries.values()
         }
-        for listener in self._listeners:
-            listener(modalities)
-
-    def on_change(self, listener: Callable[[set[Modality]], None]) -> None:
-        self._listeners.append(listener)
 
     # --- views ------------------------------------------------------------------------
     def matrix(self, modality: Modality) -> PatternMatrix | None:
@@ -357,12 +351,7 @@ class QueryRegistry:
                 "POST the whole query again to change its examples"
             )
         body = {**current.query.model_dump(mode="json"), **changes}
-        try:
-            query = StandingQuery.model_validate(body)
-        except ValidationError as e:
-            from streams.standing_queries import validation_message
-
-            raise QueryValidationError(validation_message(e, f"query {query_id!r}")) from e
+        query = parse_query(body)
         rq = current.model_copy(
             update={"query": query, "fingerprint": query.fingerprint(), "updated_at": time.time()}
         )

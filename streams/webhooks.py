@@ -120,11 +120,6 @@ class WebhookSender:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def drain(self) -> None:
-        """Wait for scheduled deliveries (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     async def deliver(self, alert: Alert, webhook: Webhook) -> bool:
         """POST until delivered or attempts run out; True when delivered (now or before).
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.cli.api_client import ApiClient, api_option
-from streams.cli.common import load_settings, print_json
+from streams.cli.common import evidence_label, load_settings, print_json
 
 
 def _when(ms: int) -> str:
@@ -20,7 +20,7 @@ def _when(ms: int) -> str:
 
 def _line(alert: dict[str, Any]) -> str:
     ev = alert.get("evidence", {})
-    detail = ev.get("text") or ev.get("thumb_url") or alert["item_key"]
+    detail = evidence_label(ev, alert["item_key"])
     return (f"{_when(alert['ts'])} {alert['severity']:<8} {alert['query_id']} "
             f"source={alert['source']} score={alert['score']:.3f} {str(detail)[:80]}")
 
@@ -57,7 +57,7 @@ def register(root: click.Group) -> None:
             return
         table = Table("time (UTC)", "severity", "query", "source", "score", "evidence")
         for a in result["alerts"]:
-            ev = a["evidence"].get("text") or a["evidence"].get("thumb_url") or a["item_key"]
+            ev = evidence_label(a["evidence"], a["item_key"])
             table.add_row(_when(a["ts"]), a["severity"], a["query_id"], a["source"],
                           f"{a['score']:.3f}", str(ev)[:60])
         Console().print(table)

@@ -25,3 +25,8 @@ def load_settings(**overrides: Any) -> Settings:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def evidence_label(evidence: dict[str, Any], key: str) -> str:
+    """What a table shows as an item's evidence: its log text, thumbnail URL, else its key."""
+    return evidence.get("text") or evidence.get("thumb_url") or key

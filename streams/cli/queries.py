@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.cli.api_client import ApiClient, api_option
-from streams.cli.common import load_settings, print_json
+from streams.cli.common import evidence_label, load_settings, print_json
 from streams.settings import MODALITIES
 from streams.standing_queries import (
     example_from_file,
@@ -185,7 +185,7 @@ def register(root: click.Group) -> None:
         table = Table("ts", "source", "score", "fires", "evidence")
         fired = {r["key"] for r in result["would_fire"]}
         for r in result["matches"]:
-            ev = r["evidence"].get("text") or r["evidence"].get("thumb_url") or r["key"]
+            ev = evidence_label(r["evidence"], r["key"])
             table.add_row(str(r["ts"]), r["source"], f"{r['score']:.3f}",
                           "yes" if r["key"] in fired else "", str(ev)[:70])
         Console().print(table)

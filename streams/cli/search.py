@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.cli.api_client import ApiClient, api_option
-from streams.cli.common import load_settings, print_json
+from streams.cli.common import evidence_label, load_settings, print_json
 from streams.settings import MODALITIES
 
 
@@ -53,6 +53,6 @@ def register(root: click.Group) -> None:
             return
         table = Table("score", "ts", "source", "evidence")
         for r in result["results"]:
-            ev = r["evidence"].get("text") or r["evidence"].get("thumb_url") or r["key"]
+            ev = evidence_label(r["evidence"], r["key"])
             table.add_row(f"{r['score']:.3f}", str(r["ts"]), r["source"], str(ev)[:80])
         Console().print(table)
