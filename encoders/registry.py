@@ -30,9 +30,9 @@ def _build_efficientnet(
     arg: str, modality: str, runtime: Runtime, cache_dir: Path | None
 ) -> Encoder:
     from .efficientnet_bridge import EfficientNetBridgeEncoder, load_efficientnet_lite0
-    from .sentence import SentenceEmbedder, bundled_minilm_path, load_sentence_transformer
+    from .sentence import bundled_minilm_embedder
 
-    text = SentenceEmbedder(load_sentence_transformer(str(bundled_minilm_path()), runtime.device))
+    text = bundled_minilm_embedder(runtime.device)
     net = load_efficientnet_lite0(runtime.device)
     return EfficientNetBridgeEncoder(net, text, runtime, cache_dir)
 
@@ -45,15 +45,9 @@ def _build_aisfx(arg: str, modality: str, runtime: Runtime, cache_dir: Path | No
 
 
 def _build_minilm(arg: str, modality: str, runtime: Runtime, cache_dir: Path | None) -> Encoder:
-    from .sentence import (
-        SentenceEmbedder,
-        SentenceEncoder,
-        bundled_minilm_path,
-        load_sentence_transformer,
-    )
+    from .sentence import SentenceEncoder, bundled_minilm_embedder
 
-    model = load_sentence_transformer(str(bundled_minilm_path()), runtime.device)
-    return SentenceEncoder("minilm", SentenceEmbedder(model), runtime)
+    return SentenceEncoder("minilm", bundled_minilm_embedder(runtime.device), runtime)
 
 
 def _build_sentence_transformers(

