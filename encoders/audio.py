@@ -9,23 +9,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from .content_types import parse_content_type
 from .errors import EncoderInputError
 
 CONTAINER_TYPES = frozenset(
     {"audio/wav", "audio/x-wav", "audio/wave", "audio/flac", "audio/x-flac"}
 )
 MAX_SECONDS = 600.0
-
-
-def parse_content_type(content_type: str | None) -> tuple[str, dict[str, str]]:
-    """`audio/L16;rate=16000;channels=1` -> ("audio/l16", {"rate": "16000", "channels": "1"})."""
-    parts = [p.strip() for p in (content_type or "").split(";")]
-    params = {}
-    for p in parts[1:]:
-        if "=" in p:
-            k, v = p.split("=", 1)
-            params[k.strip().lower()] = v.strip().strip('"')
-    return parts[0].lower(), params
 
 
 def decode_audio(payload: bytes, content_type: str | None, target_rate: int) -> torch.Tensor:

@@ -106,12 +106,6 @@ class EfficientNetBridgeEncoder(ImageEncoder):
             "efficientnet-lite0+minilm", hash_state_dict(net)[:4] + text.weights_hash[:4]
         )
 
-    def class_probabilities(self, items: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
-        """[B, 1000] ImageNet probabilities (also handy to explain what the bridge saw)."""
-        with self.runtime.inference():
-            _, logits = self._forward_features(PREPROCESS(items, self.device))
-            return logits.float().softmax(-1)
-
     def _embed(self, items: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
         feats, logits = self._forward_features(PREPROCESS(items, self.device))
         feats = torch.nn.functional.normalize(feats.float(), dim=-1)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .content_types import media_type
 from .errors import EncoderInputError
 
 JPEG_TYPES = frozenset({"image/jpeg", "image/jpg"})
@@ -18,11 +19,6 @@ IMAGE_TYPES = JPEG_TYPES | {"image/png"}
 _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 _PNG_SIG, _PNG_IEND = b"\x89PNG\r\n\x1a\n", b"IEND"
 MAX_PIXELS = 64_000_000
-
-
-def media_type(content_type: str | None) -> str:
-    """`image/jpeg; q=1` -> `image/jpeg` (lower case, parameters dropped)."""
-    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def sniff_image(payload: bytes, content_type: str | None = None) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .content_types import media_type
 from .errors import EncoderInputError
 
 MAX_LOG_CHARS = 4096
@@ -62,7 +63,7 @@ def decode_log(payload: bytes, content_type: str | None = None) -> str:
     """One log record -> its message text; JSON records must carry a string `message`."""
     if not payload:
         raise EncoderInputError("empty log payload (0 bytes)")
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    kind = media_type(content_type)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import torch
 
 from encoders.base import Encoder
@@ -191,13 +190,6 @@ def encode_decoded(
     return torch.stack([r for _, r in rows]), [i for i, _ in rows], failed
 
 
-def _rgb_array(frame: Any) -> np.ndarray:
-    """HxWx3 uint8 on the host, whether the decoder gave numpy or a CHW tensor (GPU decode)."""
-    if isinstance(frame, torch.Tensor):
-        return frame.detach().permute(1, 2, 0).to("cpu", torch.uint8).numpy()
-    return np.asarray(frame)
-
-
 def _item_text(modality: Modality, decoded: Any) -> str | None:
     if modality is Modality.LOGS and isinstance(decoded, str):
         return decoded[:MAX_TEXT_CHARS]
@@ -224,7 +216,7 @@ def make_items(
         thumb = None
         evidence: dict[str, Any] = {"source": rec.source, "ts": rec.ts_ms, "model": model}
         if modality is Modality.VIDEO:
-            thumb = make_thumbnail(_rgb_array(value), thumb_max_width)
+            thumb = make_thumbnail(value, thumb_max_width)
             evidence["thumb_url"] = f"/items/{rec.item_key}/thumb"
         elif modality is Modality.LOGS:
             evidence["text"] = text
