@@ -22,11 +22,14 @@ def apply_torch_threads(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
-def build_modality_encoder(settings: Settings, modality: Modality) -> Encoder:
+def build_modality_encoder(
+    settings: Settings, modality: Modality, spec: str | None = None
+) -> Encoder:
+    """The configured encoder of `modality` (or `spec`, e.g. `trivial` for a benchmark)."""
     from encoders.registry import build_encoder
 
     return build_encoder(
-        settings.encoder_spec(modality),
+        spec or settings.encoder_spec(modality),
         modality.value,
         device=settings.device,
         compile=settings.torch_compile,

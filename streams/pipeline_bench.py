@@ -170,13 +170,13 @@ def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],
     import torch
 
     from encoders.benchmark import CONTENT_TYPES
-    from encoders.registry import build_encoder
+    from streams.encoder_setup import apply_torch_threads, build_modality_encoder
 
+    apply_torch_threads(settings)  # the same thread count the worker uses
     rows = []
     for m in MODALITIES:
         progress(f"bare encoder ({label}): {specs[m]} on {len(payloads[m])} {m.value} payloads")
-        enc = build_encoder(specs[m], m.value, device=settings.device,
-                            compile=settings.torch_compile)
+        enc = build_modality_encoder(settings, m, specs[m])
         ctype = CONTENT_TYPES[m.value]
         bs = settings.batch_size(m)
         data = payloads[m]
