@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.demo_replay import SendLog
-from streams.scorecard import ObservedAlert, TruthEvent, score_alerts
+from streams.scorecard import ObservedAlert, TruthEvent, matching_event, score_alerts
 
 RECALL_TARGET = 0.9
 PRECISION_TARGET = 0.8
@@ -51,29 +51,36 @@ def observed_alerts(alerts: list[dict[str, Any]], sends: SendLog, base_ms: int
     """Alerts about records this run sent (with latency), and how many were about others."""
     mine, foreign = [], 0
     for a in alerts:
-        sent = sends.sent_at(a["source"], int(a["ts"]))
-        if sent is None:
+        seen = _observe(a, sends, base_ms)
+        if seen is None:
             foreign += 1
-            continue
-        mine.append(ObservedAlert(a["query_id"], a["source"], (int(a["ts"]) - base_ms) / 1000,
-                                  (int(a["detected_at"]) - sent) / 1000))
+        else:
+            mine.append(seen)
     return mine, foreign
+
+
+def _observe(alert: dict[str, Any], sends: SendLog, base_ms: int) -> ObservedAlert | None:
+    """The alert in scenario seconds with its latency; None when this run did not send it."""
+    sent = sends.sent_at(alert["source"], int(alert["ts"]))
+    if sent is None:
+        return None
+    return ObservedAlert(alert["query_id"], alert["source"],
+                         (int(alert["ts"]) - base_ms) / 1000,
+                         (int(alert["detected_at"]) - sent) / 1000)
 
 
 def _alert_log(obs: RunObservations, tolerance_s: float = 2.0) -> list[dict[str, Any]]:
     """Each alert of this run: scenario time, score, latency and the truth event it caught."""
+    events = truth_events(obs.truth)
     out = []
     for a in obs.alerts:
-        sent = obs.sends.sent_at(a["source"], int(a["ts"]))
-        if sent is None:
+        seen = _observe(a, obs.sends, obs.base_ms)
+        if seen is None:
             continue
-        t_s = (int(a["ts"]) - obs.base_ms) / 1000
-        event = next((e.get("id") for e in obs.truth["events"]
-                      if e["pattern_id"] == a["query_id"] and e["source"] == a["source"]
-                      and e["start_s"] - tolerance_s <= t_s <= e["end_s"] + tolerance_s), None)
-        out.append({"query_id": a["query_id"], "source": a["source"], "t_s": t_s,
-                    "score": a.get("score"), "latency_s": (int(a["detected_at"]) - sent) / 1000,
-                    "event": event})
+        i = matching_event(events, seen, tolerance_s)
+        out.append({"query_id": seen.query_id, "source": seen.source, "t_s": seen.t_s,
+                    "score": a.get("score"), "latency_s": seen.latency_s,
+                    "event": None if i is None else obs.truth["events"][i].get("id")})
     return sorted(out, key=lambda x: x["t_s"])
 
 

@@ -101,6 +101,21 @@ def quantile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
+def matching_event(
+    events: Sequence[TruthEvent], alert: ObservedAlert, tolerance_s: float = 2.0
+) -> int | None:
+    """Index of the first event this alert is correct for (same pattern and source, event
+    time inside the event widened by `tolerance_s`), or None for a false alarm."""
+    for i, ev in enumerate(events):
+        if (
+            ev.pattern_id == alert.query_id
+            and ev.source == alert.source
+            and ev.start_s - tolerance_s <= alert.t_s <= ev.end_s + tolerance_s
+        ):
+            return i
+    return None
+
+
 def score_alerts(
     events: Iterable[TruthEvent],
     alerts: Iterable[ObservedAlert],
@@ -120,15 +135,10 @@ def score_alerts(
         score.alerts += 1
         if alert.latency_s is not None:
             card.latencies_s.append(alert.latency_s)
-        for i, ev in enumerate(events):
-            if (
-                ev.pattern_id == alert.query_id
-                and ev.source == alert.source
-                and ev.start_s - tolerance_s <= alert.t_s <= ev.end_s + tolerance_s
-            ):
-                score.correct_alerts += 1
-                caught.add(i)
-                break
+        i = matching_event(events, alert, tolerance_s)
+        if i is not None:
+            score.correct_alerts += 1
+            caught.add(i)
     for i, ev in enumerate(events):
         if ev.pattern_id in wanted:
             card.patterns[ev.pattern_id].events += 1
