@@ -212,12 +212,13 @@ def make_items(
     items: list[IndexedItem] = []
     docs: list[ItemDoc] = []
     for row, (rec, value) in enumerate(decoded):
+        key = rec.item_key
         text = _item_text(modality, value)
         thumb = None
         evidence: dict[str, Any] = {"source": rec.source, "ts": rec.ts_ms, "model": model}
         if modality is Modality.VIDEO:
             thumb = make_thumbnail(value, thumb_max_width)
-            evidence["thumb_url"] = f"/items/{rec.item_key}/thumb"
+            evidence["thumb_url"] = f"/items/{key}/thumb"
         elif modality is Modality.LOGS:
             evidence["text"] = text
         elif modality is Modality.AUDIO:
@@ -225,10 +226,10 @@ def make_items(
             shape = getattr(value, "shape", None)
             if sample_rate and shape:
                 evidence["duration_ms"] = int(1000 * int(shape[-1]) / sample_rate)
-        items.append(IndexedItem(rec.item_key, rec, row, text, evidence))
+        items.append(IndexedItem(key, rec, row, text, evidence))
         docs.append(
             ItemDoc(
-                key=rec.item_key,
+                key=key,
                 source=rec.source,
                 ts_ms=rec.ts_ms,
                 vector=host[row],
@@ -330,10 +331,11 @@ async def handle_batch(
     m.stage_seconds.labels(modality=label, stage="index").observe(time.perf_counter() - t0)
     m.items_indexed.labels(modality=label).inc(len(batch.items))
     now_ms = time.time() * 1000
+    ingest_to_indexed = m.ingest_to_indexed_seconds.labels(modality=label)
     for item in batch.items:
         lag_s = (now_ms - item.record.ts_ms) / 1000
         if math.isfinite(lag_s) and lag_s >= 0:
-            m.ingest_to_indexed_seconds.labels(modality=label).observe(lag_s)
+            ingest_to_indexed.observe(lag_s)
     if ctx.observers:  # they time their own stages (match, alert)
         await _notify_observers(ctx, modality, batch.items, batch.vectors)
     return batch

@@ -38,6 +38,15 @@ def faust_broker_credentials(settings: Settings) -> Any | None:
     )
 
 
+def _sasl_kwargs(settings: Settings) -> dict[str, Any]:
+    """The SASL arguments, spelled the same by aiokafka and kafka-python."""
+    return {
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": settings.kafka_sasl_username,
+        "sasl_plain_password": settings.kafka_sasl_password,
+    }
+
+
 def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `aiokafka.AIOKafkaProducer`/`AIOKafkaConsumer`."""
     protocol = settings.kafka_security_protocol
@@ -47,11 +56,7 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     if protocol.endswith("SSL"):
         kwargs["ssl_context"] = ssl_context(settings)
     if protocol.startswith("SASL_"):
-        kwargs.update(
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            sasl_plain_username=settings.kafka_sasl_username,
-            sasl_plain_password=settings.kafka_sasl_password,
-        )
+        kwargs.update(_sasl_kwargs(settings))
     return kwargs
 
 
@@ -66,9 +71,5 @@ def kafka_python_kwargs(settings: Settings) -> dict[str, Any]:
         if settings.kafka_ssl_cafile:
             kwargs["ssl_cafile"] = str(settings.kafka_ssl_cafile)
     if protocol.startswith("SASL_"):
-        kwargs.update(
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            sasl_plain_username=settings.kafka_sasl_username,
-            sasl_plain_password=settings.kafka_sasl_password,
-        )
+        kwargs.update(_sasl_kwargs(settings))
     return kwargs
