@@ -1,8 +1,8 @@
 """Plugs standing queries, alerts and search into a worker: `install(ctx)`.
 
 Registers the batch observer (match -> policy -> alert -> sinks: Kafka topic, Redis
-history, live feed, webhooks), the start-up/shutdown hooks of the query registry, the
-alert-topic follower and the webhook sender, and the HTTP routes of `/queries`,
+history, live feed), the start-up/shutdown hooks of the query registry, the
+alert-topic follower and the webhook dispatcher, and the HTTP routes of `/queries`,
 `/search`, `/alerts` and `/items`. `app.install_extensions(ctx)` calls it.
 """
 
@@ -21,11 +21,13 @@ from streams.alerts import Alert, AlertStore, alert_on_topic
 from streams.kafka_security import aiokafka_kwargs
 from streams.query_registry import QueryRegistry
 from streams.settings import Modality
+from streams.webhook_dispatch import WebhookDispatcher, webhook_group
 from streams.webhooks import WebhookSender
 
 if TYPE_CHECKING:
     from streams.app import WorkerContext
     from streams.batch_processing import IndexedItem
+    from streams.standing_queries import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class AlertingService:
     webhooks: WebhookSender
     feed: AlertFeed
     follower: AlertTopicFollower
+    dispatcher: WebhookDispatcher | None = None
 
     @property
     def alerts_topic(self) -> str:
@@ -121,9 +124,6 @@ class AlertingObserver:
                 m.ingest_to_alert_seconds.labels(modality=modality.value).observe(
                     max(0.0, time.time() - cand.ts_ms / 1000))
                 raised.append(alert)
-            if q.webhooks:
-                # Also for an alert published before a crash: delivery is idempotent per url.
-                self.s.webhooks.schedule(alert, list(q.webhooks))
         self.s.ctx.metrics.stage_seconds.labels(modality=modality.value, stage="alert").observe(
             time.perf_counter() - started)
         return raised
@@ -160,16 +160,28 @@ def install(ctx: WorkerContext) -> AlertingService:
         client_kwargs=kafka_kw,
     )
 
+    def webhooks_of(query_id: str) -> list[Webhook]:
+        rq = service.registry.find(query_id)
+        return list(rq.query.webhooks) if rq is not None else []
+
+    service.dispatcher = WebhookDispatcher(
+        bootstrap, settings.topic("alerts"), settings.partitions,
+        webhook_group(settings.worker_id), webhooks_of, service.webhooks,
+        settings.webhook_max_age_s, kafka_kw,
+    )
+
     ctx.readiness.problems.append(LOADING_QUERIES)
 
     async def start() -> None:
         await service.registry.start()  # the follower below creates the alerts topic
         await service.follower.start()
         await service.webhooks.start()
+        await service.dispatcher.start()
         if LOADING_QUERIES in ctx.readiness.problems:
             ctx.readiness.problems.remove(LOADING_QUERIES)
 
     async def stop() -> None:
+        await service.dispatcher.stop()
         await service.follower.stop()
         await service.registry.stop()
         await service.webhooks.close()

@@ -107,13 +107,17 @@ class Settings(BaseSettings):
         0.25, gt=0, le=60, description="Longest wait (s) to fill a video micro-batch."
     )
     max_wait_audio_s: float = Field(
-        0.25, gt=0, le=60, description="Longest wait (s) to fill a audio micro-batch."
+        0.25, gt=0, le=60, description="Longest wait (s) to fill an audio micro-batch."
     )
     max_wait_logs_s: float = Field(
         0.25, gt=0, le=60, description="Longest wait (s) to fill a logs micro-batch."
     )
 
     retention_s: int = Field(7 * 24 * 3600, ge=60, description="TTL of indexed items in Redis.")
+    webhook_max_age_s: float = Field(
+        3600.0, gt=0,
+        description="Alerts older than this (s, by alerts-topic time) are not sent to webhooks.",
+    )
     vector_dtype: str = Field(
         "float32", pattern="^(float32|float16)$", description="Vector storage type in Redis."
     )

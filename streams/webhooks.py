@@ -1,11 +1,12 @@
-"""Webhook delivery of alerts: signed, retried with backoff, at most once per (alert, url).
+"""One webhook delivery of one alert: signed, retried with backoff, recorded once done.
 
 Body: the alert's canonical JSON (`Alert.to_bytes()`). Headers: `X-Lookout-Alert-Id`,
 `X-Lookout-Signature: sha256=<hex HMAC-SHA256 of the raw body with the query's secret>`
 (when the webhook has a secret). 2xx = delivered; 408/425/429/5xx and connection errors
 are retried with exponential backoff and full jitter; other 4xx are permanent.
-A delivered (alert_id, url) is recorded in Redis with SET NX, so a redelivered record,
-a rebalance or a restart never calls the same webhook twice for one alert.
+A delivered (alert_id, url) is recorded in Redis, so a redelivered alert record, a
+rebalance or a restart does not call the same webhook again for one alert.
+`streams.webhook_dispatch` decides what to deliver and when.
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ class WebhookSender:
         self._metrics = metrics
         self.policy = policy or DeliveryPolicy()
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[bool]] = set()
         self._token = uuid.uuid4().hex
 
     def delivered_key(self, alert_id: str, url: str) -> str:
@@ -102,23 +102,10 @@ class WebhookSender:
             timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
             self._session = aiohttp.ClientSession(timeout=timeout)
 
-    async def close(self, grace_s: float = 5.0) -> None:
-        """Give running deliveries `grace_s` to finish, then cancel the rest."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace_s)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    def schedule(self, alert: Alert, webhooks: list[Webhook]) -> None:
-        """Deliver in the background so a slow receiver never stalls the pipeline."""
-        for webhook in webhooks:
-            task = asyncio.get_running_loop().create_task(self.deliver(alert, webhook))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
 
     async def deliver(self, alert: Alert, webhook: Webhook) -> bool:
         """POST until delivered or attempts run out; True when delivered (now or before).

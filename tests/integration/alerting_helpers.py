@@ -37,11 +37,19 @@ def call(base_url: str, method: str, path: str, body: Any = None) -> tuple[int, 
 
 @dataclass
 class WebhookReceiver:
-    """An aiohttp server on a free port recording every POST (headers, raw body)."""
+    """An aiohttp server on a free port recording every POST (headers, raw body).
+
+    `received_at[i]` is the `time.monotonic()` at which `received[i]` arrived. While
+    `hanging`, a POST is counted in `hung` and left unanswered for 30 s (then 503): a
+    receiver that is down from the sender's point of view.
+    """
 
     port: int = field(default_factory=free_port)
     fail_first: int = 0
+    hanging: bool = False
+    hung: int = 0
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -52,9 +60,14 @@ class WebhookReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.hanging:
+            self.hung += 1
+            await asyncio.sleep(30.0)
+            return web.Response(status=503)
         if self.fail_first > 0:
             self.fail_first -= 1
             return web.Response(status=503)
+        self.received_at.append(time.monotonic())
         self.received.append((dict(request.headers), body))
         return web.Response(status=204)
 
