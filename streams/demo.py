@@ -11,6 +11,7 @@ out (also on Ctrl-C), unless asked to keep it.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,18 +23,12 @@ from typing import Any, Protocol
 from streams.cli.api_client import ApiClient, ApiRequestError, default_api_url
 from streams.demo_replay import ReplayItem, SendLog, replay, scenario_items
 from streams.demo_score import RunObservations, build_scorecard
-from streams.demo_services import (
-    DemoError,
-    TopicTail,
-    WorkerHandle,
-    http_get,
-    parse_counters,
-    start_worker,
-)
+from streams.demo_services import DemoError, TopicTail, parse_counters
 from streams.errors import LookoutError, ProducerError
 from streams.kafka_security import kafka_python_kwargs
 from streams.process_signals import sigterm_as_interrupt
 from streams.settings import MODALITIES, Settings
+from streams.worker_process import WorkerProcess, http_get, settings_env
 
 WORKER_READY_TIMEOUT_S = 240.0
 DRAIN_TIMEOUT_S = 120.0
@@ -137,7 +132,7 @@ class _Started:
     """What this run started and must stop again."""
 
     stack_services: list[str] = field(default_factory=list)
-    worker: WorkerHandle | None = None
+    worker: WorkerProcess | None = None
 
 
 def _bring_up_stack(settings: Settings, started: _Started, view: DemoView) -> str:
@@ -167,7 +162,7 @@ def _stop_stack(settings: Settings, services: list[str]) -> None:
     EmbeddedStack.from_settings(settings.model_copy(update=update)).down()
 
 
-def _wait_drained(worker: WorkerHandle, baseline: dict[str, float], sends: SendLog,
+def _wait_drained(worker: WorkerProcess, baseline: dict[str, float], sends: SendLog,
                   dead_baseline: dict[str, float], timeout_s: float,
                   on_tick: Callable[[dict[str, int]], None]) -> tuple[dict[str, int], bool]:
     """Until the worker has indexed or dead-lettered every record sent (or the timeout)."""
@@ -207,12 +202,12 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
         api_url = default_api_url(settings)
         status, _ = http_get(api_url + "/healthz")
         if status == 200:
-            worker = WorkerHandle(api_url)
+            worker = WorkerProcess(api_url)
             view.phase(f"using the worker already answering at {api_url}")
         else:
             log_path = Path(settings.home).absolute() / "logs" / "demo-worker.log"
             view.phase(f"starting a worker (log: {log_path})")
-            worker = start_worker(services, log_path)
+            worker = WorkerProcess.start(settings_env(services, os.environ), api_url, log_path)
             started.worker = worker
 
         # While the worker loads its models: the scenario (built once, then cached).
@@ -265,7 +260,7 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
                 worker.check_alive()
                 done = parse_counters(worker.metrics_text(), "lookout_items_indexed_total")
                 show({m: int(done.get(m, 0) - indexed0.get(m, 0)) for m in done})
-        except (KeyboardInterrupt, DemoError):
+        except (KeyboardInterrupt, LookoutError):
             stop.set()
             sender.join(timeout=10)
             raise

@@ -15,12 +15,8 @@ Backs `lookout bench pipeline`; needs Kafka and Redis reachable through `setting
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,6 +24,7 @@ from pathlib import Path
 
 from streams.errors import LookoutError
 from streams.settings import MODALITIES, Modality, Settings
+from streams.worker_process import WorkerProcess, free_port, settings_env
 
 Progress = Callable[[str], None]
 
@@ -46,48 +43,15 @@ class PipelineBenchRow:
 
 
 def _worker_env(settings: Settings, prefix: str, port: int, specs: dict[Modality, str]) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
-    env.update(
-        LOOKOUT_KAFKA_BOOTSTRAP=settings.resolved_kafka_bootstrap(),
-        LOOKOUT_REDIS_URL=settings.resolved_redis_url(),
-        LOOKOUT_TOPIC_PREFIX=prefix,
-        LOOKOUT_WORKER_ID=f"{prefix}-worker",
-        LOOKOUT_WEB_PORT=str(port),
-        LOOKOUT_DEVICE=settings.device,
-        LOOKOUT_PARTITIONS=str(settings.partitions),
-        HF_HUB_OFFLINE="1",
-    )
-    for m in MODALITIES:
-        env[f"LOOKOUT_ENCODER_{m.value.upper()}"] = specs[m]
-        env[f"LOOKOUT_BATCH_SIZE_{m.value.upper()}"] = str(settings.batch_size(m))
+    """The bench worker: these settings, its own topics/group/port, `specs` as encoders."""
+    update: dict[str, object] = {
+        "topic_prefix": prefix, "worker_id": f"{prefix}-worker", "web_port": port,
+        "web_host": "127.0.0.1", "api_token": None,
+    }
+    update |= {f"encoder_{m.value}": specs[m] for m in MODALITIES}
+    env = settings_env(settings.model_copy(update=update), os.environ)
+    env["HF_HUB_OFFLINE"] = "1"
     return env
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout_s: float) -> float:
-    """Poll /readyz; returns when the last not-ready answer was sent (a safe start time)."""
-    deadline = time.monotonic() + timeout_s
-    last_not_ready = time.perf_counter()
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LookoutError(f"bench worker exited with {proc.returncode}; see {log}")
-        sent = time.perf_counter()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return last_not_ready
-        except OSError:
-            pass
-        last_not_ready = sent
-        time.sleep(0.02)
-    raise LookoutError(f"bench worker not ready after {timeout_s}s; see {log}")
 
 
 def _count(client, prefix: str, modality: Modality) -> int:
@@ -105,13 +69,15 @@ def _produce(settings: Settings, topic: str, modality: Modality, payloads: list[
     from kafka import KafkaProducer
 
     from encoders.benchmark import CONTENT_TYPES
+    from streams.kafka_security import kafka_python_kwargs
     from streams.producers import ensure_topics
     from streams.wire import encode_headers
 
-    ensure_topics(settings.resolved_kafka_bootstrap(), [topic], settings.partitions)
+    security = kafka_python_kwargs(settings)
+    ensure_topics(settings.resolved_kafka_bootstrap(), [topic], settings.partitions, **security)
     producer = KafkaProducer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
                              acks="all", linger_ms=20, batch_size=1_000_000,
-                             max_request_size=4_000_000)
+                             max_request_size=4_000_000, **security)
     try:
         for i, payload in enumerate(payloads):
             producer.send(topic, key=f"bench-{i % 8}".encode(), value=payload,
@@ -135,29 +101,23 @@ def _pipeline_row(
     progress(f"pipeline ({label}): producing {n} {modality.value} records")
     _produce(settings, topic, modality, payloads)
     specs = dict.fromkeys(MODALITIES, "trivial") | {modality: spec}
-    port = _free_port()
+    port = free_port()
     log = Path(tempfile.gettempdir()) / f"lookout-{prefix}.log"
-    lookout = Path(sys.executable).with_name("lookout")
     progress(f"pipeline ({label}): worker with {spec} indexes {n} {modality.value} records")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(lookout), "worker"], stdout=out, stderr=subprocess.STDOUT,
-                                env=_worker_env(settings, prefix, port, specs))
+    worker = WorkerProcess.start(_worker_env(settings, prefix, port, specs),
+                                 f"http://127.0.0.1:{port}", log)
     client = redis.Redis.from_url(settings.resolved_redis_url())
     try:
-        start = _wait_ready(proc, port, log, timeout_s)
+        start = worker.wait_ready(timeout_s, poll_s=0.02)
         deadline = time.monotonic() + timeout_s
         while _count(client, prefix, modality) < n:
-            if time.monotonic() > deadline or proc.poll() is not None:
+            worker.check_alive()
+            if time.monotonic() > deadline:
                 raise LookoutError(f"{modality.value}: not all {n} items indexed; see {log}")
             time.sleep(0.02)
         elapsed = time.perf_counter() - start
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        worker.stop()
         _drop(client, prefix)
         client.close()
     return PipelineBenchRow(modality.value, "pipeline", label, spec, n, round(elapsed, 3),

@@ -65,7 +65,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def test_alerts_fire_filter_stream_and_sign(settings: Settings, worker_process):
     worker = worker_process()
-    base = worker.base_url
+    base = worker.api_url
     hook = WebhookReceiver().start()
     try:
         # Premises of the negative-example case, computed with the worker's encoder.
@@ -183,7 +183,7 @@ BAD_REQUESTS = [
 def test_bad_requests_get_json_errors(settings: Settings, worker_process):
     worker = worker_process()
     for method, path, body, needle in BAD_REQUESTS:
-        status, err = call(worker.base_url, method, path, body)
+        status, err = call(worker.api_url, method, path, body)
         assert 400 <= status < 500, (path, body, status, err)
         assert err["status"] == status and needle in err["error"], (path, body, err)
 
@@ -196,7 +196,7 @@ def test_sigkill_between_matching_and_commit_no_duplicates(settings: Settings, w
     hook = WebhookReceiver().start()
     try:
         worker = worker_process()
-        status, body = call(worker.base_url, "POST", "/queries", {
+        status, body = call(worker.api_url, "POST", "/queries", {
             "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
             "threshold": 0.75, "cooldown_s": 0,
             "webhooks": [{"url": hook.url, "secret": SECRET}],
@@ -252,7 +252,7 @@ def test_webhook_down_when_the_worker_dies_is_delivered_after_restart(
     hook = WebhookReceiver(hanging=True).start()
     try:
         worker = worker_process()
-        status, body = call(worker.base_url, "POST", "/queries", {
+        status, body = call(worker.api_url, "POST", "/queries", {
             "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
             "threshold": 0.75, "cooldown_s": 0, "webhooks": [{"url": hook.url}],
         })
@@ -287,7 +287,7 @@ def test_cooldown_and_hysteresis_in_event_time(settings: Settings, worker_proces
         {"id": "hyst", "name": "hyst", "modality": "logs", "positives": [PAYMENT],
          "threshold": 0.75, "cooldown_s": 30, "min_hits": 3, "window_s": 10},
     ):
-        status, err = call(worker.base_url, "POST", "/queries", body)
+        status, err = call(worker.api_url, "POST", "/queries", body)
         assert status == 201, err
     t0 = int(time.time() * 1000) - 120_000
     # One source matching every second for a minute (event time), plus one stray payment.
@@ -295,7 +295,7 @@ def test_cooldown_and_hysteresis_in_event_time(settings: Settings, worker_proces
                  step_ms=1000)
     produce_logs(settings, [("pay-1", PAYMENT)], ts_ms=t0)
     produce_logs(settings, [("other", f"{DISK} elsewhere")], ts_ms=t0)  # not a watched source
-    assert wait_for(lambda: len(call(worker.base_url, "GET", "/alerts?query=cool")[1]["alerts"])
+    assert wait_for(lambda: len(call(worker.api_url, "GET", "/alerts?query=cool")[1]["alerts"])
                     >= 2, 60), worker.log_tail()
     time.sleep(2.0)
     topic = alerts_on_topic(settings)
@@ -314,7 +314,7 @@ def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
 ):
     a = worker_process()
     b = worker_process()
-    status, body = call(a.base_url, "POST", "/queries", {
+    status, body = call(a.api_url, "POST", "/queries", {
         "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
         "threshold": 0.75, "cooldown_s": 0})
     assert status == 201, body
@@ -334,10 +334,10 @@ def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
     produce_logs(settings, [("host", DISK)])
     assert wait_for(lambda: len(alerts_on_topic(settings, 1)) == 1, 30)
     # PATCH on B disables it everywhere; delete on B removes it on A.
-    status, body = call(b.base_url, "PATCH", "/queries/disk", {"enabled": False})
+    status, body = call(b.api_url, "PATCH", "/queries/disk", {"enabled": False})
     assert status == 200 and body["enabled"] is False
     assert wait_for(lambda: a.get("/queries/disk")[1].get("enabled") is False, 5, 0.05)
-    status, body = call(b.base_url, "PATCH", "/queries/disk", {"enabled": True})
+    status, body = call(b.api_url, "PATCH", "/queries/disk", {"enabled": True})
     assert status == 200
     # After every worker is gone, a new one loads the query from the topic.
     a.kill()
@@ -347,7 +347,7 @@ def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
     assert status == 200 and body["enabled"] is True
     produce_logs(settings, [("host", f"{DISK} again")])
     assert wait_for(lambda: len(alerts_on_topic(settings, 1)) == 2, 30), c.log_tail()
-    status, _ = call(c.base_url, "DELETE", "/queries/disk")
+    status, _ = call(c.api_url, "DELETE", "/queries/disk")
     assert status == 200 and c.get("/queries/disk")[0] == 404
 
 
@@ -385,7 +385,7 @@ queries:
     modality: logs
     positives: ["process killed by the OOM killer"]
 """)
-    api = worker.base_url
+    api = worker.api_url
     done = _lookout("query", "apply", str(patterns), "--json", api=api)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["add"] == ["disk-full", "oom"]
@@ -496,21 +496,21 @@ def test_video_search_by_example_preview_and_thumbnail(settings: Settings, worke
     assert wait_for(lambda: len(item_keys(settings, Modality.VIDEO)) == 6, 60), worker.log_tail()
     target = frames[3]
     form = aiohttp_form(example=target.value, modality="video", k="2")
-    req = urllib.request.Request(worker.base_url + "/search", data=form.body, method="POST",
+    req = urllib.request.Request(worker.api_url + "/search", data=form.body, method="POST",
                                  headers={"Content-Type": form.content_type})
     with urllib.request.urlopen(req, timeout=60) as resp:
         found = json.loads(resp.read())
     best = found["results"][0]
     assert best["source"] == target.source and best["ts"] == target.ts_ms
     assert best["score"] == pytest.approx(1.0, abs=1e-3)
-    with urllib.request.urlopen(worker.base_url + best["evidence"]["thumb_url"]) as resp:
+    with urllib.request.urlopen(worker.api_url + best["evidence"]["thumb_url"]) as resp:
         assert resp.headers["Content-Type"] == "image/jpeg" and resp.read()[:2] == b"\xff\xd8"
 
-    status, body = call(worker.base_url, "POST", "/queries", {
+    status, body = call(worker.api_url, "POST", "/queries", {
         "id": "that-frame", "name": "that frame", "modality": "video",
         "positives": [{"item_key": best["key"]}], "threshold": 0.99, "cooldown_s": 0})
     assert status == 201, body
-    status, prev = call(worker.base_url, "POST", "/queries/that-frame/preview", {})
+    status, prev = call(worker.api_url, "POST", "/queries/that-frame/preview", {})
     assert status == 200 and [m["key"] for m in prev["matches"]] == [best["key"]], prev
 
 

@@ -202,10 +202,10 @@ def test_every_panel_and_rule_works_against_a_real_prometheus(
     settings: Settings, worker_process: Any, prometheus_for: Any, webhook_url: str
 ) -> None:
     worker = worker_process()
-    prom = prometheus_for(worker.web_port)
+    prom = prometheus_for(int(worker.env["LOOKOUT_WEB_PORT"]))
     started_at = time.time()
 
-    status, body = post_json(worker.base_url + "/queries", {
+    status, body = post_json(worker.api_url + "/queries", {
         "id": "disk-full", "name": "disk full", "modality": "logs",
         "positives": [MATCH_TEXT], "threshold": 0.6, "cooldown_s": 0,
         "severity": "critical", "webhooks": [{"url": webhook_url}],

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,96 +17,34 @@ from typing import Any
 import pytest
 
 from streams.settings import MODALITIES, Settings
+from streams.worker_process import WorkerProcess, http_get, settings_env
 from tests.helpers import free_port
 
 LOOKOUT_BIN = Path(sys.executable).with_name("lookout")
 
 
 @dataclass
-class WorkerProcess:
-    """A running `lookout worker` and how to talk to it."""
+class SpawnedWorker(WorkerProcess):
+    """A worker started by a test: its environment and a JSON-aware GET."""
 
-    proc: subprocess.Popen
-    web_port: int
-    log_path: Path
-    env: dict[str, str] = field(repr=False)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def get(self, path: str, timeout_s: float = 5.0) -> tuple[int, Any]:
-        """(status, parsed JSON or text) of a GET; (0, reason) when nothing answers."""
-        try:
-            with urllib.request.urlopen(self.base_url + path, timeout=timeout_s) as resp:
-                body = resp.read()
-                status = resp.status
-        except urllib.error.HTTPError as e:
-            body, status = e.read(), e.code
-        except (urllib.error.URLError, OSError) as e:
-            return 0, str(e)
+        """(status, parsed JSON or text) of a GET; (0, "") when nothing answers."""
+        status, body = http_get(self.api_url + path, timeout_s)
         try:
             return status, json.loads(body)
         except ValueError:
             return status, body.decode("utf-8", "replace")
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def wait_ready(self, timeout_s: float = 90.0) -> None:
-        """Until /readyz says ready (assignment received, indexes ensured)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            status, _ = self.get("/readyz", timeout_s=2)
-            if status == 200:
-                return
-            time.sleep(0.3)
-        raise AssertionError(f"worker not ready after {timeout_s}s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup at all, like a crashed machine."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM and wait for the graceful exit; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-                raise AssertionError(
-                    f"worker ignored SIGTERM for {timeout_s}s:\n{self.log_tail()}") from None
-        return self.proc.returncode
-
 
 def worker_env(settings: Settings, web_port: int, **overrides: str) -> dict[str, str]:
-    """The environment a worker subprocess reads its settings from."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
-    env.update(
-        LOOKOUT_HOME=str(settings.home),
-        LOOKOUT_KAFKA_BOOTSTRAP=settings.resolved_kafka_bootstrap(),
-        LOOKOUT_REDIS_URL=settings.resolved_redis_url(),
-        LOOKOUT_TOPIC_PREFIX=settings.topic_prefix,
-        LOOKOUT_WORKER_ID=settings.worker_id,
-        LOOKOUT_PARTITIONS=str(settings.partitions),
-        LOOKOUT_WEB_PORT=str(web_port),
-        LOOKOUT_DEVICE="cpu",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-    )
-    for m in MODALITIES:
-        env[f"LOOKOUT_ENCODER_{m.value.upper()}"] = "trivial"
+    """The environment a worker subprocess reads its settings from: the test's settings,
+    CPU, `trivial` encoders, one thread, then `overrides`."""
+    update: dict[str, object] = {"web_port": web_port, "device": "cpu"}
+    update |= {f"encoder_{m.value}": "trivial" for m in MODALITIES}
+    env = settings_env(settings.model_copy(update=update), os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 
@@ -125,24 +58,19 @@ def worker_process(
     Keyword arguments are extra environment variables; every worker started is killed at
     the end of the test if it is still running.
     """
-    started: list[WorkerProcess] = []
+    started: list[SpawnedWorker] = []
 
-    def start(ready: bool = True, **env_overrides: str) -> WorkerProcess:
+    def start(ready: bool = True, **env_overrides: str) -> SpawnedWorker:
         port = free_port()
-        log_path = tmp_path / f"worker-{len(started)}-{port}.log"
         env = worker_env(settings, port, **env_overrides)
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [str(LOOKOUT_BIN), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                cwd=tmp_path,
-            )
-        worker = WorkerProcess(proc, port, log_path, env)
+        worker = SpawnedWorker.start(env, f"http://127.0.0.1:{port}",
+                                     tmp_path / f"worker-{len(started)}-{port}.log", tmp_path)
+        worker.env = env
         started.append(worker)
         if ready:
-            worker.wait_ready()
+            worker.wait_ready(90.0)
         return worker
 
     yield start
     for worker in started:
-        if worker.proc.poll() is None:
-            worker.kill()
+        worker.kill()

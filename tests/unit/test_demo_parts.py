@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from streams.demo import DemoOptions, scenario_dir
 from streams.demo_replay import ReplayItem, SendLog, replay
 from streams.demo_score import RunObservations, build_scorecard, observed_alerts
-from streams.demo_services import parse_counters, settings_env
+from streams.demo_services import parse_counters
 from streams.settings import Modality, Settings
 
 
@@ -75,19 +75,6 @@ def test_parse_counters_sums_per_modality() -> None:
     ])
     assert parse_counters(text, "lookout_items_indexed_total") == {"video": 12.0, "logs": 3.0}
     assert parse_counters(text, "lookout_deadletters_total") == {"logs": 3.0}
-
-
-def test_settings_env_gives_a_subprocess_the_same_settings(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "h", topic_prefix="demo-x", web_port=7001,
-                        torch_compile=True, batch_size_logs=17, kafka_port=1234)
-    env = settings_env(settings, {"PATH": "/bin", "LOOKOUT_TOPIC_PREFIX": "other"})
-    assert env["PATH"] == "/bin"
-    again = Settings(**{k.removeprefix("LOOKOUT_").lower(): v for k, v in env.items()
-                        if k.startswith("LOOKOUT_")})
-    assert again.topic_prefix == "demo-x"
-    assert again.web_port == 7001 and again.torch_compile and again.batch_size_logs == 17
-    assert again.kafka_bootstrap == "127.0.0.1:1234"
-    assert again.home == tmp_path / "h"
 
 
 def test_scenario_dir_is_per_seed_size_and_duration(tmp_path: Path) -> None:
