@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from streams.alerts import Alert
-from streams.topic_admin import all_partitions, ensure_topic
+from streams.topic_admin import assigned_consumer, ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,8 @@ class AlertTopicFollower:
 
     async def start(self) -> None:
         await ensure_topic(self._bootstrap, self._topic, self._partitions, self._client_kwargs)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-            **self._client_kwargs,
-        )
-        await self._consumer.start()
-        tps = await all_partitions(self._consumer, self._topic)
-        self._consumer.assign(tps)
+        self._consumer, tps = await assigned_consumer(
+            self._bootstrap, self._topic, self._client_kwargs)
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end position now, so alerts raised after start are seen
             await self._consumer.position(tp)

@@ -210,17 +210,11 @@ async def alert_on_topic(
     Used only to recover an alert whose publishing worker died mid-send (rare), so a
     short-lived consumer is fine.
     """
-    from aiokafka import AIOKafkaConsumer
-
-    from streams.topic_admin import all_partitions
+    from streams.topic_admin import assigned_consumer
 
     needle = f'"alert_id":"{alert_id}"'.encode()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, **(client_kwargs or {}))
-    await consumer.start()
+    consumer, tps = await assigned_consumer(bootstrap, topic, client_kwargs)
     try:
-        tps = await all_partitions(consumer, topic)
-        consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times({tp: max(0, since_ms) for tp in tps})
         pending = set()

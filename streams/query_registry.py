@@ -30,7 +30,7 @@ from streams.errors import LookoutError, QueryNotFound, QueryValidationError
 from streams.matching import PatternMatrix, QueryPatterns
 from streams.settings import Modality
 from streams.standing_queries import PatternExample, RegisteredQuery, StandingQuery, parse_query
-from streams.topic_admin import all_partitions, ensure_topic
+from streams.topic_admin import assigned_consumer, ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +193,8 @@ class QueryRegistry:
                 **self._client_kwargs,
             )
             await self._producer.start()
-            self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                **self._client_kwargs,
-            )
-            await self._consumer.start()
-            tps = await all_partitions(self._consumer, self.topic)
-            self._consumer.assign(tps)
+            self._consumer, tps = await assigned_consumer(
+                self._bootstrap, self.topic, self._client_kwargs, auto_offset_reset="earliest")
             await self._consumer.seek_to_beginning(*tps)
             ends = await self._consumer.end_offsets(tps)
         except KafkaError as e:

@@ -1,4 +1,5 @@
-"""Creating the topics the alerting side owns (queries, alerts) when they are missing."""
+"""Topics the alerting side owns (queries, alerts): create them when missing, and read
+them with group-less consumers that see every partition."""
 
 from __future__ import annotations
 
@@ -51,3 +52,24 @@ async def all_partitions(consumer: Any, topic: str, attempts: int = 50) -> list[
         await consumer._client.force_metadata_update()  # noqa: SLF001
         await asyncio.sleep(0.1)
     raise TopicSetupError(f"topic {topic} has no partitions in the cluster metadata")
+
+
+async def assigned_consumer(
+    bootstrap: str, topic: str, client_kwargs: dict[str, Any] | None = None, **consumer_kwargs: Any
+) -> tuple[Any, list[Any]]:
+    """A started group-less consumer assigned every partition of `topic`, and those
+    partitions; the caller seeks where it wants to start and stops the consumer."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        **(client_kwargs or {}), **consumer_kwargs,
+    )
+    await consumer.start()
+    try:
+        tps = await all_partitions(consumer, topic)
+    except BaseException:
+        await consumer.stop()
+        raise
+    consumer.assign(tps)
+    return consumer, tps
