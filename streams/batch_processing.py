@@ -9,7 +9,6 @@ when it returns may the batch's offsets be committed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -275,25 +274,17 @@ async def _notify_observers(
     """Run every observer; a failing one is logged and retried (offsets wait for it)."""
     for observer in list(ctx.observers):
         name = type(observer).__name__
-        delays = Backoff(initial_s=0.5, max_s=30.0).delays()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await observer.on_batch(modality, items, vectors)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                delay = next(delays)
-                log.exception(
-                    "observer %s failed on a %s batch of %d items (first %s), attempt %d; "
-                    "retrying in %.1fs, offsets are held until it succeeds",
-                    name, modality.value, len(items), items[0].key if items else "-",
-                    attempt, delay,
-                )
-                ctx.metrics.observer_failures.labels(observer=name).inc()
-                await asyncio.sleep(delay)
+        await retry_until_done(
+            lambda o=observer: o.on_batch(modality, items, vectors),
+            op="observer",
+            what=(f"observer {name} on a {modality.value} batch of {len(items)} items "
+                  f"(first {items[0].key if items else '-'})"),
+            backoff=Backoff(initial_s=0.5, max_s=30.0),
+            transient=(Exception,),
+            on_failure=lambda _exc, n=name: ctx.metrics.observer_failures.labels(
+                observer=n).inc(),
+            traceback=True,
+        )
 
 
 async def handle_batch(

@@ -50,11 +50,15 @@ async def retry_until_done(
     backoff: Backoff = Backoff(),
     transient: tuple[type[BaseException], ...] = (RedisUnavailable,),
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_failure: Callable[[BaseException], None] | None = None,
+    traceback: bool = False,
 ) -> T:
     """Call `fn` until it succeeds; `transient` errors are logged, counted and retried.
 
-    Anything else propagates. Cancellation (worker shutdown) interrupts the wait, so the
-    caller abandons its batch without acking it.
+    `metrics` counts Redis errors under `op`; `on_failure` counts anything else.
+    `traceback` logs the first failure's stack (for bugs rather than outages). Anything
+    not `transient` propagates. Cancellation (worker shutdown) interrupts the wait, so
+    the caller abandons its batch without acking it.
     """
     delays = backoff.delays()
     failures = 0
@@ -67,9 +71,11 @@ async def retry_until_done(
             if metrics is not None:
                 metrics.redis_errors.labels(op=op).inc()
                 metrics.redis_retries.labels(op=op).inc()
+            if on_failure is not None:
+                on_failure(exc)
             if failures == 1:
                 log.warning("%s failed: %s; pausing and retrying (not dropping anything)",
-                            what, exc)
+                            what, exc, exc_info=exc if traceback else None)
             else:
                 log.warning("%s still failing after %d attempts: %s; next try in %.1fs",
                             what, failures, exc, delay)

@@ -52,3 +52,27 @@ def test_other_errors_propagate_at_once():
 
     with pytest.raises(IndexStoreError):
         asyncio.run(retry_until_done(broken, op="x", what="test"))
+
+
+def test_a_failing_observer_is_retried_counted_and_logged_with_its_traceback(caplog):
+    """Observers (alerting) retry any Exception; their own counter, the stack once."""
+    failures: list[BaseException] = []
+    calls = []
+
+    async def observer() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise KeyError("query vanished")
+        return "ok"
+
+    async def no_sleep(_s: float) -> None:
+        pass
+
+    with caplog.at_level("WARNING", logger="streams.redis_retry"):
+        result = asyncio.run(retry_until_done(
+            observer, op="observer", what="observer X", transient=(Exception,),
+            on_failure=failures.append, traceback=True, sleep=no_sleep))
+    assert result == "ok" and len(failures) == 2
+    assert all(isinstance(e, KeyError) for e in failures)
+    with_stack = [r for r in caplog.records if r.exc_info]
+    assert len(with_stack) == 1 and "query vanished" in caplog.text
