@@ -8,6 +8,7 @@ batch's offsets are never committed before its dead letters are in Kafka.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -43,22 +44,22 @@ class DeadLetterSink:
         self.backoff = backoff
 
     async def send(self, modality: Modality, dead: Sequence[DeadLetter]) -> None:
-        for letter in dead:
-            rec = letter.record
-            headers = deadletter_headers(
-                rec.headers, letter.reason,
-                topic=rec.topic, partition=rec.partition, offset=rec.offset,
-            )
-            log.warning("dead letter %s (%s): %s", rec.position, letter.stage, letter.reason)
+        """Send a batch's dead letters together (one broker round trip, not one each);
+        returns once every one is acknowledged."""
+        await asyncio.gather(*(self._send_one(modality, letter) for letter in dead))
 
-            async def deliver(rec=rec, headers=headers) -> None:
-                await self.sender.send(self.topic, rec.key, rec.value, headers)
-
-            await retry_until_done(
-                deliver,
-                op="deadletter",
-                what=f"sending dead letter {rec.position} to {self.topic}",
-                backoff=self.backoff,
-                transient=(KafkaError, ConnectionError, TimeoutError, OSError),
-            )
-            self.metrics.deadletters.labels(modality=modality.value, reason=letter.stage).inc()
+    async def _send_one(self, modality: Modality, letter: DeadLetter) -> None:
+        rec = letter.record
+        headers = deadletter_headers(
+            rec.headers, letter.reason,
+            topic=rec.topic, partition=rec.partition, offset=rec.offset,
+        )
+        log.warning("dead letter %s (%s): %s", rec.position, letter.stage, letter.reason)
+        await retry_until_done(
+            lambda: self.sender.send(self.topic, rec.key, rec.value, headers),
+            op="deadletter",
+            what=f"sending dead letter {rec.position} to {self.topic}",
+            backoff=self.backoff,
+            transient=(KafkaError, ConnectionError, TimeoutError, OSError),
+        )
+        self.metrics.deadletters.labels(modality=modality.value, reason=letter.stage).inc()
