@@ -124,6 +124,11 @@ def decoded_vectors(rq: RegisteredQuery) -> tuple[torch.Tensor, torch.Tensor]:
             vectors_from_b64(rq.negative_vectors_b64, rq.dim))
 
 
+def bound_to(rq: RegisteredQuery, encoder: Encoder) -> bool:
+    """Whether the query's pattern vectors were computed by this encoder's model."""
+    return rq.model_id == encoder.model_id and rq.dim == encoder.dim
+
+
 def build_matrix(
     queries: Iterable[RegisteredQuery],
     encoder: Encoder,
@@ -137,7 +142,7 @@ def build_matrix(
     for rq in queries:
         if not rq.query.enabled:
             continue
-        if rq.model_id != encoder.model_id or rq.dim != encoder.dim:
+        if not bound_to(rq, encoder):
             skipped.append(rq.id)
             continue
         q = rq.query
@@ -312,6 +317,12 @@ class QueryRegistry:
 
     def find(self, query_id: str) -> RegisteredQuery | None:
         return self._queries.get(query_id)
+
+    def describe(self, rq: RegisteredQuery) -> dict[str, Any]:
+        """The query's summary plus `stale`: its model is not this worker's encoder, so
+        the worker skips it until it is registered again (`lookout query apply` does)."""
+        encoder = self._encoders.get(rq.query.modality)
+        return {**rq.summary(), "stale": encoder is not None and not bound_to(rq, encoder)}
 
     def all(self, modality: Modality | None = None) -> list[RegisteredQuery]:
         return sorted(

@@ -339,9 +339,17 @@ class ApplyPlan:
 
 
 def plan_apply(
-    declared: list[StandingQuery], registered_fingerprints: dict[str, str], *, prune: bool = True
+    declared: list[StandingQuery],
+    registered_fingerprints: dict[str, str],
+    *,
+    prune: bool = True,
+    stale: frozenset[str] | set[str] = frozenset(),
 ) -> ApplyPlan:
-    """Diff declared queries against registered ones (id -> fingerprint)."""
+    """Diff declared queries against registered ones (id -> fingerprint).
+
+    A `stale` query (registered with another model than the worker's) is updated even
+    when its spec is unchanged, so its vectors are computed again by the current model.
+    """
     plan = ApplyPlan()
     declared_ids = set()
     for query in declared:
@@ -349,7 +357,7 @@ def plan_apply(
         current = registered_fingerprints.get(query.id)
         if current is None:
             plan.add.append(query)
-        elif current != query.fingerprint():
+        elif current != query.fingerprint() or query.id in stale:
             plan.update.append(query)
         else:
             plan.unchanged.append(query.id)

@@ -49,20 +49,21 @@ def install(app: web.Application, service: AlertingService) -> None:
         writable()
         existed = registry.find(query.id) is not None
         rq = await registry.register(query)
-        return web.json_response(rq.summary(), status=200 if existed else 201)
+        return web.json_response(registry.describe(rq), status=200 if existed else 201)
 
     async def list_queries(request: web.Request) -> web.Response:
         raw = request.query.get("modality")
         modality = parse_modality(raw) if raw else None
-        return web.json_response({"queries": [q.summary() for q in registry.all(modality)]})
+        return web.json_response(
+            {"queries": [registry.describe(q) for q in registry.all(modality)]})
 
     async def show(request: web.Request) -> web.Response:
-        return web.json_response(registry.get(request.match_info["id"]).summary())
+        return web.json_response(registry.describe(registry.get(request.match_info["id"])))
 
     async def patch(request: web.Request) -> web.Response:
         writable()
         rq = await registry.update_settings(request.match_info["id"], await json_body(request))
-        return web.json_response(rq.summary())
+        return web.json_response(registry.describe(rq))
 
     async def delete(request: web.Request) -> web.Response:
         query_id = request.match_info["id"]

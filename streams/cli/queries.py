@@ -40,9 +40,11 @@ def _labels(pairs: tuple[str, ...]) -> dict[str, str]:
 def _print_queries(queries: list[dict[str, Any]]) -> None:
     table = Table("id", "modality", "threshold", "sources", "severity", "enabled", "positives")
     for q in queries:
+        enabled = "yes" if q["enabled"] else "no"
+        if q.get("stale"):
+            enabled += " (stale: other model; run `query apply`)"
         table.add_row(q["id"], q["modality"], f"{q['threshold']:.2f}", ",".join(q["sources"]),
-                      q["severity"], "yes" if q["enabled"] else "no",
-                      "; ".join(q["positives"])[:60])
+                      q["severity"], enabled, "; ".join(q["positives"])[:60])
     Console().print(table)
 
 
@@ -149,7 +151,8 @@ def register(root: click.Group) -> None:
         client = _client(api_url)
         registered = client.call("GET", "/queries")["queries"]
         plan = plan_apply(declared, {q["id"]: q["fingerprint"] for q in registered},
-                          prune=not no_prune)
+                          prune=not no_prune,
+                          stale={q["id"] for q in registered if q.get("stale")})
         if not dry_run:
             for q in [*plan.add, *plan.update]:
                 client.call("POST", "/queries", q.model_dump(mode="json", exclude_none=True))

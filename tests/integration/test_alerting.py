@@ -359,8 +359,9 @@ def _lookout(*args: str, api: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_minilm_paraphrase_alert_and_cli(settings: Settings, worker_process, tmp_path):
-    """A log line that says the same thing in other words fires (MiniLM), driven by the CLI."""
-    worker = worker_process(LOOKOUT_ENCODER_LOGS="minilm")
+    """A log line that says the same thing in other words fires (MiniLM), driven by the CLI.
+    The queries are first registered by a worker with another logs model: on the MiniLM
+    worker they are stale, and `query apply` registers them again with MiniLM."""
     pattern = "disk full: no space left on device"
     paraphrase = "write to /var/lib/postgresql failed, the volume has no free space"
     unrelated = ["user alice logged in from 10.1.2.3", "GET /api/orders 200 in 12 ms",
@@ -385,10 +386,21 @@ queries:
     modality: logs
     positives: ["process killed by the OOM killer"]
 """)
-    api = worker.api_url
-    done = _lookout("query", "apply", str(patterns), "--json", api=api)
+    before = worker_process()  # trivial encoders
+    done = _lookout("query", "apply", str(patterns), "--json", api=before.api_url)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["add"] == ["disk-full", "oom"]
+    assert before.stop() == 0
+
+    worker = worker_process(LOOKOUT_ENCODER_LOGS="minilm")
+    api = worker.api_url
+    listed = json.loads(_lookout("query", "list", "--json", api=api).stdout)
+    assert [(q["id"], q["stale"]) for q in listed] == [("disk-full", True), ("oom", True)]
+    done = _lookout("query", "apply", str(patterns), "--json", api=api)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["update"] == ["disk-full", "oom"]
+    shown = json.loads(_lookout("query", "show", "disk-full", api=api).stdout)
+    assert not shown["stale"] and shown["model_id"] == enc.model_id
     again = _lookout("query", "apply", str(patterns), "--json", api=api)
     assert json.loads(again.stdout)["unchanged"] == ["disk-full", "oom"]
     patterns.write_text(patterns.read_text().split("  - id: oom")[0])

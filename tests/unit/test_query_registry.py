@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from encoders.registry import build_encoder
 from streams.errors import QueryValidationError
 from streams.query_registry import (
+    QueryRegistry,
     build_matrix,
     compute_pattern_vectors,
     vectors_from_b64,
     vectors_to_b64,
 )
+from streams.settings import Modality
 from streams.standing_queries import parse_query
 
 
@@ -68,6 +70,17 @@ def test_disabled_and_other_model_queries_are_left_out(logs_encoder):
     other = rq.model_copy(update={"model_id": "some-other-model"})
     matrix, skipped = build_matrix([off, other], logs_encoder)
     assert len(matrix) == 0 and skipped == ["a"]
+
+
+def test_a_query_of_another_model_is_described_as_stale(logs_encoder):
+    registry = QueryRegistry(bootstrap="unused:9092", topic="t.queries",
+                             encoders={Modality.LOGS: logs_encoder}, run_encoder=_direct)
+    rq = _compute(parse_query({"name": "a", "modality": "logs", "positives": ["x"]}),
+                  logs_encoder)
+    assert registry.describe(rq)["stale"] is False
+    other = rq.model_copy(update={"model_id": "some-other-model"})
+    assert registry.describe(other)["stale"] is True
+    assert registry.describe(other)["model_id"] == "some-other-model"
 
 
 def test_text_pattern_on_encoder_without_text_space_names_a_model(audio_encoder):

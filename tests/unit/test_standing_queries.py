@@ -118,6 +118,9 @@ def test_plan_apply_add_update_remove():
         "add": ["three"], "update": ["two"], "remove": ["gone"], "unchanged": ["one"],
     }
     assert plan_apply([q1], {"one": q1.fingerprint()}).is_empty
+    # Registered with another model than the worker's: same spec, yet registered again.
+    restale = plan_apply([q1], {"one": q1.fingerprint()}, stale={"one"})
+    assert restale.summary()["update"] == ["one"]
     assert plan_apply([], {"a": "x"}, prune=False).is_empty
 
 
