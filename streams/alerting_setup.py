@@ -167,7 +167,7 @@ def install(ctx: WorkerContext) -> AlertingService:
     service.dispatcher = WebhookDispatcher(
         bootstrap, settings.topic("alerts"), settings.partitions,
         webhook_group(settings.worker_id), webhooks_of, service.webhooks,
-        settings.webhook_max_age_s, kafka_kw,
+        settings.webhook_max_age_s, kafka_kw, metrics=ctx.metrics,
     )
 
     ctx.readiness.problems.append(LOADING_QUERIES)

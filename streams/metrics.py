@@ -86,6 +86,11 @@ class Metrics:
             "lookout_webhook_deliveries_total", "Webhook delivery attempts by outcome.",
             ["outcome"], registry=r,
         )
+        self.webhook_backlog = Gauge(
+            "lookout_webhook_backlog",
+            "Alert records this worker has yet to deliver to webhooks (its partitions of the "
+            "alerts topic).", registry=r,
+        )
         self.encoder_info = Gauge(
             "lookout_encoder_info", "Encoder loaded per modality (value is always 1).",
             ["modality", "model", "device"], registry=r,

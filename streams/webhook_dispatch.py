@@ -27,6 +27,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
 from streams.alerts import Alert
+from streams.metrics import Metrics
 from streams.standing_queries import Webhook
 from streams.topic_admin import ensure_topic
 from streams.webhooks import WebhookSender
@@ -61,6 +62,7 @@ class WebhookDispatcher:
         max_age_s: float,
         client_kwargs: dict[str, Any] | None = None,
         batch_size: int = 100,
+        metrics: Metrics | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
@@ -71,6 +73,7 @@ class WebhookDispatcher:
         self._max_age_s = max_age_s
         self._client_kwargs = dict(client_kwargs or {})
         self._batch_size = batch_size
+        self._metrics = metrics
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._busy = asyncio.Event()
@@ -105,14 +108,15 @@ class WebhookDispatcher:
                 log.warning("webhooks: reading %s failed: %s", self._topic, e)
                 await asyncio.sleep(1.0)
                 continue
-            if not batches:
+            records = [rec for recs in batches.values() for rec in recs]
+            await self._report_backlog(in_hand=len(records))
+            if not records:
                 continue
             self._busy.set()
             try:
-                records = [rec for recs in batches.values() for rec in recs]
                 while not await self._deliver_all(records):
                     await asyncio.sleep(1.0)  # Redis unreachable: retry, delivered pairs skip
-                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
                 try:
                     await self._consumer.commit(offsets)
                 except (CommitFailedError, KafkaError) as e:
@@ -121,6 +125,20 @@ class WebhookDispatcher:
                     log.warning("webhooks: commit after delivery failed: %s", e)
             finally:
                 self._busy.clear()
+
+    async def _report_backlog(self, in_hand: int) -> None:
+        """Records fetched but not yet delivered, plus those not fetched yet."""
+        if self._metrics is None or self._consumer is None:
+            return
+        waiting = in_hand
+        try:
+            for tp in self._consumer.assignment():
+                end = self._consumer.highwater(tp)
+                if end is not None:
+                    waiting += max(end - await self._consumer.position(tp), 0)
+        except KafkaError:  # a partition moved away meanwhile: report on the next poll
+            return
+        self._metrics.webhook_backlog.set(waiting)
 
     async def _deliver_all(self, records: list[Any]) -> bool:
         """Deliver a batch; False when a delivery failed for a reason of our own (Redis)."""
