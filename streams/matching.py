@@ -169,9 +169,16 @@ class PatternMatrix:
             if pairs.shape[0] == 0:
                 return []
             rows, cols = pairs[:, 0], pairs[:, 1]
-            picked = best[rows, cols].cpu().tolist()
-            neg_picked = negative[rows, cols].cpu().tolist() if negative is not None else None
-            rows_l, cols_l = rows.cpu().tolist(), cols.cpu().tolist()
+            # One device->host copy for everything the Python loop reads (float64 holds
+            # row and column indices exactly).
+            columns = [rows.double(), cols.double(), best[rows, cols].double()]
+            if negative is not None:
+                columns.append(negative[rows, cols].double())
+            host = torch.stack(columns).cpu().tolist()
+            rows_l = [int(r) for r in host[0]]
+            cols_l = [int(c) for c in host[1]]
+            picked = host[2]
+            neg_picked = host[3] if negative is not None else None
         out = []
         check_sources = not self.sources.matches_everything
         for i, (r, c) in enumerate(zip(rows_l, cols_l, strict=True)):
