@@ -31,31 +31,29 @@ class ReplayItem:
 
 
 def _video(path: Path, source: str, hints: dict[str, Any]) -> Iterator[ReplayItem]:
-    from streams.media_readers import encode_jpeg, iter_video_frames
+    from streams.media_readers import video_payloads
 
-    for frame in iter_video_frames(str(path), fps=float(hints.get("fps", 2.0)),
-                                   max_width=int(hints.get("max_width", 320)) or None):
-        yield ReplayItem(Modality.VIDEO, source, frame.offset_s, encode_jpeg(frame.bgr, 85),
-                         "image/jpeg")
+    for t, payload, ctype in video_payloads(
+            str(path), fps=float(hints.get("fps", 2.0)),
+            max_width=int(hints.get("max_width", 320)) or None, quality=85):
+        yield ReplayItem(Modality.VIDEO, source, t or 0.0, payload, ctype)
 
 
 def _audio(path: Path, source: str, hints: dict[str, Any]) -> Iterator[ReplayItem]:
-    from streams.media_readers import audio_content_type, encode_audio, iter_audio_chunks
+    from streams.media_readers import audio_payloads
 
-    for chunk in iter_audio_chunks(str(path), chunk_s=float(hints.get("chunk_s", 1.0)),
-                                   hop_s=float(hints.get("hop_s", 1.0)),
-                                   sample_rate=hints.get("sample_rate")):
-        yield ReplayItem(Modality.AUDIO, source, chunk.offset_s, encode_audio(chunk, "wav"),
-                         audio_content_type("wav", chunk.sample_rate))
+    for t, payload, ctype in audio_payloads(
+            str(path), chunk_s=float(hints.get("chunk_s", 1.0)),
+            hop_s=float(hints.get("hop_s", 1.0)), sample_rate=hints.get("sample_rate")):
+        yield ReplayItem(Modality.AUDIO, source, t or 0.0, payload, ctype)
 
 
 def _logs(path: Path, source: str, hints: dict[str, Any]) -> Iterator[ReplayItem]:
-    from streams.media_readers import iter_log_lines
+    from streams.media_readers import log_payloads
 
-    field_name = str(hints.get("offset_field", "t"))
-    for line in iter_log_lines(str(path), offset_field=field_name):
-        yield ReplayItem(Modality.LOGS, source, line.offset_s or 0.0,
-                         line.text.encode("utf-8"), line.content_type)
+    for t, payload, ctype in log_payloads(
+            str(path), offset_field=str(hints.get("offset_field", "t"))):
+        yield ReplayItem(Modality.LOGS, source, t or 0.0, payload, ctype)
 
 
 _READERS: dict[str, Callable[[Path, str, dict[str, Any]], Iterator[ReplayItem]]] = {

@@ -3,7 +3,9 @@
 Each reader yields items with an `offset_s` from the start of its source, so the producer
 can stamp `lookout-ts = base + offset` and replay files at their own pace (`--realtime`).
 Problems with the input (missing file, unknown codec, a camera that stops) raise
-`MediaReadError`, a `ProducerError` with a message that says what to fix.
+`MediaReadError`, a `ProducerError` with a message that says what to fix. The
+`*_payloads` generators turn them into what goes on the wire (`lookout produce` and the
+demo replay send those).
 """
 
 from __future__ import annotations
@@ -460,3 +462,32 @@ class Pacer:
         due = self._start + (offset_s - self._first) / self.speed
         if due > now:
             self._sleep(due - now)
+
+
+# One record to send: offset into the source (None = "now"), payload, content type.
+Payload = tuple[float | None, bytes, str]
+
+
+def video_payloads(source: str | int, *, fps: float | None, max_width: int | None,
+                   quality: int = 85, loop: bool = False,
+                   max_frames: int | None = None) -> Iterator[Payload]:
+    """Sampled frames as JPEG payloads."""
+    for n, frame in enumerate(iter_video_frames(source, fps=fps, max_width=max_width, loop=loop)):
+        if max_frames is not None and n >= max_frames:
+            return
+        yield frame.offset_s, encode_jpeg(frame.bgr, quality), "image/jpeg"
+
+
+def audio_payloads(path: str, *, chunk_s: float, hop_s: float, sample_rate: int | None,
+                   fmt: str = "wav") -> Iterator[Payload]:
+    """Audio chunks as WAV or raw L16 payloads."""
+    for chunk in iter_audio_chunks(path, chunk_s=chunk_s, hop_s=hop_s, sample_rate=sample_rate):
+        yield (chunk.offset_s, encode_audio(chunk, fmt),
+               audio_content_type(fmt, chunk.sample_rate))
+
+
+def log_payloads(path: str, *, follow: bool = False, fmt: str = "auto",
+                 offset_field: str | None = None) -> Iterator[Payload]:
+    """Log lines as UTF-8 payloads, text/plain or application/json."""
+    for line in iter_log_lines(path, follow=follow, fmt=fmt, offset_field=offset_field):
+        yield line.offset_s, line.text.encode("utf-8"), line.content_type

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,8 +18,8 @@ from streams.kafka_security import kafka_python_kwargs
 from streams.process_signals import sigterm_as_interrupt
 from streams.settings import Modality, Settings
 
-# One item to send: offset into the source (None = "now"), payload, content type.
-Item = tuple[float | None, bytes, str]
+if TYPE_CHECKING:
+    from streams.media_readers import Payload as Item
 
 
 @dataclass
@@ -185,32 +185,6 @@ def _check_source_id(source_id: str) -> None:
         raise click.BadParameter(str(e), param_hint="--source") from e
 
 
-def _video_items(source: str, fps: float | None, max_width: int | None, quality: int,
-                 loop: bool, max_frames: int | None) -> Iterator[Item]:
-    from streams.media_readers import encode_jpeg, iter_video_frames
-
-    for n, frame in enumerate(iter_video_frames(source, fps=fps, max_width=max_width, loop=loop)):
-        if max_frames is not None and n >= max_frames:
-            return
-        yield frame.offset_s, encode_jpeg(frame.bgr, quality), "image/jpeg"
-
-
-def _audio_items(path: str, chunk_s: float, hop_s: float, sample_rate: int | None,
-                 fmt: str) -> Iterator[Item]:
-    from streams.media_readers import audio_content_type, encode_audio, iter_audio_chunks
-
-    for chunk in iter_audio_chunks(path, chunk_s=chunk_s, hop_s=hop_s, sample_rate=sample_rate):
-        yield (chunk.offset_s, encode_audio(chunk, fmt),
-               audio_content_type(fmt, chunk.sample_rate))
-
-
-def _log_items(path: str, follow: bool, fmt: str, offset_field: str | None) -> Iterator[Item]:
-    from streams.media_readers import iter_log_lines
-
-    for line in iter_log_lines(path, follow=follow, fmt=fmt, offset_field=offset_field):
-        yield line.offset_s, line.text.encode("utf-8"), line.content_type
-
-
 _common_options = [
     click.option("--source", "source_id", required=True,
                  help="Source id used as the record key, e.g. cam-lobby."),
@@ -253,7 +227,7 @@ def register(root: click.Group) -> None:
                       ts_base_ms: int | None, as_json: bool, fps: float, max_width: int,
                       jpeg_quality: int, loop: bool, max_frames: int | None) -> None:
         """Send frames of SOURCE (a file, an RTSP/HTTP URL or a camera index)."""
-        from streams.media_readers import probe_video
+        from streams.media_readers import probe_video, video_payloads
 
         # FFmpeg's own chatter ("moov atom not found") would bury our one-line error; set
         # OPENCV_FFMPEG_LOGLEVEL yourself to see it.
@@ -261,7 +235,8 @@ def register(root: click.Group) -> None:
         settings = load_settings()
         _check_source_id(source_id)
         probe_video(source)
-        items = _video_items(source, fps, max_width or None, jpeg_quality, loop, max_frames)
+        items = video_payloads(source, fps=fps, max_width=max_width or None,
+                               quality=jpeg_quality, loop=loop, max_frames=max_frames)
         summary = run_producer(settings, Modality.VIDEO, source_id, items, realtime=realtime,
                                speed=speed, ts_base_ms=ts_base_ms,
                                show_progress=sys.stderr.isatty() and not as_json)
@@ -282,12 +257,13 @@ def register(root: click.Group) -> None:
                       ts_base_ms: int | None, as_json: bool, chunk_s: float, hop_s: float,
                       sample_rate: int, fmt: str) -> None:
         """Send chunks of an audio file (WAV, FLAC, OGG, MP3)."""
-        from streams.media_readers import probe_audio
+        from streams.media_readers import audio_payloads, probe_audio
 
         settings = load_settings()
         _check_source_id(source_id)
         probe_audio(source)
-        items = _audio_items(source, chunk_s, hop_s, sample_rate, fmt)
+        items = audio_payloads(source, chunk_s=chunk_s, hop_s=hop_s, sample_rate=sample_rate,
+                               fmt=fmt)
         summary = run_producer(settings, Modality.AUDIO, source_id, items, realtime=realtime,
                                speed=speed, ts_base_ms=ts_base_ms,
                                show_progress=sys.stderr.isatty() and not as_json)
@@ -308,12 +284,12 @@ def register(root: click.Group) -> None:
                      ts_base_ms: int | None, as_json: bool, follow: bool, fmt: str,
                      offset_field: str | None) -> None:
         """Send the lines of PATH (or - for stdin), one record per line."""
-        from streams.media_readers import probe_log
+        from streams.media_readers import log_payloads, probe_log
 
         settings = load_settings()
         _check_source_id(source_id)
         probe_log(path, follow)
-        items = _log_items(path, follow, fmt, offset_field)
+        items = log_payloads(path, follow=follow, fmt=fmt, offset_field=offset_field)
         summary = run_producer(settings, Modality.LOGS, source_id, items, realtime=realtime,
                                speed=speed, ts_base_ms=ts_base_ms,
                                show_progress=sys.stderr.isatty() and not as_json)
