@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
+from encoders.runtime import resolve_device
 from streams.batch_processing import ConsumedRecord, handle_batch
 from streams.settings import MODALITIES, Modality
 
@@ -64,7 +65,8 @@ def register_agents(app: faust.App, ctx: WorkerContext) -> set[str]:
 
 
 def _indexing_agent(ctx: WorkerContext, modality: Modality) -> Any:
-    max_batch = ctx.settings.batch_size(modality)
+    on_gpu = resolve_device(ctx.settings.device).type == "cuda"
+    max_batch = ctx.settings.batch_size(modality, on_gpu)
     within = ctx.settings.max_wait_s(modality)
 
     async def index_records(stream: faust.StreamT) -> None:

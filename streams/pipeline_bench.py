@@ -138,7 +138,7 @@ def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],
         progress(f"bare encoder ({label}): {specs[m]} on {len(payloads[m])} {m.value} payloads")
         enc = build_modality_encoder(settings, m, specs[m])
         ctype = CONTENT_TYPES[m.value]
-        bs = settings.batch_size(m)
+        bs = settings.batch_size(m, enc.device.type == "cuda")
         data = payloads[m]
         warm = warmup[m][:bs]  # other payloads: caches must not see the timed ones
         enc.encode_payloads(warm, [ctype] * len(warm))

@@ -70,7 +70,7 @@ def test_every_modality_has_its_own_topic_encoder_and_batching() -> None:
         Modality.LOGS: "t1.logs",
     }
     assert settings.encoder_spec(Modality.LOGS) == settings.encoder_logs
-    assert settings.batch_size(Modality.VIDEO) == settings.batch_size_video
+    assert settings.batch_size(Modality.LOGS, on_gpu=False) == settings.batch_size_logs == 256
     assert settings.max_wait_s(Modality.AUDIO) == settings.max_wait_audio_s
 
 
@@ -102,3 +102,13 @@ def test_valid_devices_are_accepted(device: str) -> None:
 def test_unknown_settings_are_rejected() -> None:
     with pytest.raises(ValidationError, match="kafka_prot"):
         Settings(kafka_prot=1)
+
+
+def test_unset_video_and_audio_batches_default_to_the_device_and_a_set_one_wins() -> None:
+    unset = Settings()
+    for modality in (Modality.VIDEO, Modality.AUDIO):
+        assert unset.batch_size(modality, on_gpu=True) == 32
+        assert unset.batch_size(modality, on_gpu=False) == 8
+    pinned = Settings(batch_size_video=16)
+    assert pinned.batch_size(Modality.VIDEO, on_gpu=False) == 16
+    assert pinned.batch_size(Modality.VIDEO, on_gpu=True) == 16
