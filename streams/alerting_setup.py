@@ -27,7 +27,6 @@ from streams.webhooks import WebhookSender
 if TYPE_CHECKING:
     from streams.app import WorkerContext
     from streams.batch_processing import IndexedItem
-    from streams.standing_queries import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +159,9 @@ def install(ctx: WorkerContext) -> AlertingService:
         client_kwargs=kafka_kw,
     )
 
-    def webhooks_of(query_id: str) -> list[Webhook]:
-        rq = service.registry.find(query_id)
-        return list(rq.query.webhooks) if rq is not None else []
-
     service.dispatcher = WebhookDispatcher(
         bootstrap, settings.topic("alerts"), settings.partitions,
-        webhook_group(settings.worker_id), webhooks_of, service.webhooks,
+        webhook_group(settings.worker_id), service.registry, service.webhooks,
         settings.webhook_max_age_s, kafka_kw, metrics=ctx.metrics,
     )
 

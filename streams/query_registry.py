@@ -29,7 +29,13 @@ from streams.alert_policy import PolicyRule
 from streams.errors import LookoutError, QueryNotFound, QueryValidationError
 from streams.matching import PatternMatrix, QueryPatterns
 from streams.settings import Modality
-from streams.standing_queries import PatternExample, RegisteredQuery, StandingQuery, parse_query
+from streams.standing_queries import (
+    PatternExample,
+    RegisteredQuery,
+    StandingQuery,
+    Webhook,
+    parse_query,
+)
 from streams.topic_admin import assigned_consumer, ensure_topic
 
 log = logging.getLogger(__name__)
@@ -318,6 +324,11 @@ class QueryRegistry:
     def find(self, query_id: str) -> RegisteredQuery | None:
         return self._queries.get(query_id)
 
+    def webhooks_of(self, query_id: str) -> list[Webhook]:
+        """The webhooks of a query; none when it has none or is gone."""
+        rq = self._queries.get(query_id)
+        return list(rq.query.webhooks) if rq is not None else []
+
     def describe(self, rq: RegisteredQuery) -> dict[str, Any]:
         """The query's summary plus `stale`: its model is not this worker's encoder, so
         the worker skips it until it is registered again (`lookout query apply` does)."""
@@ -376,6 +387,21 @@ class QueryRegistry:
         except KafkaError as e:
             raise RegistryError(f"cannot write query {query_id} to {self.topic}: {e}") from e
         await self.wait_applied(meta.partition, meta.offset)
+
+    async def catch_up(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every query record written so far is applied on this worker; False
+        when that takes longer than `timeout_s` or the topic cannot be read."""
+        if self._consumer is None:
+            return False
+        try:
+            ends = await self._consumer.end_offsets(list(self._consumer.assignment()))
+            async with self._applied:
+                await asyncio.wait_for(self._applied.wait_for(lambda: all(
+                    self._positions.get(tp.partition, 0) >= end for tp, end in ends.items()
+                )), timeout_s)
+        except (KafkaError, TimeoutError):
+            return False
+        return True
 
     async def wait_applied(self, partition: int, offset: int, timeout_s: float = 10.0) -> None:
         """Block until this worker's follower has applied the record at `offset`."""

@@ -119,7 +119,8 @@ class Settings(BaseSettings):
     retention_s: int = Field(7 * 24 * 3600, ge=60, description="TTL of indexed items in Redis.")
     webhook_max_age_s: float = Field(
         3600.0, gt=0,
-        description="Alerts older than this (s, by alerts-topic time) are not sent to webhooks.",
+        description="On an alerts partition the webhook group never committed on, alerts "
+        "older than this (s, by alerts-topic time) are not sent to webhooks.",
     )
     vector_dtype: str = Field(
         "float32", pattern="^(float32|float16)$", description="Vector storage type in Redis."

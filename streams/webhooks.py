@@ -32,7 +32,7 @@ SIGNATURE_HEADER = "X-Lookout-Signature"
 ALERT_ID_HEADER = "X-Lookout-Alert-Id"
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
-#: Take the lock if free, extend it if ours; 0 when another worker holds it.
+#: Take the lock if free, extend it if ours; 0 when another delivery holds it.
 _HOLD_LOCK = """
 local owner = redis.call('GET', KEYS[1])
 if owner == false then
@@ -40,6 +40,14 @@ if owner == false then
 elseif owner == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
+end
+return 0
+"""
+
+#: Delete the lock only if it is still ours (its lease may have passed to another).
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
 end
 return 0
 """
@@ -87,7 +95,6 @@ class WebhookSender:
         self._metrics = metrics
         self.policy = policy or DeliveryPolicy()
         self._session: aiohttp.ClientSession | None = None
-        self._token = uuid.uuid4().hex
 
     def delivered_key(self, alert_id: str, url: str) -> str:
         digest = hashlib.sha256(url.encode()).hexdigest()[:16]
@@ -110,32 +117,36 @@ class WebhookSender:
     async def deliver(self, alert: Alert, webhook: Webhook) -> bool:
         """POST until delivered or attempts run out; True when delivered (now or before).
 
-        A lease lock per (alert, url) keeps two workers from posting at once. The lease
-        covers only the current step (one POST, or one backoff sleep), so a worker killed
-        mid-delivery blocks the next one for at most `timeout_s` + a few seconds.
+        A lease lock per (alert, url), owned by this one call, keeps two deliveries (on
+        any workers) from posting at once. The lease covers only the current step (one
+        POST, or one backoff sleep), so a worker killed mid-delivery blocks the next one
+        for at most `timeout_s` + a few seconds.
         """
         key = self.delivered_key(alert.alert_id, webhook.url)
         lock = key + ":lock"
+        token = uuid.uuid4().hex
         while True:  # a delivery of this (alert, url) may be running elsewhere: wait for it
             if await self._redis.exists(key):
                 self._count("duplicate_skipped")
                 return True
-            if await self._hold(lock, 0.0):
+            if await self._hold(lock, token, 0.0):
                 break
             await asyncio.sleep(0.5)
         try:
-            return await self._post_with_retries(alert, webhook, key, lock)
+            if await self._redis.exists(key):  # delivered by the lock's previous holder
+                self._count("duplicate_skipped")
+                return True
+            return await self._post_with_retries(alert, webhook, key, lock, token)
         finally:
-            if await self._redis.get(lock) in (self._token, self._token.encode()):
-                await self._redis.delete(lock)
+            await self._redis.eval(_RELEASE_LOCK, 1, lock, token)
 
-    async def _hold(self, lock: str, extra_s: float) -> bool:
-        """Take or extend our lease for one POST plus `extra_s`; False if another holds it."""
+    async def _hold(self, lock: str, token: str, extra_s: float) -> bool:
+        """Take or extend the lease for one POST plus `extra_s`; False if another holds it."""
         ms = int((self.policy.timeout_s + 5.0 + extra_s) * 1000)
-        return bool(await self._redis.eval(_HOLD_LOCK, 1, lock, self._token, ms))
+        return bool(await self._redis.eval(_HOLD_LOCK, 1, lock, token, ms))
 
     async def _post_with_retries(
-        self, alert: Alert, webhook: Webhook, key: str, lock: str
+        self, alert: Alert, webhook: Webhook, key: str, lock: str, token: str
     ) -> bool:
         await self.start()
         assert self._session is not None
@@ -144,7 +155,7 @@ class WebhookSender:
         if webhook.secret:
             headers[SIGNATURE_HEADER] = sign(body, webhook.secret)
         for attempt in range(1, self.policy.max_attempts + 1):
-            if not await self._hold(lock, 0.0):
+            if not await self._hold(lock, token, 0.0):
                 self._count("handed_over")  # our lease ran out and another worker took over
                 return False
             try:
@@ -167,7 +178,7 @@ class WebhookSender:
             self._count("retried")
             if attempt < self.policy.max_attempts:
                 delay = backoff_delay(attempt, self.policy.base_delay_s, self.policy.max_delay_s)
-                await self._hold(lock, delay)
+                await self._hold(lock, token, delay)
                 await asyncio.sleep(delay)
         log.error("webhook %s: alert %s not delivered after %d attempts",
                   webhook.url, alert.alert_id, self.policy.max_attempts)

@@ -51,8 +51,8 @@ def settings_env(settings: Settings, base_env: Mapping[str, str]) -> dict[str, s
     for name, value in settings.model_dump().items():
         if value is None:
             continue
-        if name == "home":
-            value = Path(value).absolute()
+        if isinstance(value, Path):  # the subprocess may run in another directory
+            value = value.absolute()
         env[f"LOOKOUT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) \
             else str(value)
     env["LOOKOUT_KAFKA_BOOTSTRAP"] = settings.resolved_kafka_bootstrap()
@@ -145,4 +145,4 @@ class WorkerProcess:
         if self.proc is not None:
             if self.proc.poll() is None:
                 os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+            self.proc.wait()  # SIGKILL cannot be caught: the kernel reaps it promptly

@@ -470,6 +470,32 @@ def test_webhook_retries_with_backoff_then_never_again(settings: Settings):
         hook.stop()
 
 
+def test_two_deliveries_of_one_alert_at_once_post_it_once(settings: Settings):
+    """Real Redis, real HTTP: the same (alert, url) twice in one batch, or on two workers,
+    races for one lease; the loser finds it delivered and posts nothing."""
+    hook = WebhookReceiver().start()
+
+    async def run() -> list[bool]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        senders = [WebhookSender(redis, settings.topic_prefix) for _ in range(2)]
+        hookspec = Webhook(url=hook.url)
+        try:
+            alert = _sample_alert("lookout:item:logs:t:0:2")
+            return await asyncio.gather(senders[0].deliver(alert, hookspec),
+                                        senders[0].deliver(alert, hookspec),
+                                        senders[1].deliver(alert, hookspec))
+        finally:
+            for sender in senders:
+                await sender.close()
+            await redis.aclose()
+
+    try:
+        assert asyncio.run(run()) == [True, True, True]
+        assert len(hook.received) == 1
+    finally:
+        hook.stop()
+
+
 def test_concurrent_publishers_put_one_record_per_alert_id(settings: Settings):
     """Two workers racing on the same alert (rebalance overlap): one send, one skip."""
     sent: list[bytes] = []
