@@ -192,9 +192,11 @@ def bench_pipeline(n: int, json_path: Path | None) -> None:
 
 def run_pipeline_bench_cli(n: int) -> dict:
     from streams.pipeline_bench import run_pipeline_bench
+    from streams.process_signals import sigterm_as_interrupt
 
     settings = load_settings()
-    return run_pipeline_bench(settings, n=n, progress=lambda m: click.echo(m, err=True))
+    with sigterm_as_interrupt():  # SIGTERM stops the bench worker too, not just us
+        return run_pipeline_bench(settings, n=n, progress=lambda m: click.echo(m, err=True))
 
 
 def print_pipeline_table(report: dict) -> None:
