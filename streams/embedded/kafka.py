@@ -251,7 +251,7 @@ class KafkaNode:
             raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{tail}")
         return True
 
-    def start(self, proc: ManagedProcess) -> int:
+    def start(self, proc: ManagedProcess) -> subprocess.Popen:
         if shutil.which(self.java) is None:
             raise StackError("Java 17+ is needed to run Kafka: install a JRE (e.g. openjdk-17)")
         self.write_config()

@@ -84,21 +84,29 @@ class ManagedProcess:
     workdir: Path
 
     def pid(self) -> int | None:
-        """The pid of our running process, or None (a stale pid file is removed)."""
+        """The pid of our running process, or None (the pid file of a dead one is removed)."""
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if _is_alive(pid):
-            cwd = _cwd_of(pid)
-            if cwd is None or cwd.resolve() == self.workdir.resolve():
-                return pid
-        with contextlib.suppress(OSError):
-            self.pid_file.unlink()
+        if not _is_alive(pid):
+            with contextlib.suppress(OSError):
+                self.pid_file.unlink()
+            return None
+        cwd = _cwd_of(pid)
+        if cwd is None or cwd.resolve() == self.workdir.resolve():
+            return pid
+        # Alive elsewhere: a reused pid, not ours. Leave the file (a start overwrites it),
+        # so a misread /proc entry can never make us forget a server that runs.
         return None
 
-    def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None) -> int:
-        """Start the process detached (own session) with output appended to its log."""
+    def spawn(
+        self, argv: Sequence[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """Start the process detached (own session) with output appended to its log.
+
+        The caller that waits for start-up keeps the returned handle: its `poll()` says
+        for sure whether this very process is still running."""
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +128,7 @@ class ManagedProcess:
             except OSError as exc:
                 raise StackError(f"could not start {self.name} ({argv[0]}): {exc}") from exc
         self.pid_file.write_text(f"{proc.pid}\n")
-        return proc.pid
+        return proc
 
     def stop(self, timeout_s: float) -> str | None:
         """SIGTERM, wait up to timeout_s, then SIGKILL.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,7 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.redis_conf())
 
-    def start(self, proc: ManagedProcess) -> int:
+    def start(self, proc: ManagedProcess) -> subprocess.Popen:
         binary = self.resolved_binary()
         self.write_config()
         return proc.spawn([str(binary), str(self.config_file)])

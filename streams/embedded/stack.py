@@ -6,6 +6,8 @@ different homes and ports run side by side. `down` stops only what the pid files
 
 from __future__ import annotations
 
+import logging
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +21,8 @@ from .redis_server import RedisServer
 
 if TYPE_CHECKING:
     from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 KAFKA = "kafka"
 REDIS = "redis"
@@ -177,19 +181,21 @@ class EmbeddedStack:
                 ports["Redis"] = self.redis.port
                 names["Redis"] = "LOOKOUT_REDIS_PORT"
             require_free_ports(ports, names)
+            spawned: dict[str, subprocess.Popen] = {}
             if KAFKA in to_start:
                 self.install()
-                self.kafka.start(self._procs[KAFKA])
+                spawned[KAFKA] = self.kafka.start(self._procs[KAFKA])
                 started.append(KAFKA)
             if REDIS in to_start:
-                self.redis.start(self._procs[REDIS])
+                spawned[REDIS] = self.redis.start(self._procs[REDIS])
                 started.append(REDIS)
             try:
                 for name in self.services:
-                    self._wait_ready(name, max(1.0, timeout_s - (time.monotonic() - began)))
+                    self._wait_ready(name, max(1.0, timeout_s - (time.monotonic() - began)),
+                                     spawned.get(name))
             except StackError:
                 for name in started:
-                    outcome = self._procs[name].stop(timeout_s=10.0)
+                    outcome = _stop_spawned(self._procs[name], spawned[name])
                     if name == KAFKA:
                         self.kafka.after_stop(outcome)
                 raise
@@ -198,21 +204,33 @@ class EmbeddedStack:
     def _is_ready(self, name: str) -> bool:
         return self.kafka.is_ready() if name == KAFKA else self.redis.is_ready()
 
-    def _wait_ready(self, name: str, timeout_s: float) -> None:
+    def _wait_ready(
+        self, name: str, timeout_s: float, spawned: subprocess.Popen | None = None
+    ) -> None:
+        """Until `name` answers; `spawned` is the process this call started (its exit is
+        certain), otherwise the pid file tells whether the service still runs."""
         proc = self._procs[name]
         died = False
 
         def ready() -> bool:
             nonlocal died
-            if proc.pid() is None:
+            if spawned is not None:
+                gone = spawned.poll() is not None
+                if not gone and proc.pid() is None:
+                    log.warning("%s (pid %d) runs but its pid file %s does not say so",
+                                name, spawned.pid, proc.pid_file)
+            else:
+                gone = proc.pid() is None
+            if gone:
                 died = True
                 return True
             return self._is_ready(name)
 
         ok = wait_until(ready, timeout_s, interval_s=0.25)
         if died:
+            code = f" with code {spawned.returncode}" if spawned is not None else ""
             raise StackError(
-                f"{name} exited during start-up; its log {proc.log_file} ends with:\n"
+                f"{name} exited during start-up{code}; its log {proc.log_file} ends with:\n"
                 f"{proc.log_tail()}"
             )
         if not ok:
@@ -275,3 +293,19 @@ def resolve_services(settings: Settings) -> Services:
         kafka_bootstrap=settings.kafka_bootstrap or stack.kafka_bootstrap,
         redis_url=settings.redis_url or stack.redis_url,
     )
+
+
+def _stop_spawned(proc: ManagedProcess, spawned: subprocess.Popen) -> str | None:
+    """Stop a process this stack just started, through its pid file or, failing that,
+    its handle, so a failed start never leaves it running."""
+    outcome = proc.stop(timeout_s=10.0)
+    if spawned.poll() is None:
+        spawned.terminate()
+        try:
+            spawned.wait(timeout=10.0)
+            outcome = "terminated"
+        except subprocess.TimeoutExpired:
+            spawned.kill()
+            spawned.wait()
+            outcome = "killed"
+    return outcome

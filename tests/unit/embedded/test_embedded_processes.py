@@ -39,7 +39,7 @@ def test_a_listening_port_is_reported_taken_with_the_setting_to_change() -> None
 
 def test_a_started_process_is_found_and_stopped_by_sigterm(tmp_path: Path) -> None:
     proc = _managed(tmp_path)
-    pid = proc.spawn(["sleep", "60"])
+    pid = proc.spawn(["sleep", "60"]).pid
 
     assert proc.pid() == pid
     assert proc.stop(timeout_s=10) == "terminated"
@@ -67,8 +67,7 @@ def test_a_pid_file_naming_someone_elses_process_is_ignored(tmp_path: Path) -> N
     proc.pid_file.write_text(f"{os.getpid()}\n")  # alive, but its cwd is not the workdir
 
     assert proc.pid() is None
-    assert proc.stop(timeout_s=1) is None
-    assert not proc.pid_file.exists()
+    assert proc.stop(timeout_s=1) is None  # and that process is left alone
 
 
 def test_a_stale_pid_file_is_cleaned_up(tmp_path: Path) -> None:
@@ -87,3 +86,15 @@ def test_a_missing_program_is_a_stack_error(tmp_path: Path) -> None:
 
     with pytest.raises(StackError, match="could not start sleeper"):
         _managed(tmp_path).spawn(["/no/such/program"])
+
+
+def test_a_failed_start_stops_its_process_even_when_the_pid_file_is_gone(tmp_path: Path) -> None:
+    from streams.embedded.stack import _stop_spawned
+
+    proc = _managed(tmp_path)
+    handle = proc.spawn(["sleep", "60"])
+    proc.pid_file.unlink()  # lost track of it: stop() alone finds nothing
+    assert proc.stop(timeout_s=1) is None
+
+    assert _stop_spawned(proc, handle) == "terminated"
+    assert handle.returncode is not None
