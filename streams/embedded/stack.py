@@ -257,7 +257,8 @@ class EmbeddedStack:
         return stopped
 
     def status(self) -> StackStatus:
-        """Each service's address, pid, health and log; external services are probed too."""
+        """Each embedded service's address, pid, health and log (an external one reads as
+        not running here; `lookout stack status` probes external services itself)."""
         return StackStatus(
             home=str(self.home),
             kafka=self._service_status(KAFKA, self.kafka_bootstrap),
