@@ -11,6 +11,14 @@ import torch
 from .errors import EncoderError
 
 
+def runs_on_cuda(device: str) -> bool:
+    """Whether `auto|cpu|cuda[:N]` means a GPU here; never raises (the encoder load says
+    what is wrong with a CUDA request on a machine without one)."""
+    if device == "auto":
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn `auto|cpu|cuda[:N]` into a torch device; asking for CUDA without one is an error."""
     if isinstance(device, torch.device):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from encoders.runtime import resolve_device
+from encoders.runtime import runs_on_cuda
 from streams.batch_processing import ConsumedRecord, handle_batch
 from streams.settings import MODALITIES, Modality
 
@@ -65,8 +65,7 @@ def register_agents(app: faust.App, ctx: WorkerContext) -> set[str]:
 
 
 def _indexing_agent(ctx: WorkerContext, modality: Modality) -> Any:
-    on_gpu = resolve_device(ctx.settings.device).type == "cuda"
-    max_batch = ctx.settings.batch_size(modality, on_gpu)
+    max_batch = ctx.settings.batch_size(modality, runs_on_cuda(ctx.settings.device))
     within = ctx.settings.max_wait_s(modality)
 
     async def index_records(stream: faust.StreamT) -> None:

@@ -284,6 +284,7 @@ async def _notify_observers(
             on_failure=lambda _exc, n=name: ctx.metrics.observer_failures.labels(
                 observer=n).inc(),
             traceback=True,
+            level=logging.ERROR,
         )
 
 

@@ -46,7 +46,14 @@ class DeadLetterSink:
     async def send(self, modality: Modality, dead: Sequence[DeadLetter]) -> None:
         """Send a batch's dead letters together (one broker round trip, not one each);
         returns once every one is acknowledged."""
-        await asyncio.gather(*(self._send_one(modality, letter) for letter in dead))
+        tasks = [asyncio.ensure_future(self._send_one(modality, letter)) for letter in dead]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:  # one failed for good (or we are cancelled): stop the others
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _send_one(self, modality: Modality, letter: DeadLetter) -> None:
         rec = letter.record

@@ -390,18 +390,26 @@ class QueryRegistry:
 
     async def catch_up(self, timeout_s: float = 5.0) -> bool:
         """Wait until every query record written so far is applied on this worker; False
-        when that takes longer than `timeout_s` or the topic cannot be read."""
+        when that takes longer than `timeout_s` or the topic cannot be read.
+
+        Compares the consumer's position, not the last record seen: on a compacted topic
+        the end offset can lie past the last record that survives. Records are applied
+        in the same step that moves the position, so position >= end means applied."""
         if self._consumer is None:
             return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         try:
             ends = await self._consumer.end_offsets(list(self._consumer.assignment()))
-            async with self._applied:
-                await asyncio.wait_for(self._applied.wait_for(lambda: all(
-                    self._positions.get(tp.partition, 0) >= end for tp, end in ends.items()
-                )), timeout_s)
-        except (KafkaError, TimeoutError):
+            while True:
+                positions = [await self._position(tp) for tp in ends]
+                if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
+                    return True
+                if loop.time() >= deadline:
+                    return False
+                await asyncio.sleep(0.05)
+        except KafkaError:
             return False
-        return True
 
     async def wait_applied(self, partition: int, offset: int, timeout_s: float = 10.0) -> None:
         """Block until this worker's follower has applied the record at `offset`."""

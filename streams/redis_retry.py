@@ -52,11 +52,13 @@ async def retry_until_done(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     on_failure: Callable[[BaseException], None] | None = None,
     traceback: bool = False,
+    level: int = logging.WARNING,
 ) -> T:
     """Call `fn` until it succeeds; `transient` errors are logged, counted and retried.
 
     `metrics` counts Redis errors under `op`; `on_failure` counts anything else.
-    `traceback` logs the first failure's stack (for bugs rather than outages). Anything
+    `traceback` logs the first failure's stack and `level` sets the log level (for bugs
+    rather than outages: ERROR with the stack). Anything
     not `transient` propagates. Cancellation (worker shutdown) interrupts the wait, so
     the caller abandons its batch without acking it.
     """
@@ -74,11 +76,11 @@ async def retry_until_done(
             if on_failure is not None:
                 on_failure(exc)
             if failures == 1:
-                log.warning("%s failed: %s; pausing and retrying (not dropping anything)",
-                            what, exc, exc_info=exc if traceback else None)
+                log.log(level, "%s failed: %s; pausing and retrying (not dropping anything)",
+                        what, exc, exc_info=exc if traceback else None)
             else:
-                log.warning("%s still failing after %d attempts: %s; next try in %.1fs",
-                            what, failures, exc, delay)
+                log.log(level, "%s still failing after %d attempts: %s; next try in %.1fs",
+                        what, failures, exc, delay)
             await sleep(delay)
             continue
         if failures:

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from streams.cli.api_client import ApiClient, api_option
+from streams.cli.api_client import ApiClient, ApiRequestError, api_option
 from streams.cli.common import evidence_label, load_settings, print_json
 from streams.settings import MODALITIES
 from streams.standing_queries import (
@@ -153,21 +153,32 @@ def register(root: click.Group) -> None:
         plan = plan_apply(declared, {q["id"]: q["fingerprint"] for q in registered},
                           prune=not no_prune,
                           stale={q["id"] for q in registered if q.get("stale")})
+        failed: dict[str, str] = {}
         if not dry_run:
+            # One refused query (e.g. a stale one whose example item is gone) must not
+            # stop the others: apply the rest, then report it and exit non-zero.
             for q in [*plan.add, *plan.update]:
-                client.call("POST", "/queries", q.model_dump(mode="json", exclude_none=True))
+                try:
+                    client.call("POST", "/queries", q.model_dump(mode="json", exclude_none=True))
+                except ApiRequestError as e:
+                    failed[q.id] = str(e)
             for query_id in plan.remove:
                 client.call("DELETE", f"/queries/{query_id}")
-        summary = {**plan.summary(), "dry_run": dry_run}
+        summary = {**plan.summary(), "failed": failed, "dry_run": dry_run}
         if as_json:
             print_json(summary)
-            return
-        for verb in ("add", "update", "remove"):
-            for query_id in summary[verb]:
-                click.echo(f"{verb:>7} {query_id}")
-        click.echo(f"{'planned' if dry_run else 'applied'}: {len(plan.add)} added, "
-                   f"{len(plan.update)} updated, {len(plan.remove)} removed, "
-                   f"{len(plan.unchanged)} unchanged")
+        else:
+            for verb in ("add", "update", "remove"):
+                for query_id in summary[verb]:
+                    status = " (failed)" if query_id in failed else ""
+                    click.echo(f"{verb:>7} {query_id}{status}")
+            click.echo(f"{'planned' if dry_run else 'applied'}: {len(plan.add)} added, "
+                       f"{len(plan.update)} updated, {len(plan.remove)} removed, "
+                       f"{len(plan.unchanged)} unchanged" + (f", {len(failed)} failed"
+                                                             if failed else ""))
+        if failed:
+            raise ApiRequestError(f"{len(failed)} of the file's queries were not applied: "
+                                  + "; ".join(f"{k}: {v}" for k, v in failed.items()))
 
     @query.command("preview")
     @click.argument("query_id")

@@ -182,18 +182,18 @@ class EmbeddedStack:
                 names["Redis"] = "LOOKOUT_REDIS_PORT"
             require_free_ports(ports, names)
             spawned: dict[str, subprocess.Popen] = {}
-            if KAFKA in to_start:
-                self.install()
-                spawned[KAFKA] = self.kafka.start(self._procs[KAFKA])
-                started.append(KAFKA)
-            if REDIS in to_start:
-                spawned[REDIS] = self.redis.start(self._procs[REDIS])
-                started.append(REDIS)
             try:
+                if KAFKA in to_start:
+                    self.install()
+                    spawned[KAFKA] = self.kafka.start(self._procs[KAFKA])
+                    started.append(KAFKA)
+                if REDIS in to_start:
+                    spawned[REDIS] = self.redis.start(self._procs[REDIS])
+                    started.append(REDIS)
                 for name in self.services:
                     self._wait_ready(name, max(1.0, timeout_s - (time.monotonic() - began)),
                                      spawned.get(name))
-            except StackError:
+            except BaseException:  # a failed (or interrupted) start leaves nothing running
                 for name in started:
                     outcome = _stop_spawned(self._procs[name], spawned[name])
                     if name == KAFKA:
@@ -211,13 +211,15 @@ class EmbeddedStack:
         certain), otherwise the pid file tells whether the service still runs."""
         proc = self._procs[name]
         died = False
+        warned = False
 
         def ready() -> bool:
-            nonlocal died
+            nonlocal died, warned
             if spawned is not None:
                 gone = spawned.poll() is not None
-                if not gone and proc.pid() is None:
-                    log.warning("%s (pid %d) runs but its pid file %s does not say so",
+                if not gone and not warned and not proc.pid_file.exists():
+                    warned = True
+                    log.warning("%s (pid %d) runs but its pid file %s is gone",
                                 name, spawned.pid, proc.pid_file)
             else:
                 gone = proc.pid() is None

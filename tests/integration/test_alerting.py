@@ -432,6 +432,31 @@ queries:
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
 
 
+def test_apply_applies_what_it_can_and_names_what_the_worker_refused(
+    settings: Settings, worker_process, tmp_path
+):
+    worker = worker_process()
+    patterns = tmp_path / "patterns.yaml"
+    patterns.write_text(f"""
+queries:
+  - id: gone-item
+    name: By an item that is not indexed
+    modality: logs
+    positives: [{{item_key: "{settings.topic_prefix}:item:logs:nope:0:1"}}]
+  - id: disk
+    name: Disk full
+    modality: logs
+    positives: ["{DISK}"]
+""")
+    done = _lookout("query", "apply", str(patterns), api=worker.api_url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "add gone-item (failed)" in done.stdout and "1 failed" in done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert "1 of the file's queries were not applied: gone-item:" in line
+    listed = json.loads(_lookout("query", "list", "--json", api=worker.api_url).stdout)
+    assert [q["id"] for q in listed] == ["disk"]
+
+
 def _sample_alert(item: str = "lookout:item:logs:t:0:1") -> Alert:
     return Alert.build(query_id="q", item_key=item, query_name="q", modality="logs",
                        source="s", ts=int(time.time() * 1000), score=0.9, threshold=0.5,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from streams.batch_processing import STAGE_DECODE, STAGE_WIRE, ConsumedRecord, DeadLetter
@@ -64,3 +65,28 @@ def test_a_letter_the_broker_refuses_is_retried_and_none_is_sent_twice():
     asyncio.run(sink.send(Modality.LOGS, _letters(5)))
     offsets = [int(h[HEADER_ORIGIN_OFFSET]) for _, _, h in broker.acked]
     assert sorted(offsets) == [0, 1, 2, 3, 4] and broker.fail == 0
+
+
+class RefusingBroker(BrokerDouble):
+    """Refuses one letter for good (not a retryable error); the others would hang."""
+
+    async def send(self, topic, key, value, headers) -> None:
+        if int(dict(headers)[HEADER_ORIGIN_OFFSET]) == 0:
+            raise ValueError("record too large for the dead-letter topic")
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(60)
+        finally:
+            self.in_flight -= 1
+
+
+def test_a_letter_refused_for_good_fails_the_batch_and_stops_the_other_sends():
+    broker = RefusingBroker()
+    sink = DeadLetterSink(broker, "t.deadletter", Metrics())
+
+    async def run() -> None:
+        with pytest.raises(ValueError, match="too large"):
+            await sink.send(Modality.LOGS, _letters(4))
+        assert broker.in_flight == 0  # nothing left sending behind the abandoned batch
+
+    asyncio.run(asyncio.wait_for(run(), 10))

@@ -9,7 +9,7 @@ from encoder_samples import jpeg_bytes, tone, transformed, wav_bytes
 
 from encoders.errors import EncoderError, EncoderInputError, NoTextSpace, UnknownEncoderSpec
 from encoders.registry import FAMILIES, build_encoder, parse_spec
-from encoders.runtime import resolve_device
+from encoders.runtime import resolve_device, runs_on_cuda
 
 
 @pytest.mark.parametrize(
@@ -50,6 +50,12 @@ def test_devices() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(EncoderError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_runs_on_cuda_answers_without_raising() -> None:
+    assert not runs_on_cuda("cpu")
+    assert runs_on_cuda("cuda") and runs_on_cuda("cuda:1")  # even with no GPU: no raise
+    assert runs_on_cuda("auto") == torch.cuda.is_available()
 
 
 def test_trivial_video_is_unit_deterministic_and_sees_similarity(photos) -> None:
