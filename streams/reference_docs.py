@@ -43,7 +43,7 @@ def _walk(
 ) -> list[tuple[list[str], click.Command, click.Context]]:
     """Every command with the context a real invocation gives it (inherited help options)."""
     ctx = cmd.make_context(
-        " ".join(path), [], parent=parent, resilient_parsing=True,
+        path[-1], [], parent=parent, resilient_parsing=True,
         terminal_width=100, max_content_width=100,
     )
     out = [(path, cmd, ctx)]
