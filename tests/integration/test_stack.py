@@ -42,14 +42,8 @@ def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> 
         producer.close()
 
 
-def _consume_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, bytes]]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=unique_name("g"),
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=20_000,
-    )
+def _drain(consumer: KafkaConsumer, expected: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the first `expected` records (fewer if the consumer times out)."""
     got: list[tuple[bytes, bytes]] = []
     try:
         for message in consumer:
@@ -59,6 +53,12 @@ def _consume_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes,
     finally:
         consumer.close()
     return got
+
+
+def _consume_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, bytes]]:
+    return _drain(KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=unique_name("g"),
+                                auto_offset_reset="earliest", consumer_timeout_ms=20_000),
+                  expected)
 
 
 def _read_from_start(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, bytes]]:
@@ -69,15 +69,7 @@ def _read_from_start(bootstrap: str, topic: str, expected: int) -> list[tuple[by
     partition = TopicPartition(topic, 0)
     consumer.assign([partition])
     consumer.seek_to_beginning(partition)
-    got: list[tuple[bytes, bytes]] = []
-    try:
-        for message in consumer:
-            got.append((message.key, message.value))
-            if len(got) >= expected:
-                break
-    finally:
-        consumer.close()
-    return got
+    return _drain(consumer, expected)
 
 
 # --- Kafka ---------------------------------------------------------------------------------
