@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -91,6 +92,16 @@ class KafkaJars:
         self.class_archive.unlink(missing_ok=True)  # built from the jars being replaced
         staging.rename(self.libs_dir)
         return True
+
+
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes, base64url, 22 characters. Like Kafka's own
+    `Uuid.randomUuid()`, never one that starts with "-": kafka-storage's argument parser
+    would take `-t -abc...` for an option (1 in 64 ids; it failed `stack up` at random)."""
+    while True:
+        new = base64.urlsafe_b64encode(random_bytes()).rstrip(b"=").decode()
+        if not new.startswith("-"):
+            return new
 
 
 @dataclass(frozen=True)
@@ -217,7 +228,7 @@ class KafkaNode:
             existing = id_file.read_text().strip()
             if existing:
                 return existing
-        new = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        new = new_cluster_id()
         self.workdir.mkdir(parents=True, exist_ok=True)
         id_file.write_text(new + "\n")
         return new
@@ -233,19 +244,10 @@ class KafkaNode:
         if not self.jars.installed:
             raise StackError("the Kafka jars are missing; run `lookout stack install` first")
         argv = self._jvm(
-            STORAGE_TOOL, "format", "-t", self.cluster_id(), "-c", str(self.config_file),
-            heap="256m",
-        )  # fmt: skip
+            STORAGE_TOOL, "format", f"--cluster-id={self.cluster_id()}",
+            f"--config={self.config_file}", heap="256m",
+        )  # "=": an id of an older home may start with "-", which argparse reads as an option
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            # Seen rarely while other stacks start and stop: retry once from an empty data
-            # directory (it held no formatted log, so nothing is lost) and without the shared
-            # class archive, which is only a start-up optimisation.
-            log.warning("formatting Kafka storage failed, retrying once: %s",
-                        (result.stdout + result.stderr).strip().splitlines()[-1:])
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-            plain = [a for a in argv if not a.startswith("-XX:SharedArchiveFile=")]
-            result = subprocess.run(plain, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-10:])
             raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{tail}")

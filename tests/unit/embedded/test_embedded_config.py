@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.embedded import EmbeddedStack, KafkaJars, KafkaNode, RedisServer, resolve_services
+from streams.embedded.kafka import new_cluster_id
 from streams.errors import StackError, StackNotRunning
 from streams.settings import Settings
 
@@ -139,3 +141,13 @@ def test_probes_of_closed_ports_say_not_ready(tmp_path: Path) -> None:
 
     assert kafka_is_ready(f"127.0.0.1:{port}") is False
     assert redis_is_ready(f"redis://127.0.0.1:{port}") is False
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    """kafka-storage would read `-t -AAB...` as an option: such ids are drawn again."""
+    draws = iter([bytes([0xF8]) + bytes(15), bytes([0xF8]) + bytes(15), bytes(16)])
+    assert new_cluster_id(lambda: next(draws)) == "AAAAAAAAAAAAAAAAAAAAAA"
+    for _ in range(2000):
+        cid = new_cluster_id()
+        assert len(cid) == 22 and not cid.startswith("-")
+        assert len(base64.urlsafe_b64decode(cid + "==")) == 16
