@@ -44,7 +44,6 @@ class AlertingService:
     webhooks: WebhookSender
     feed: AlertFeed
     follower: AlertTopicFollower
-    dispatcher: WebhookDispatcher | None = None
 
     @property
     def alerts_topic(self) -> str:
@@ -159,24 +158,24 @@ def install(ctx: WorkerContext) -> AlertingService:
         client_kwargs=kafka_kw,
     )
 
-    service.dispatcher = WebhookDispatcher(
-        bootstrap, settings.topic("alerts"), settings.partitions,
-        webhook_group(settings.worker_id), service.registry, service.webhooks,
-        settings.webhook_max_age_s, kafka_kw, metrics=ctx.metrics,
+    dispatcher = WebhookDispatcher(
+        bootstrap, settings.topic("alerts"), webhook_group(settings.worker_id),
+        service.registry, service.webhooks, settings.webhook_max_age_s, kafka_kw,
+        metrics=ctx.metrics,
     )
 
     ctx.readiness.problems.append(LOADING_QUERIES)
 
     async def start() -> None:
-        await service.registry.start()  # the follower below creates the alerts topic
-        await service.follower.start()
+        await service.registry.start()
+        await service.follower.start()  # creates the alerts topic the dispatcher reads
         await service.webhooks.start()
-        await service.dispatcher.start()
+        await dispatcher.start()
         if LOADING_QUERIES in ctx.readiness.problems:
             ctx.readiness.problems.remove(LOADING_QUERIES)
 
     async def stop() -> None:
-        await service.dispatcher.stop()
+        await dispatcher.stop()
         await service.follower.stop()
         await service.registry.stop()
         await service.webhooks.close()

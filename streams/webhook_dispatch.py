@@ -29,7 +29,6 @@ from pydantic import ValidationError
 from streams.alerts import Alert
 from streams.metrics import Metrics
 from streams.standing_queries import Webhook
-from streams.topic_admin import ensure_topic
 from streams.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,6 @@ class WebhookDispatcher:
         self,
         bootstrap: str,
         topic: str,
-        partitions: int,
         group_id: str,
         queries: WebhookDirectory,
         sender: WebhookSender,
@@ -73,7 +71,6 @@ class WebhookDispatcher:
     ) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
-        self._partitions = partitions
         self._group_id = group_id
         self._queries = queries
         self._sender = sender
@@ -88,7 +85,7 @@ class WebhookDispatcher:
         self._undelivered: dict[TopicPartition, int] = {}  # first offset not yet delivered
 
     async def start(self) -> None:
-        await ensure_topic(self._bootstrap, self._topic, self._partitions, self._client_kwargs)
+        """Join the group; the alerts topic must exist (the alert feed creates it first)."""
         self._consumer = AIOKafkaConsumer(
             self._topic, bootstrap_servers=self._bootstrap, group_id=self._group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", **self._client_kwargs,

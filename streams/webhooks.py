@@ -125,15 +125,14 @@ class WebhookSender:
         key = self.delivered_key(alert.alert_id, webhook.url)
         lock = key + ":lock"
         token = uuid.uuid4().hex
-        while True:  # a delivery of this (alert, url) may be running elsewhere: wait for it
+        # Another delivery of this (alert, url) may hold the lock: wait until it is done.
+        while not await self._hold(lock, token, 0.0):
             if await self._redis.exists(key):
                 self._count("duplicate_skipped")
                 return True
-            if await self._hold(lock, token, 0.0):
-                break
             await asyncio.sleep(0.5)
         try:
-            if await self._redis.exists(key):  # delivered by the lock's previous holder
+            if await self._redis.exists(key):  # delivered before, or by the lock's last holder
                 self._count("duplicate_skipped")
                 return True
             return await self._post_with_retries(alert, webhook, key, lock, token)

@@ -77,7 +77,7 @@ class Committed:
 
 def _dispatcher(queries: Queries, committed: dict[int, int | None],
                 metrics: Metrics | None = None) -> WebhookDispatcher:
-    d = WebhookDispatcher("unused:9092", "t.alerts", 2, "g.webhooks", queries,
+    d = WebhookDispatcher("unused:9092", "t.alerts", "g.webhooks", queries,
                           sender=None, max_age_s=3600, metrics=metrics)  # type: ignore[arg-type]
     d._consumer = Committed(committed)  # type: ignore[assignment]
     return d
@@ -122,7 +122,7 @@ class FlakySender:
 
 def test_only_deliveries_that_raised_are_tried_again():
     sender = FlakySender(OTHER.url)
-    d = WebhookDispatcher("unused:9092", "t.alerts", 1, "g", Queries({}), sender,  # type: ignore[arg-type]
+    d = WebhookDispatcher("unused:9092", "t.alerts", "g", Queries({}), sender,  # type: ignore[arg-type]
                           max_age_s=3600)
     refused = Webhook(url="http://refuses.example/")
     pairs = [(_alert(1), HOOK), (_alert(1), OTHER), (_alert(1), refused)]
