@@ -283,7 +283,6 @@ async def _notify_observers(
             transient=(Exception,),
             on_failure=lambda _exc, n=name: ctx.metrics.observer_failures.labels(
                 observer=n).inc(),
-            traceback=True,
             level=logging.ERROR,
         )
 

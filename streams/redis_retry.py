@@ -51,16 +51,14 @@ async def retry_until_done(
     transient: tuple[type[BaseException], ...] = (RedisUnavailable,),
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     on_failure: Callable[[BaseException], None] | None = None,
-    traceback: bool = False,
     level: int = logging.WARNING,
 ) -> T:
     """Call `fn` until it succeeds; `transient` errors are logged, counted and retried.
 
     `metrics` counts Redis errors under `op`; `on_failure` counts anything else.
-    `traceback` logs the first failure's stack and `level` sets the log level (for bugs
-    rather than outages: ERROR with the stack). Anything
-    not `transient` propagates. Cancellation (worker shutdown) interrupts the wait, so
-    the caller abandons its batch without acking it.
+    `level` is the log level; at ERROR (bugs rather than outages) the first failure is
+    logged with its stack. Anything not `transient` propagates. Cancellation (worker
+    shutdown) interrupts the wait, so the caller abandons its batch without acking it.
     """
     delays = backoff.delays()
     failures = 0
@@ -77,7 +75,7 @@ async def retry_until_done(
                 on_failure(exc)
             if failures == 1:
                 log.log(level, "%s failed: %s; pausing and retrying (not dropping anything)",
-                        what, exc, exc_info=exc if traceback else None)
+                        what, exc, exc_info=exc if level >= logging.ERROR else None)
             else:
                 log.log(level, "%s still failing after %d attempts: %s; next try in %.1fs",
                         what, failures, exc, delay)

@@ -16,6 +16,7 @@ import json
 import mimetypes
 import re
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -343,7 +344,7 @@ def plan_apply(
     registered_fingerprints: dict[str, str],
     *,
     prune: bool = True,
-    stale: frozenset[str] | set[str] = frozenset(),
+    stale: AbstractSet[str] = frozenset(),
 ) -> ApplyPlan:
     """Diff declared queries against registered ones (id -> fingerprint).
 

@@ -161,8 +161,6 @@ class EmbeddedStack:
     def up(self, timeout_s: float = 180.0) -> UpResult:
         """Start what is not running and wait until each service is ready. Idempotent."""
         began = time.monotonic()
-        started: list[str] = []
-        already: list[str] = []
         with file_lock(self.home / "stack.lock"):
             to_start = [name for name in self.services if self.pid(name) is None]
             already = [name for name in self.services if name not in to_start]
@@ -186,20 +184,18 @@ class EmbeddedStack:
                 if KAFKA in to_start:
                     self.install()
                     spawned[KAFKA] = self.kafka.start(self._procs[KAFKA])
-                    started.append(KAFKA)
                 if REDIS in to_start:
                     spawned[REDIS] = self.redis.start(self._procs[REDIS])
-                    started.append(REDIS)
                 for name in self.services:
                     self._wait_ready(name, max(1.0, timeout_s - (time.monotonic() - began)),
                                      spawned.get(name))
             except BaseException:  # a failed (or interrupted) start leaves nothing running
-                for name in started:
-                    outcome = _stop_spawned(self._procs[name], spawned[name])
+                for name, handle in spawned.items():
+                    outcome = _stop_spawned(self._procs[name], handle)
                     if name == KAFKA:
                         self.kafka.after_stop(outcome)
                 raise
-        return UpResult(started, already, time.monotonic() - began)
+        return UpResult(list(spawned), already, time.monotonic() - began)
 
     def _is_ready(self, name: str) -> bool:
         return self.kafka.is_ready() if name == KAFKA else self.redis.is_ready()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 
 import pytest
@@ -71,7 +72,7 @@ def test_a_failing_observer_is_retried_counted_and_logged_with_its_traceback(cap
     with caplog.at_level("WARNING", logger="streams.redis_retry"):
         result = asyncio.run(retry_until_done(
             observer, op="observer", what="observer X", transient=(Exception,),
-            on_failure=failures.append, traceback=True, sleep=no_sleep))
+            on_failure=failures.append, level=logging.ERROR, sleep=no_sleep))
     assert result == "ok" and len(failures) == 2
     assert all(isinstance(e, KeyError) for e in failures)
     with_stack = [r for r in caplog.records if r.exc_info]
