@@ -41,6 +41,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check streams encoders tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests
 
 test-unit: $(STAMP)
@@ -55,6 +56,7 @@ bench: setup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams encoders tests benchmarks
+	$(VENV)/bin/lint-imports
 
 stack-down:
 	-$(VENV)/bin/lookout stack down

@@ -5,7 +5,7 @@ as the worker) offline, scores them against the scenario's standing queries with
 worker's own matching code (`PatternMatrix`: positives, negatives, margin, source globs),
 and reports per pattern the score distribution inside vs outside its events. Then it
 replays the worker's alert policy (`AlertPolicy`: min_hits, window, cooldown) over a
-grid of thresholds and scores the alerts against truth.json with `streams.scorecard`, so
+grid of thresholds and scores the alerts against truth.json with `streams.demo.scorecard`, so
 each suggested threshold comes with the precision and recall it would give.
 
     .venv/bin/python -m benchmarks.calibrate_patterns [SCENARIO_DIR] [--seed 7]
@@ -29,13 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from streams.alert_policy import AlertPolicy, Candidate, PolicyRule
-from streams.demo_replay import scenario_items
-from streams.matching import PatternMatrix, QueryPatterns
-from streams.query_registry import compute_pattern_vectors, vectors_from_b64
-from streams.scorecard import ObservedAlert, TruthEvent, quantile, score_alerts
-from streams.settings import Modality, Settings
-from streams.standing_queries import StandingQuery, load_queries_file
+from encoders.modality import Modality
+from streams.alerting.policy import AlertPolicy, Candidate
+from streams.config.settings import Settings
+from streams.demo.replay import scenario_items
+from streams.demo.scorecard import ObservedAlert, TruthEvent, quantile, score_alerts
+from streams.queries.matching import PatternMatrix, QueryPatterns
+from streams.queries.model import PolicyRule, StandingQuery, load_queries_file
+from streams.queries.registry import compute_pattern_vectors, vectors_from_b64
 
 GRID = [round(x, 3) for x in np.arange(0.20, 0.991, 0.005)]
 
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     root = args.scenario or settings.home / "demo" / f"{args.seed}-{args.size}"
     if not (root / "truth.json").exists():
-        from streams.scenario import build_scenario
+        from streams.demo.scenario import build_scenario
 
         print(f"building scenario in {root}", file=sys.stderr)
         build_scenario(root, seed=args.seed, size=args.size)

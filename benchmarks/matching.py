@@ -24,7 +24,7 @@ import time
 import torch
 
 from encoders.registry import build_encoder
-from streams.matching import PatternMatrix, QueryPatterns
+from streams.queries.matching import PatternMatrix, QueryPatterns
 
 
 def random_patterns(n: int, dim: int, device: torch.device, seed: int = 0) -> PatternMatrix:

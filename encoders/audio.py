@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .content_types import parse_content_type
+from .content_types import ContentTypeError, media_type, parse_content_type, pcm_format
 from .errors import EncoderInputError
 
 CONTAINER_TYPES = frozenset(
@@ -26,9 +26,9 @@ def decode_audio(payload: bytes, content_type: str | None, target_rate: int) -> 
     """
     if not payload:
         raise EncoderInputError("empty audio payload (0 bytes)")
-    kind, params = parse_content_type(content_type)
+    kind = media_type(content_type)
     if kind == "audio/l16":
-        samples, rate = _decode_l16(payload, params)
+        samples, rate = _decode_l16(payload, content_type or "")
     elif kind in CONTAINER_TYPES or not kind:
         samples, rate = _decode_container(payload)
     else:
@@ -48,16 +48,11 @@ def decode_audio(payload: bytes, content_type: str | None, target_rate: int) -> 
     )
 
 
-def _decode_l16(payload: bytes, params: dict[str, str]) -> tuple[np.ndarray, int]:
+def _decode_l16(payload: bytes, content_type: str) -> tuple[np.ndarray, int]:
     try:
-        rate = int(params["rate"])
-        channels = int(params.get("channels", "1"))
-    except (KeyError, ValueError) as e:
-        raise EncoderInputError(
-            "audio/L16 needs integer parameters: audio/L16;rate=16000;channels=1"
-        ) from e
-    if rate <= 0 or channels <= 0:
-        raise EncoderInputError(f"audio/L16 rate and channels must be positive: {params}")
+        rate, channels = pcm_format(parse_content_type(content_type))
+    except ContentTypeError as e:
+        raise EncoderInputError(f"{e} (e.g. audio/L16;rate=16000;channels=1)") from None
     frame = 2 * channels
     if len(payload) % frame:
         raise EncoderInputError(

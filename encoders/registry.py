@@ -9,9 +9,8 @@ from pathlib import Path
 
 from .base import Encoder
 from .errors import UnknownEncoderSpec
+from .modality import MODALITIES
 from .runtime import Runtime, resolve_device
-
-MODALITIES = ("video", "audio", "logs")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The worker's HTTP API on Faust's aiohttp server: shared errors, auth, health, OpenAPI.
 
-Each area contributes aiohttp routes (through `WorkerContext.web_routes`) and `RouteSpec`s
-for `/openapi.json` (through `WorkerContext.route_specs`).
+Each area's `routes(...)` returns `Route`s: a `RouteSpec` (what `/openapi.json` shows) bound
+to its handler. The worker registers them through Faust's own web API (`streams.worker.web`).
 """
 
 from __future__ import annotations

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from streams.alert_feed import AlertFilter
+from streams.alerting.feed import AlertFilter
+from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
-from streams.api.openapi import RouteSpec
+from streams.api.openapi import Route, RouteSpec, bind
 from streams.api.params import parse_int, parse_time_ms
-from streams.standing_queries import Severity
-
-if TYPE_CHECKING:
-    from streams.alerting_setup import AlertingService
+from streams.queries.model import Severity
 
 FILTERS = ("query", "severity", "source")
 ROUTES: tuple[RouteSpec, ...] = (
@@ -36,7 +33,7 @@ def parse_filter(request: web.Request) -> AlertFilter:
                        request.query.get("source") or None)
 
 
-def install(app: web.Application, service: AlertingService) -> None:
+def routes(service: AlertingService) -> list[Route]:
     async def history(request: web.Request) -> web.Response:
         flt = parse_filter(request)
         alerts = await service.alerts.history(
@@ -68,5 +65,4 @@ def install(app: web.Application, service: AlertingService) -> None:
                         f"id: {alert.alert_id}\nevent: alert\ndata: {data}\n\n".encode())
         return resp
 
-    app.router.add_get("/alerts", history)
-    app.router.add_get("/alerts/stream", stream)
+    return bind(ROUTES, {("GET", "/alerts"): history, ("GET", "/alerts/stream"): stream})

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from aiohttp import web
 
 from streams.api.errors import Handler, json_error
-from streams.errors import ConfigError
+from streams.core.errors import ConfigError
 
 OPEN_PATHS: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"})
 

@@ -12,7 +12,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from encoders.errors import EncoderInputError, LookoutError, NoTextSpace
-from streams.errors import IndexStoreError, QueryNotFound, QueryValidationError, RedisUnavailable
+from streams.core.errors import (
+    IndexStoreError,
+    QueryNotFound,
+    QueryValidationError,
+    RedisUnavailable,
+)
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from streams.api.openapi import HEALTH_ROUTES, Route, bind
+
 
 @dataclass
 class Readiness:
@@ -43,8 +45,8 @@ class Readiness:
         return out
 
 
-def install(web_app: web.Application, readiness: Readiness, registry: CollectorRegistry) -> None:
-    """Add the three routes; none of them needs the bearer token."""
+def routes(readiness: Readiness, registry: CollectorRegistry) -> list[Route]:
+    """The three routes; none of them needs the bearer token."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "worker_id": readiness.worker_id})
@@ -65,6 +67,5 @@ def install(web_app: web.Application, readiness: Readiness, registry: CollectorR
         resp.charset = "utf-8"
         return resp
 
-    web_app.router.add_get("/healthz", healthz)
-    web_app.router.add_get("/readyz", readyz)
-    web_app.router.add_get("/metrics", metrics)
+    return bind(HEALTH_ROUTES[:3], {("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz,
+                                    ("GET", "/metrics"): metrics})

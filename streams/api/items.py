@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
+from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
-from streams.api.openapi import RouteSpec
-
-if TYPE_CHECKING:
-    from streams.alerting_setup import AlertingService
+from streams.api.openapi import Route, RouteSpec, bind
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/items/{key}/thumb", "JPEG thumbnail of an indexed frame.", "search",
@@ -18,17 +14,19 @@ ROUTES: tuple[RouteSpec, ...] = (
 )
 
 
-def install(app: web.Application, service: AlertingService) -> None:
-    prefix = f"{service.ctx.settings.topic_prefix}:item:"
+def routes(service: AlertingService) -> list[Route]:
+    stores = service.index_stores
 
     async def thumb(request: web.Request) -> web.Response:
         key = request.match_info["key"]
-        if not key.startswith(prefix):
-            raise ApiError(400, f"item keys start with {prefix!r}; got {key!r}")
-        data = await service.ctx.redis.hget(key, "thumb")
+        store = next((s for s in stores.values() if key.startswith(s.key_prefix)), None)
+        if store is None:
+            prefixes = sorted(s.key_prefix for s in stores.values())
+            raise ApiError(400, f"item keys start with one of {prefixes}; got {key!r}")
+        data = await store.thumbnail(key)
         if not data:
             raise ApiError(404, f"item {key} has no thumbnail (not a frame, or expired)")
-        return web.Response(body=data, content_type="image/jpeg",
-                            headers={"Cache-Control": "max-age=3600"})
+        return web.Response(
+            body=data, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    app.router.add_get("/items/{key}/thumb", thumb)
+    return bind(ROUTES, {("GET", "/items/{key}/thumb"): thumb})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,27 @@ class RouteSpec:
     request_body: dict[str, Any] | None = None
     query_params: tuple[str, ...] = ()
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A documented operation and the aiohttp-style handler that serves it."""
+
+    spec: RouteSpec
+    handler: Handler
+
+
+def bind(specs: Iterable[RouteSpec], handlers: Mapping[tuple[str, str], Handler]) -> list[Route]:
+    """Pair each spec with its handler by (method, path); a spec or handler left over is a bug,
+    so the OpenAPI document and the served routes cannot drift apart."""
+    specs = list(specs)
+    keys = {(s.method, s.path) for s in specs}
+    if keys != set(handlers):
+        raise ValueError(f"routes and specs differ: {sorted(keys ^ set(handlers))}")
+    return [Route(s, handlers[(s.method, s.path)]) for s in specs]
 
 
 HEALTH_ROUTES: tuple[RouteSpec, ...] = (
@@ -86,7 +107,7 @@ def build_openapi(specs: Iterable[RouteSpec], *, title: str, version: str) -> di
     }
 
 
-def install(web_app: web.Application, specs: list[RouteSpec], *, version: str) -> None:
+def routes(specs: list[RouteSpec], *, version: str) -> list[Route]:
     """Serve the document built from `specs` (read at request time, so late additions show)."""
 
     async def openapi(_: web.Request) -> web.Response:
@@ -94,4 +115,4 @@ def install(web_app: web.Application, specs: list[RouteSpec], *, version: str) -
             build_openapi([*HEALTH_ROUTES, *specs], title="Lookout worker API", version=version)
         )
 
-    web_app.router.add_get("/openapi.json", openapi)
+    return [Route(HEALTH_ROUTES[-1], openapi)]

@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from encoders.modality import MODALITIES, Modality
 from streams.api.errors import ApiError
-from streams.settings import MODALITIES, Modality
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -94,11 +94,3 @@ async def json_body(request: web.Request, *, required: bool = True) -> dict[str,
         raise ApiError(400, "request body must be a JSON object")
     return body
 
-
-def index_sources_filter(globs: list[str] | None) -> list[str] | None:
-    """Source filters the Redis TAG query can express (ids and `*`); None = filter later."""
-    if not globs or "*" in globs:
-        return None
-    if any(ch in g for g in globs for ch in "?[]"):
-        return None
-    return globs

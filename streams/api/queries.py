@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
+from streams.alerting.preview import preview_query
+from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
-from streams.api.openapi import RouteSpec
+from streams.api.openapi import Route, RouteSpec, bind
 from streams.api.params import json_body, parse_int, parse_modality, parse_time_ms
-from streams.query_preview import preview_query
-from streams.standing_queries import StandingQuery, parse_query
-
-if TYPE_CHECKING:
-    from streams.alerting_setup import AlertingService
+from streams.queries.model import StandingQuery, parse_query
 
 QUERY_SCHEMA = {"type": "object", "description": "A standing query (see docs: standing queries)",
                 "required": ["name", "modality", "positives"]}
@@ -34,7 +30,7 @@ ROUTES: tuple[RouteSpec, ...] = (
 )
 
 
-def install(app: web.Application, service: AlertingService) -> None:
+def routes(service: AlertingService) -> list[Route]:
     registry = service.registry
 
     def writable() -> None:
@@ -79,7 +75,7 @@ def install(app: web.Application, service: AlertingService) -> None:
         until = parse_time_ms(body.get("until", request.query.get("until")), "until")
         limit = parse_int(body.get("limit", request.query.get("limit")), "limit", 200, 1, 10_000)
         modality = rq.query.modality
-        store = service.ctx.index_stores.get(modality)
+        store = service.index_stores.get(modality)
         if store is None:
             raise ApiError(503, f"this worker has no {modality} index yet; retry when ready")
         try:
@@ -89,9 +85,8 @@ def install(app: web.Application, service: AlertingService) -> None:
             raise ApiError(409, str(e)) from e
         return web.json_response(result)
 
-    app.router.add_post("/queries", create)
-    app.router.add_get("/queries", list_queries)
-    app.router.add_get("/queries/{id}", show)
-    app.router.add_patch("/queries/{id}", patch)
-    app.router.add_delete("/queries/{id}", delete)
-    app.router.add_post("/queries/{id}/preview", preview)
+    return bind(ROUTES, {
+        ("POST", "/queries"): create, ("GET", "/queries"): list_queries,
+        ("GET", "/queries/{id}"): show, ("PATCH", "/queries/{id}"): patch,
+        ("DELETE", "/queries/{id}"): delete, ("POST", "/queries/{id}/preview"): preview,
+    })

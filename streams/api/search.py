@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from aiohttp import web
 
 from encoders.errors import EncoderInputError, NoTextSpace
+from encoders.modality import Modality
+from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
-from streams.api.openapi import RouteSpec
+from streams.api.openapi import Route, RouteSpec, bind
 from streams.api.params import (
-    index_sources_filter,
     json_body,
     parse_float,
     parse_int,
@@ -22,11 +22,9 @@ from streams.api.params import (
     parse_sources,
     parse_time_ms,
 )
-from streams.query_preview import evidence_of
-from streams.settings import Modality
-
-if TYPE_CHECKING:
-    from streams.alerting_setup import AlertingService
+from streams.core.sources import matches as source_matches
+from streams.core.sources import redis_prefilter
+from streams.ingest.records import evidence_of
 
 SEARCH_PARAMS = ("modality", "text", "item_key", "sources", "since", "until", "k", "min_score")
 ROUTES: tuple[RouteSpec, ...] = (
@@ -79,7 +77,7 @@ async def pattern_vector(
     if len(given) != 1:
         raise ApiError(400, "give exactly one of text, an example (payload_b64 or multipart "
                             f"field 'example') or item_key; got {given or 'none'}")
-    run = service.ctx.run_encoder
+    run = service.inference.run
     if text is not None and str(text).strip():
         try:
             return (await run(encoder.encode_text, [str(text)]))[0]
@@ -96,7 +94,7 @@ async def pattern_vector(
     return torch.as_tensor(item.vector)
 
 
-def install(app: web.Application, service: AlertingService) -> None:
+def routes(service: AlertingService) -> list[Route]:
     async def search(request: web.Request) -> web.Response:
         params, payload = await _read_request(request)
         modality = parse_modality(params.get("modality"))
@@ -105,14 +103,12 @@ def install(app: web.Application, service: AlertingService) -> None:
         sources = parse_sources(params.get("sources"))
         ts_range = (parse_time_ms(params.get("since"), "since"),
                     parse_time_ms(params.get("until"), "until"))
-        store = service.ctx.index_stores.get(modality)
+        store = service.index_stores.get(modality)
         if store is None:
             raise ApiError(503, f"this worker has no {modality} index yet; retry when ready")
         vector = await pattern_vector(service, modality, params, payload)
-        redis_sources = index_sources_filter(sources)
-        hits = await store.knn(vector, k, sources=redis_sources, ts_range=ts_range)
-        if sources and redis_sources is None and "*" not in sources:
-            hits = [h for h in hits if any(fnmatch.fnmatchcase(h.source, g) for g in sources)]
+        hits = await store.knn(vector, k, sources=redis_prefilter(sources), ts_range=ts_range)
+        hits = [h for h in hits if source_matches(h.source, sources)]
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
         results = [{"key": h.key, "score": round(h.score, 6), "source": h.source, "ts": h.ts_ms,
@@ -120,5 +116,4 @@ def install(app: web.Application, service: AlertingService) -> None:
         return web.json_response({"modality": modality.value, "model": store.model,
                                   "results": results})
 
-    app.router.add_get("/search", search)
-    app.router.add_post("/search", search)
+    return bind(ROUTES, {("GET", "/search"): search, ("POST", "/search"): search})

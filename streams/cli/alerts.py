@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from streams.cli.api_client import ApiClient, api_option
+from streams.api.client import ApiClient, api_option
 from streams.cli.common import evidence_label, load_settings, print_json
 
 

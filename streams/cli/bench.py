@@ -117,7 +117,7 @@ def run_encoder_bench_cli(
 
 
 def _modalities() -> tuple[Any, ...]:
-    from streams.settings import MODALITIES
+    from encoders.modality import MODALITIES
 
     return MODALITIES
 
@@ -191,8 +191,8 @@ def bench_pipeline(n: int, json_path: Path | None) -> None:
 
 
 def run_pipeline_bench_cli(n: int) -> dict:
-    from streams.pipeline_bench import run_pipeline_bench
-    from streams.process_signals import sigterm_as_interrupt
+    from streams.bench.pipeline import run_pipeline_bench
+    from streams.core.signals import sigterm_as_interrupt
 
     settings = load_settings()
     with sigterm_as_interrupt():  # SIGTERM stops the bench worker too, not just us

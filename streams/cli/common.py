@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from streams.errors import ConfigError
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core.errors import ConfigError
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -30,8 +30,8 @@ def register(root: click.Group) -> None:
         """
         from rich.console import Console
 
-        from streams.demo import DemoOptions, run_demo
-        from streams.demo_view import LiveView, QuietView, render_scorecard
+        from streams.demo.run import DemoOptions, run_demo
+        from streams.demo.view import LiveView, QuietView, render_scorecard
 
         settings = load_settings()
         opts = DemoOptions(speed=speed, duration_s=duration_s, seed=seed, size=size, keep=keep)

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from encoders.modality import Modality
 from streams.cli.common import load_settings, print_json
-from streams.errors import ProducerError
-from streams.kafka_security import kafka_python_kwargs
-from streams.process_signals import sigterm_as_interrupt
-from streams.settings import Modality, Settings
+from streams.config.settings import Settings
+from streams.core.errors import ProducerError
+from streams.core.signals import sigterm_as_interrupt
 
 if TYPE_CHECKING:
-    from streams.media_readers import Payload as Item
+    from streams.kafka.media_readers import Payload as Item
 
 
 @dataclass
@@ -117,8 +117,10 @@ def run_producer(
     bootstrap: str | None = None,
 ) -> ProduceSummary:
     """Send items, pacing them if asked; always returns a summary (error set on failure)."""
-    from streams.media_readers import Pacer
-    from streams.producers import LookoutProducer, ensure_topics
+    from streams.config.kafka_security import aiokafka_kwargs
+    from streams.kafka.admin import ensure_topics_sync
+    from streams.kafka.media_readers import Pacer
+    from streams.kafka.producer import LookoutProducer
 
     topic = settings.input_topic(modality)
     summary = ProduceSummary(modality.value, source, topic)
@@ -128,7 +130,7 @@ def run_producer(
     producer: LookoutProducer | None = None
     try:
         bootstrap = bootstrap or resolve_kafka(settings)
-        ensure_topics(bootstrap, [topic], settings.partitions, **kafka_python_kwargs(settings))
+        ensure_topics_sync(bootstrap, [topic], settings.partitions, aiokafka_kwargs(settings))
         producer = LookoutProducer.from_settings(settings, bootstrap).start()
         with _Progress(f"{modality.value} {source}", show_progress) as progress, \
                 sigterm_as_interrupt():
@@ -176,8 +178,8 @@ def _finish(summary: ProduceSummary, as_json: bool) -> None:
 
 
 def _check_source_id(source_id: str) -> None:
-    from streams.errors import WireFormatError
-    from streams.wire import validate_source_id
+    from streams.core.errors import WireFormatError
+    from streams.core.wire import validate_source_id
 
     try:
         validate_source_id(source_id)
@@ -227,7 +229,7 @@ def register(root: click.Group) -> None:
                       ts_base_ms: int | None, as_json: bool, fps: float, max_width: int,
                       jpeg_quality: int, loop: bool, max_frames: int | None) -> None:
         """Send frames of SOURCE (a file, an RTSP/HTTP URL or a camera index)."""
-        from streams.media_readers import probe_video, video_payloads
+        from streams.kafka.media_readers import probe_video, video_payloads
 
         # FFmpeg's own chatter ("moov atom not found") would bury our one-line error; set
         # OPENCV_FFMPEG_LOGLEVEL yourself to see it.
@@ -257,7 +259,7 @@ def register(root: click.Group) -> None:
                       ts_base_ms: int | None, as_json: bool, chunk_s: float, hop_s: float,
                       sample_rate: int, fmt: str) -> None:
         """Send chunks of an audio file (WAV, FLAC, OGG, MP3)."""
-        from streams.media_readers import audio_payloads, probe_audio
+        from streams.kafka.media_readers import audio_payloads, probe_audio
 
         settings = load_settings()
         _check_source_id(source_id)
@@ -284,7 +286,7 @@ def register(root: click.Group) -> None:
                      ts_base_ms: int | None, as_json: bool, follow: bool, fmt: str,
                      offset_field: str | None) -> None:
         """Send the lines of PATH (or - for stdin), one record per line."""
-        from streams.media_readers import log_payloads, probe_log
+        from streams.kafka.media_readers import log_payloads, probe_log
 
         settings = load_settings()
         _check_source_id(source_id)
@@ -308,7 +310,7 @@ def register(root: click.Group) -> None:
     def demo_data(outdir: Path, seed: int, duration_s: float | None, size: str,
                   as_json: bool) -> None:
         """Build a scenario (video, audio, logs) with truth.json and patterns.yaml in OUTDIR."""
-        from streams.scenario import build_scenario
+        from streams.demo.scenario import build_scenario
 
         start = time.monotonic()
         result = build_scenario(outdir, seed=seed, duration_s=duration_s, size=size)

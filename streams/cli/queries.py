@@ -8,10 +8,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from streams.cli.api_client import ApiClient, ApiRequestError, api_option
+from encoders.modality import MODALITIES
+from streams.api.client import ApiClient, ApiRequestError, api_option
 from streams.cli.common import evidence_label, load_settings, print_json
-from streams.settings import MODALITIES
-from streams.standing_queries import (
+from streams.queries.model import (
     example_from_file,
     load_queries_file,
     parse_query,

@@ -10,9 +10,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from streams.cli.api_client import ApiClient, api_option
+from encoders.modality import MODALITIES
+from streams.api.client import ApiClient, api_option
 from streams.cli.common import evidence_label, load_settings, print_json
-from streams.settings import MODALITIES
 
 
 def register(root: click.Group) -> None:

@@ -12,10 +12,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from streams.config.settings import Settings
+from streams.core.errors import StackError
 from streams.embedded import EmbeddedStack, kafka_is_ready, redis_is_ready
 from streams.embedded.redis_server import default_redis_binary, default_search_module
-from streams.errors import StackError
-from streams.settings import Settings
 
 from .common import load_settings, print_json
 

@@ -6,36 +6,29 @@ import logging
 
 import click
 
-from streams.settings import MODALITIES, Settings
+from streams.config.settings import Settings
 
 from .common import load_settings
 
 log = logging.getLogger(__name__)
 
 
-def _build_encoders(settings: Settings) -> dict:
-    """Load every encoder before Kafka sees the worker, so a bad spec fails in one line."""
-    from streams.encoder_setup import apply_torch_threads, build_modality_encoder
-
-    apply_torch_threads(settings)
-    encoders = {}
-    for m in MODALITIES:
-        spec = settings.encoder_spec(m)
-        click.echo(f"loading {m.value} encoder {spec!r} on {settings.device}", err=True)
-        encoders[m] = build_modality_encoder(settings, m)
-    return encoders
-
-
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
-    """Run one worker until SIGTERM/SIGINT; Faust drains the current batch before exiting."""
+    """Run one worker until SIGTERM/SIGINT; Faust drains the current batch before exiting.
+
+    Every encoder is loaded before Kafka sees the worker, so a bad spec fails in one line.
+    """
     import faust
 
     from streams.api.auth import required_token
-    from streams.app import _resolve_services, create_app
+    from streams.embedded import resolve_services
+    from streams.worker.app import create_app
+    from streams.worker.encoders import load_missing_encoders
 
     required_token(settings.web_host, settings.api_token)  # refuse early, not in the server
-    services = _resolve_services(settings)
-    encoders = _build_encoders(settings)
+    services = resolve_services(settings)
+    encoders = load_missing_encoders(settings, {}, announce=lambda m, spec: click.echo(
+        f"loading {m.value} encoder {spec!r} on {settings.device}", err=True))
     app = create_app(settings, services=services, encoders=encoders)
     click.echo(
         f"worker {settings.worker_id}: Kafka {services.kafka_bootstrap}, Redis "

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from streams.errors import StackError
+from streams.core.errors import StackError
 
 from .processes import LOOPBACK, ManagedProcess
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from streams.errors import PortInUse, StackError
+from streams.core.errors import PortInUse, StackError
 
 LOOPBACK = "127.0.0.1"
 

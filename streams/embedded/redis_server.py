@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.errors import StackError
+from streams.core.errors import StackError
 
 from .processes import LOOPBACK, ManagedProcess
 

@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streams.errors import StackError, StackNotRunning
+from streams.core.errors import StackError, StackNotRunning
 
 from .kafka import KafkaJars, KafkaNode, default_cache_dir
 from .processes import ManagedProcess, file_lock, require_free_ports, wait_until
 from .redis_server import RedisServer
 
 if TYPE_CHECKING:
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
 log = logging.getLogger(__name__)
 

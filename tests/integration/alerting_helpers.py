@@ -13,8 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.settings import Modality, Settings
-from streams.wire import encode_headers
+from encoders.modality import Modality
+from streams.config.settings import Settings
+from streams.core.wire import encode_headers
 from tests.helpers import free_port
 from tests.integration.pipeline_records import InputRecord, produce
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.config.settings import Settings
 from streams.embedded import EmbeddedStack
-from streams.settings import Settings
 from tests.helpers import free_ports, unique_name
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import soundfile as sf
 from kafka import KafkaProducer
 
-from streams.settings import Modality, Settings
-from streams.wire import encode_headers
+from encoders.modality import Modality
+from streams.config.settings import Settings
+from streams.core.wire import encode_headers
 
 BASE_TS_MS = 1_764_000_000_000
 

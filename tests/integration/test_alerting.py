@@ -20,18 +20,19 @@ import pytest
 import torch
 from redis.asyncio import Redis
 
+from encoders.modality import Modality
 from encoders.registry import build_encoder
-from streams.alerts import Alert, AlertClaimBusy, AlertStore
-from streams.metrics import Metrics
-from streams.settings import Modality, Settings
-from streams.standing_queries import Webhook
-from streams.webhooks import (
+from streams.alerting.alerts import Alert, AlertClaimBusy, AlertStore
+from streams.alerting.webhooks import (
     ALERT_ID_HEADER,
     SIGNATURE_HEADER,
     DeliveryPolicy,
     WebhookSender,
     verify_signature,
 )
+from streams.config.settings import Settings
+from streams.core.metrics import Metrics
+from streams.queries.model import Webhook
 from tests.helpers import metric_value, wait_for
 from tests.integration.alerting_helpers import (
     SseClient,
@@ -605,8 +606,8 @@ def test_alert_on_topic_finds_a_published_alert(settings: Settings):
     """The recovery scan of `publish_once` finds an alert sent before a crash, by id."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.alerts import alert_on_topic
-    from streams.topic_admin import ensure_topic
+    from streams.alerting.alerts import alert_on_topic
+    from streams.kafka.admin import ensure_topic
 
     bootstrap = settings.resolved_kafka_bootstrap()
     topic = settings.topic("alerts")

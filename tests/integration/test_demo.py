@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.scorecard import ObservedAlert, TruthEvent, score_alerts
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.demo.scorecard import ObservedAlert, TruthEvent, score_alerts
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration

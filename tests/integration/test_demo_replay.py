@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from streams.settings import MODALITIES, Settings
+from encoders.modality import MODALITIES
+from streams.config.settings import Settings
 from tests.helpers import wait_for
 from tests.unit.deploy.compose_support import DOCKER
 

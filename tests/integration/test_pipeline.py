@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from streams.index_store import IndexStore
-from streams.settings import MODALITIES, Modality, Settings
-from streams.wire import (
+from encoders.modality import MODALITIES, Modality
+from streams.config.settings import Settings
+from streams.core.wire import (
     HEADER_ERROR,
     HEADER_ORIGIN_OFFSET,
     HEADER_ORIGIN_TOPIC,
     encode_headers,
     item_key,
 )
+from streams.index.store import IndexStore
 from tests.helpers import metric_value
 from tests.integration.pipeline_records import (
     BASE_TS_MS,

@@ -28,8 +28,9 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import MODALITIES, Modality, Settings
-from streams.wire import encode_headers
+from encoders.modality import MODALITIES, Modality
+from streams.config.settings import Settings
+from streams.core.wire import encode_headers
 from tests.dashboard_exprs import RULES_FILE, metric_names, panel_exprs, rules
 from tests.helpers import free_port, metric_value, wait_for
 from tests.integration.pipeline_records import (

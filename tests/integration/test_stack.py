@@ -14,9 +14,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
+from streams.config.settings import Settings
+from streams.core.errors import PortInUse, StackNotRunning
 from streams.embedded import EmbeddedStack, resolve_services
-from streams.errors import PortInUse, StackNotRunning
-from streams.settings import Settings
 from tests.helpers import free_ports, unique_name
 
 pytestmark = pytest.mark.integration

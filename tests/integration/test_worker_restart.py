@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.settings import Modality
+from encoders.modality import Modality
 from tests.helpers import metric_value
 from tests.integration.pipeline_records import good_records, item_keys, produce, wait_for_items
 

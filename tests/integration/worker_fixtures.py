@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from streams.settings import MODALITIES, Settings
-from streams.worker_process import WorkerProcess, http_get, settings_env
+from encoders.modality import MODALITIES
+from streams.config.settings import Settings
+from streams.worker.process import WorkerProcess, http_get, settings_env
 from tests.helpers import free_port
 
 LOOKOUT_BIN = Path(sys.executable).with_name("lookout")

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from streams.api.errors import ApiError
 from streams.api.params import (
-    index_sources_filter,
     parse_int,
     parse_modality,
     parse_sources,
@@ -40,5 +39,3 @@ def test_modality_int_sources():
     with pytest.raises(ApiError, match="k must be within 1..100"):
         parse_int("0", "k", 10, 1, 100)
     assert parse_sources("a, b,") == ["a", "b"] and parse_sources(None) is None
-    assert index_sources_filter(["cam-*", "x"]) == ["cam-*", "x"]
-    assert index_sources_filter(["cam-?"]) is None and index_sources_filter(["*"]) is None

@@ -12,15 +12,16 @@ from streams.api import auth, health, openapi
 from streams.api.errors import ApiError, error_middleware
 from streams.api.health import Readiness
 from streams.api.openapi import RouteSpec, build_openapi
-from streams.errors import ConfigError, QueryNotFound
-from streams.metrics import Metrics
+from streams.core.errors import ConfigError, QueryNotFound
+from streams.core.metrics import Metrics
 
 
 def _app(token: str | None, readiness: Readiness) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     if token:
         app.middlewares.append(auth.bearer_token_middleware(token))
-    health.install(app, readiness, Metrics().registry)
+    for route in health.routes(readiness, Metrics().registry):
+        app.router.add_route(route.spec.method, route.spec.path, route.handler)
 
     async def missing(_: web.Request) -> web.Response:
         raise QueryNotFound("no standing query q1; list them with GET /queries")
@@ -34,8 +35,9 @@ def _app(token: str | None, readiness: Readiness) -> web.Application:
     app.router.add_get("/queries/q1", missing)
     app.router.add_get("/teapot", teapot)
     app.router.add_get("/crash", crash)
-    openapi.install(app, [RouteSpec("GET", "/queries/{id}", "Show a query.", "queries")],
-                    version="1")
+    for route in openapi.routes([RouteSpec("GET", "/queries/{id}", "Show a query.", "queries")],
+                                version="1"):
+        app.router.add_route(route.spec.method, route.spec.path, route.handler)
     return app
 
 

@@ -16,7 +16,8 @@ import re
 import jsonschema
 import pytest
 
-from streams.settings import MODALITIES, Settings
+from encoders.modality import MODALITIES
+from streams.config.settings import Settings
 from tests.unit.deploy.compose_support import (
     COMPOSE_FILE,
     DOCKER,

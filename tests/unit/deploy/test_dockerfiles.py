@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings
+from streams.config.settings import Settings
 from tests.unit.deploy.compose_support import DOCKER, REPO
 
 DOCKERFILES = [DOCKER / "Dockerfile", DOCKER / "Dockerfile.gpu"]

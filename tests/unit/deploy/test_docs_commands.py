@@ -19,9 +19,10 @@ import click
 import pytest
 import yaml
 
+from encoders.modality import MODALITIES
 from streams.cli import cli
-from streams.metrics import Metrics
-from streams.settings import MODALITIES, Settings
+from streams.config.settings import Settings
+from streams.core.metrics import Metrics
 from tests.dashboard_exprs import DASHBOARDS, rules
 from tests.unit.deploy.compose_support import DOCKER, REPO, cli_envvars, published_ports
 

@@ -10,13 +10,13 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaProducer
 
 from streams.cli.common import load_settings
-from streams.errors import ConfigError
-from streams.kafka_security import (
+from streams.config.kafka_security import (
     aiokafka_kwargs,
     faust_broker_credentials,
     kafka_python_kwargs,
 )
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core.errors import ConfigError
 
 SASL = dict(
     kafka_security_protocol="SASL_SSL",

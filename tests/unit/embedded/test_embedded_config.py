@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.config.settings import Settings
+from streams.core.errors import StackError, StackNotRunning
 from streams.embedded import EmbeddedStack, KafkaJars, KafkaNode, RedisServer, resolve_services
 from streams.embedded.kafka import new_cluster_id
-from streams.errors import StackError, StackNotRunning
-from streams.settings import Settings
 
 
 def _props(text: str) -> dict[str, str]:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from streams.core.errors import PortInUse
 from streams.embedded.processes import (
     ManagedProcess,
     port_is_free,
     require_free_ports,
     wait_until,
 )
-from streams.errors import PortInUse
 
 
 def _managed(tmp_path: Path) -> ManagedProcess:
@@ -82,7 +82,7 @@ def test_a_stale_pid_file_is_cleaned_up(tmp_path: Path) -> None:
 
 
 def test_a_missing_program_is_a_stack_error(tmp_path: Path) -> None:
-    from streams.errors import StackError
+    from streams.core.errors import StackError
 
     with pytest.raises(StackError, match="could not start sleeper"):
         _managed(tmp_path).spawn(["/no/such/program"])

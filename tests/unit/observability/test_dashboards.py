@@ -8,7 +8,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import Metrics
+from streams.core.metrics import Metrics
 from tests.dashboard_exprs import (
     DASHBOARDS,
     dashboard_files,

@@ -1,0 +1,74 @@
+""""Would it have fired?": a standing query run over the retained history in Redis.
+
+Candidates come from one vector range query per positive example (Redis does the
+search); the candidates' stored vectors then go through the very same `PatternMatrix`
+and `AlertPolicy` as live items, so the preview applies negatives, source globs,
+hysteresis and cooldown exactly as the worker would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from streams.alerting.policy import AlertPolicy, Candidate
+from streams.core.sources import redis_prefilter
+from streams.ingest.records import evidence_of
+from streams.queries.matching import PatternMatrix
+from streams.queries.model import PolicyRule, RegisteredQuery
+from streams.queries.registry import build_matrix
+
+
+async def preview_query(
+    rq: RegisteredQuery,
+    encoder: Any,
+    store: Any,
+    *,
+    ts_range: tuple[int | None, int | None] | None = None,
+    limit: int = 200,
+) -> dict[str, Any]:
+    q = rq.query
+    matrix: PatternMatrix
+    active = rq.model_copy(update={"query": q.model_copy(update={"enabled": True})})
+    matrix, skipped = build_matrix([active], encoder)
+    if skipped:
+        raise ValueError(
+            f"query {q.id!r} was registered with {rq.model_id}; this worker's {q.modality} "
+            f"encoder is {encoder.model_id}"
+        )
+    sources = redis_prefilter(q.sources)
+    keys: dict[str, Any] = {}
+    truncated = False
+    for vector in matrix.positives:
+        hits = await store.range(vector, max(-1.0, q.threshold), sources=sources,
+                                 ts_range=ts_range, limit=limit)
+        truncated = truncated or len(hits) >= limit
+        for hit in hits:
+            keys.setdefault(hit.key, hit)
+    stored = [await store.get(k) for k in keys]
+    stored = [s for s in stored if s is not None and len(s.vector) == encoder.dim]
+    if not stored:
+        return {"query_id": q.id, "matches": [], "would_fire": [], "match_count": 0,
+                "alert_count": 0, "truncated": truncated}
+    vectors = torch.stack([torch.as_tensor(s.vector) for s in stored])
+    matches = matrix.match(vectors, [s.source for s in stored])
+    rows = []
+    for m in matches:
+        s = stored[m.row]
+        rows.append({
+            "key": s.key, "score": round(m.score, 6), "source": s.source, "ts": s.ts_ms,
+            "negative_score": m.negative_score, "evidence": evidence_of(q.modality, s.key, s.text),
+        })
+    rows.sort(key=lambda r: r["ts"])
+    policy = AlertPolicy({q.id: PolicyRule.of(q.cooldown_s, q.min_hits, q.window_s)})
+    fired, _ = policy.evaluate([Candidate(q.id, r["source"], r["ts"], r["key"]) for r in rows], {})
+    fired_keys = {c.item_key for c in fired}
+    return {
+        "query_id": q.id,
+        "matches": rows,
+        "would_fire": [r for r in rows if r["key"] in fired_keys],
+        "match_count": len(rows),
+        "alert_count": len(fired_keys),
+        "truncated": truncated,
+    }

@@ -1,0 +1,195 @@
+"""The alerting stage of a worker: standing queries, the batch observer, alert sinks.
+
+`build_alerting(...)` wires the query registry, the observer (match -> policy -> alert ->
+sinks: Kafka topic, Redis history, live feed), the alert-topic follower and the webhook
+dispatcher from explicit dependencies; the worker calls `start()` and `stop()` and adds
+`AlertingObserver(service)` to its batch pipeline.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from redis.asyncio import Redis
+
+from encoders.base import Encoder
+from encoders.modality import Modality
+from streams.alerting.alerts import Alert, AlertStore, alert_on_topic
+from streams.alerting.dispatch import WebhookDispatcher, webhook_group
+from streams.alerting.feed import AlertFeed, AlertTopicFollower
+from streams.alerting.policy import AlertPolicy, Candidate, PolicyStateStore
+from streams.alerting.webhooks import WebhookSender
+from streams.config.kafka_security import aiokafka_kwargs
+from streams.config.settings import Settings
+from streams.core.inference import InferenceThread
+from streams.core.metrics import Metrics
+from streams.index.store import IndexStore, StoredItem
+from streams.ingest.deadletter import RecordSender
+from streams.ingest.records import IndexedItem
+from streams.queries.registry import QueryRegistry
+
+log = logging.getLogger(__name__)
+
+LOADING_QUERIES = "standing queries are still loading from the query topic"
+
+
+@dataclass
+class AlertingService:
+    """Everything the observer and the routes share on one worker."""
+
+    registry: QueryRegistry
+    alerts: AlertStore
+    policy_states: PolicyStateStore
+    webhooks: WebhookSender
+    feed: AlertFeed
+    follower: AlertTopicFollower
+    dispatcher: WebhookDispatcher
+    sender: RecordSender
+    metrics: Metrics
+    alerts_topic: str
+    index_stores: Mapping[Modality, IndexStore]
+    inference: InferenceThread
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        await self.sender.send(topic, key, value, [("content-type", b"application/json")])
+
+    async def lookup_item(self, modality: Modality, key: str) -> StoredItem | None:
+        return await lookup_item(self.index_stores, modality, key)
+
+    async def start(self) -> None:
+        """Queries first (the observer needs them), then the feeds and webhooks."""
+        await self.registry.start()
+        await self.follower.start()  # creates the alerts topic the dispatcher reads
+        await self.webhooks.start()
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        await self.follower.stop()
+        await self.registry.stop()
+        await self.webhooks.close()
+
+
+class AlertingObserver:
+    """The `BatchObserver` that turns matches of a batch into alerts."""
+
+    def __init__(self, service: AlertingService) -> None:
+        self.s = service
+
+    async def on_batch(
+        self, modality: Modality, items: list[IndexedItem], vectors: torch.Tensor
+    ) -> None:
+        matrix = self.s.registry.matrix(modality)
+        if matrix is None or len(matrix) == 0 or not items:
+            return
+        metrics = self.s.metrics
+        started = time.perf_counter()
+        rows = torch.tensor([it.row for it in items], device=vectors.device)
+        matches = matrix.match(vectors.index_select(0, rows), [it.record.source for it in items])
+        metrics.stage_seconds.labels(modality=modality.value, stage="match").observe(
+            time.perf_counter() - started)
+        if not matches:
+            return
+        by_key = {it.key: it for it in items}
+        scores: dict[tuple[str, str], float] = {}
+        candidates = []
+        for m in matches:
+            item = items[m.row]
+            metrics.match_scores.labels(query_id=m.query_id).observe(m.score)
+            scores[(m.query_id, item.key)] = m.score
+            candidates.append(Candidate(m.query_id, item.record.source, item.record.ts_ms,
+                                        item.key))
+        await self.raise_alerts(modality, candidates, scores, by_key)
+
+    async def raise_alerts(
+        self,
+        modality: Modality,
+        candidates: list[Candidate],
+        scores: dict[tuple[str, str], float],
+        items: dict[str, IndexedItem],
+    ) -> list[Alert]:
+        """Policy (state from Redis), then publish each firing alert once, then its sinks."""
+        started = time.perf_counter()
+        policy = AlertPolicy(self.s.registry.rules)
+        states = await self.s.policy_states.load((c.query_id, c.source) for c in candidates)
+        fired, dirty = policy.evaluate(candidates, states)
+        # State first: a crash after this re-decides "fire" for the same item (same alert_id).
+        await self.s.policy_states.save(states, dirty)
+        raised = []
+        for cand in fired:
+            rq = self.s.registry.find(cand.query_id)
+            if rq is None:
+                continue
+            q = rq.query
+            item = items[cand.item_key]
+            alert = Alert.build(
+                query_id=q.id, item_key=cand.item_key, query_name=q.name,
+                modality=modality.value, source=cand.source, ts=cand.ts_ms,
+                score=round(scores[(q.id, cand.item_key)], 6), threshold=q.threshold,
+                severity=q.severity, labels=q.labels, evidence=dict(item.evidence),
+            )
+            published = await self.s.alerts.publish_once(alert, self.s.alerts_topic, self.s.send)
+            if published:
+                m = self.s.metrics
+                m.alerts.labels(query_id=q.id, severity=q.severity.value).inc()
+                m.ingest_to_alert_seconds.labels(modality=modality.value).observe(
+                    max(0.0, time.time() - cand.ts_ms / 1000))
+                raised.append(alert)
+        self.s.metrics.stage_seconds.labels(modality=modality.value, stage="alert").observe(
+            time.perf_counter() - started)
+        return raised
+
+
+def build_alerting(
+    settings: Settings,
+    *,
+    bootstrap: str,
+    redis: Redis,
+    metrics: Metrics,
+    encoders: Mapping[Modality, Encoder],
+    index_stores: Mapping[Modality, IndexStore],
+    inference: InferenceThread,
+    sender: RecordSender,
+) -> AlertingService:
+    """The alerting stage of one worker, from explicit parts; connects to nothing yet."""
+    kafka_kw = aiokafka_kwargs(settings)
+    prefix, retention = settings.topic_prefix, settings.retention_s
+    alerts_topic = settings.topic("alerts")
+    feed = AlertFeed()
+    lookup = functools.partial(lookup_item, index_stores)
+    registry = QueryRegistry(
+        bootstrap=bootstrap, topic=settings.topic("queries"), encoders=encoders,
+        run_encoder=inference.run, lookup=lookup, metrics=metrics, client_kwargs=kafka_kw,
+    )
+    webhooks = WebhookSender(redis, prefix, metrics)
+    return AlertingService(
+        registry=registry,
+        alerts=AlertStore(
+            redis, prefix, retention,
+            verify_sent=lambda topic, alert_id, since_ms: alert_on_topic(
+                bootstrap, topic, alert_id, since_ms, kafka_kw),
+        ),
+        policy_states=PolicyStateStore(redis, prefix, retention),
+        webhooks=webhooks,
+        feed=feed,
+        follower=AlertTopicFollower(bootstrap, alerts_topic, settings.partitions, feed, kafka_kw),
+        dispatcher=WebhookDispatcher(
+            bootstrap, alerts_topic, webhook_group(settings.worker_id), registry, webhooks,
+            settings.webhook_max_age_s, kafka_kw, metrics=metrics,
+        ),
+        sender=sender, metrics=metrics, alerts_topic=alerts_topic,
+        index_stores=index_stores, inference=inference,
+    )
+
+
+async def lookup_item(
+    index_stores: Mapping[Modality, IndexStore], modality: Modality, key: str
+) -> StoredItem | None:
+    """An indexed item by key (None when this worker has no such index or it expired)."""
+    store = index_stores.get(modality)
+    return await store.get(key) if store is not None else None

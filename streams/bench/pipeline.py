@@ -1,0 +1,203 @@
+"""Pipeline throughput: items/s per modality from Kafka to Redis, against the bare encoder.
+
+One run on the same payloads (`encoders.benchmark.sample_payloads`) measures, per modality:
+  - `pipeline` with the configured encoder: N records wait in Kafka, then a real
+    `lookout worker` subprocess starts; the clock runs from its readiness until N items are
+    in Redis (so producer speed and model loading are not counted);
+  - `pipeline` with the `trivial` encoders: the pipeline's own ceiling (Kafka, batching,
+    decode, thumbnails, Redis, commits) with next to no model cost;
+  - `bare` encoder: decode + encode of the same payloads in the worker's batch size, in
+    process, no Kafka or Redis;
+and the ratios pipeline/bare (how much of the encoder's speed the pipeline keeps).
+Backs `lookout bench pipeline`; needs Kafka and Redis reachable through `settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from encoders.modality import MODALITIES, Modality
+from streams.config.settings import Settings
+from streams.core.errors import LookoutError
+from streams.worker.process import WorkerProcess, free_port, settings_env
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelineBenchRow:
+    """One measurement: `kind` is pipeline or bare, `encoders` default or trivial."""
+
+    modality: str
+    kind: str
+    encoders: str
+    spec: str
+    items: int
+    seconds: float
+    items_per_s: float
+
+
+def _worker_env(settings: Settings, prefix: str, port: int, specs: dict[Modality, str]) -> dict:
+    """The bench worker: these settings, its own topics/group/port, `specs` as encoders."""
+    update: dict[str, object] = {
+        "topic_prefix": prefix, "worker_id": f"{prefix}-worker", "web_port": port,
+        "web_host": "127.0.0.1", "api_token": None,
+    }
+    update |= {f"encoder_{m.value}": specs[m] for m in MODALITIES}
+    env = settings_env(settings.model_copy(update=update), os.environ)
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def _count(client, prefix: str, modality: Modality) -> int:
+    return sum(1 for _ in client.scan_iter(match=f"{prefix}:item:{modality.value}:*", count=1000))
+
+
+def _drop(client, prefix: str) -> None:
+    for name in client.execute_command("FT._LIST"):
+        name = name.decode() if isinstance(name, bytes) else name
+        if name.startswith(f"{prefix}:idx:"):
+            client.execute_command("FT.DROPINDEX", name, "DD")
+
+
+def _produce(settings: Settings, topic: str, modality: Modality, payloads: list[bytes]) -> None:
+    from kafka import KafkaProducer
+
+    from encoders.benchmark import CONTENT_TYPES
+    from streams.config.kafka_security import aiokafka_kwargs, kafka_python_kwargs
+    from streams.core.wire import encode_headers
+    from streams.kafka.admin import ensure_topics_sync
+
+    security = kafka_python_kwargs(settings)
+    ensure_topics_sync(settings.resolved_kafka_bootstrap(), [topic], settings.partitions,
+                       aiokafka_kwargs(settings))
+    producer = KafkaProducer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
+                             acks="all", linger_ms=20, batch_size=1_000_000,
+                             max_request_size=4_000_000, **security)
+    try:
+        for i, payload in enumerate(payloads):
+            producer.send(topic, key=f"bench-{i % 8}".encode(), value=payload,
+                          headers=encode_headers(CONTENT_TYPES[modality.value],
+                                                 int(time.time() * 1000)))
+        producer.flush()
+    finally:
+        producer.close(timeout=10)
+
+
+def _pipeline_row(
+    settings: Settings, label: str, modality: Modality, spec: str, payloads: list[bytes],
+    progress: Progress, timeout_s: float,
+) -> PipelineBenchRow:
+    """Records wait in Kafka first; the clock runs from the worker's readiness to N items."""
+    import redis
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.{settings.input_topic(modality).split('.', 1)[1]}"
+    n = len(payloads)
+    progress(f"pipeline ({label}): producing {n} {modality.value} records")
+    _produce(settings, topic, modality, payloads)
+    specs = dict.fromkeys(MODALITIES, "trivial") | {modality: spec}
+    port = free_port()
+    log = Path(tempfile.gettempdir()) / f"lookout-{prefix}.log"
+    progress(f"pipeline ({label}): worker with {spec} indexes {n} {modality.value} records")
+    worker = WorkerProcess.start(_worker_env(settings, prefix, port, specs),
+                                 f"http://127.0.0.1:{port}", log)
+    client = redis.Redis.from_url(settings.resolved_redis_url())
+    try:
+        start = worker.wait_ready(timeout_s, poll_s=0.02)
+        deadline = time.monotonic() + timeout_s
+        while _count(client, prefix, modality) < n:
+            worker.check_alive()
+            if time.monotonic() > deadline:
+                raise LookoutError(f"{modality.value}: not all {n} items indexed; see {log}")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - start
+    finally:
+        worker.stop()
+        _drop(client, prefix)
+        client.close()
+    return PipelineBenchRow(modality.value, "pipeline", label, spec, n, round(elapsed, 3),
+                            round(n / elapsed, 2))
+
+
+def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],
+               payloads: dict[Modality, list[bytes]], warmup: dict[Modality, list[bytes]],
+               progress: Progress) -> list[PipelineBenchRow]:
+    import torch
+
+    from encoders.benchmark import CONTENT_TYPES
+    from streams.worker.encoders import apply_torch_threads, build_modality_encoder
+
+    apply_torch_threads(settings)  # the same thread count the worker uses
+    rows = []
+    for m in MODALITIES:
+        progress(f"bare encoder ({label}): {specs[m]} on {len(payloads[m])} {m.value} payloads")
+        enc = build_modality_encoder(settings, m, specs[m])
+        ctype = CONTENT_TYPES[m.value]
+        bs = settings.batch_size(m, enc.device.type == "cuda")
+        data = payloads[m]
+        warm = warmup[m][:bs]  # other payloads: caches must not see the timed ones
+        enc.encode_payloads(warm, [ctype] * len(warm))
+        start = time.perf_counter()
+        for i in range(0, len(data), bs):
+            chunk = data[i:i + bs]
+            enc.encode_payloads(chunk, [ctype] * len(chunk))
+        if enc.device.type == "cuda":
+            torch.cuda.synchronize(enc.device)
+        elapsed = time.perf_counter() - start
+        rows.append(PipelineBenchRow(m.value, "bare", label, specs[m], len(data),
+                                     round(elapsed, 3), round(len(data) / elapsed, 2)))
+        del enc
+    return rows
+
+
+def _payloads(sample: Callable, modality: Modality, n: int, seed: int) -> list[bytes]:
+    return [p.encode() if isinstance(p, str) else p for p in sample(modality.value, n, seed=seed)]
+
+
+def run_pipeline_bench(
+    settings: Settings,
+    *,
+    n: int = 200,
+    progress: Progress | None = None,
+    worker_timeout_s: float = 600.0,
+) -> dict:
+    """Measure and return a JSON-ready report with `results` and `ratios`."""
+    from encoders.benchmark import machine_info, sample_payloads
+
+    progress = progress or (lambda _msg: None)
+    payloads = {m: _payloads(sample_payloads, m, n, seed=0) for m in MODALITIES}
+    default_specs = {m: settings.encoder_spec(m) for m in MODALITIES}
+    trivial_specs = dict.fromkeys(MODALITIES, "trivial")
+    rows: list[PipelineBenchRow] = []
+    for label, specs in (("default", default_specs), ("trivial", trivial_specs)):
+        for m in MODALITIES:
+            rows.append(_pipeline_row(settings, label, m, specs[m], payloads[m], progress,
+                                      worker_timeout_s))
+    warmup = {m: _payloads(sample_payloads, m, min(n, 64), seed=1) for m in MODALITIES}
+    rows += _bare_rows(settings, "default", default_specs, payloads, warmup, progress)
+    rows += _bare_rows(settings, "trivial", trivial_specs, payloads, warmup, progress)
+    rate = {(r.modality, r.kind, r.encoders): r.items_per_s for r in rows}
+    ratios = {}
+    for m in MODALITIES:
+        k = m.value
+        ratios[k] = {
+            "pipeline_default_over_bare_default": round(
+                rate[(k, "pipeline", "default")] / rate[(k, "bare", "default")], 3),
+            "pipeline_trivial_over_pipeline_default": round(
+                rate[(k, "pipeline", "trivial")] / rate[(k, "pipeline", "default")], 3),
+            "pipeline_trivial_over_bare_trivial": round(
+                rate[(k, "pipeline", "trivial")] / rate[(k, "bare", "trivial")], 3),
+        }
+    return {
+        "machine": machine_info(settings.device),
+        "items_per_modality": n,
+        "results": [asdict(r) for r in rows],
+        "ratios": ratios,
+    }

@@ -1,0 +1,187 @@
+"""Lookout configuration: `LOOKOUT_*` environment variables and an optional `lookout.toml`.
+
+Read once at the entry point (CLI, worker) and passed down; library code never reads
+`os.environ` itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from encoders.modality import Modality
+
+
+class Settings(BaseSettings):
+    """Every knob Lookout reads. Unset Kafka/Redis addresses mean "use the embedded stack"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOOKOUT_",
+        extra="forbid",
+        toml_file="lookout.toml",
+        validate_default=True,
+    )
+
+    # --- where things live -------------------------------------------------------------
+    home: Path = Field(Path(".lookout"), description="Embedded stack data, logs and pid files.")
+    kafka_bootstrap: str | None = Field(
+        None, description="External Kafka bootstrap servers; unset = embedded stack of `home`."
+    )
+    redis_url: str | None = Field(
+        None, description="External Redis URL (Query Engine/RediSearch); unset = embedded."
+    )
+
+    # --- external Kafka security (TLS / SASL); Redis ACL user:password go in redis_url ---
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT",
+        pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        description="Kafka security.protocol: PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL.",
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        None,
+        pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
+        description="SASL mechanism when the protocol is SASL_*: PLAIN | SCRAM-SHA-256/512.",
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: str | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA bundle (PEM) that signed the brokers' certificates; unset = system."
+    )
+
+    # --- embedded stack ports (loopback only) -------------------------------------------
+    kafka_port: int = Field(19092, ge=1, le=65535, description="Embedded Kafka broker port.")
+    kafka_controller_port: int = Field(
+        19093, ge=1, le=65535, description="Embedded KRaft controller port."
+    )
+    redis_port: int = Field(16379, ge=1, le=65535, description="Embedded Redis port.")
+    kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven.")
+
+    # --- topics ---------------------------------------------------------------------------
+    topic_prefix: str = Field("lookout", description="Prefix of every topic: <prefix>.frames …")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of the input topics.")
+
+    # --- worker ---------------------------------------------------------------------------
+    worker_id: str = Field("lookout-worker", description="Faust app id = Kafka consumer group.")
+    web_host: str = Field("127.0.0.1", description="Host the worker's HTTP API binds to.")
+    web_port: int = Field(6066, ge=1, le=65535, description="Worker HTTP API / metrics port.")
+    api_token: str | None = Field(
+        None, description="Bearer token; required when web_host is not loopback."
+    )
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    torch_compile: bool = Field(False, description="Wrap encoders in torch.compile.")
+    torch_threads: int = Field(
+        0, ge=0, le=256, description="torch intra-op CPU threads (0 = torch's default)."
+    )
+
+    encoder_video: str = Field("efficientnet-lite0", description="Encoder spec for frames.")
+    encoder_audio: str = Field("aisfx", description="Encoder spec for audio chunks.")
+    encoder_logs: str = Field("minilm", description="Encoder spec for log lines.")
+
+    batch_size_video: int | None = Field(
+        None, ge=1, le=4096,
+        description="Most frames embedded in one micro-batch (unset: 32 on a GPU, 8 on CPU).",
+    )
+    batch_size_audio: int | None = Field(
+        None, ge=1, le=4096,
+        description="Most audio chunks embedded in one micro-batch (unset: 32 on a GPU, 8 on "
+        "CPU).",
+    )
+    batch_size_logs: int = Field(
+        256, ge=1, le=65536, description="Most log lines embedded in one micro-batch."
+    )
+    max_wait_video_s: float = Field(
+        0.25, gt=0, le=60, description="Longest wait (s) to fill a video micro-batch."
+    )
+    max_wait_audio_s: float = Field(
+        0.25, gt=0, le=60, description="Longest wait (s) to fill an audio micro-batch."
+    )
+    max_wait_logs_s: float = Field(
+        0.25, gt=0, le=60, description="Longest wait (s) to fill a logs micro-batch."
+    )
+
+    retention_s: int = Field(7 * 24 * 3600, ge=60, description="TTL of indexed items in Redis.")
+    webhook_max_age_s: float = Field(
+        3600.0, gt=0,
+        description="On an alerts partition the webhook group never committed on, alerts "
+        "older than this (s, by alerts-topic time) are not sent to webhooks.",
+    )
+    vector_dtype: str = Field(
+        "float32", pattern="^(float32|float16)$", description="Vector storage type in Redis."
+    )
+    thumb_max_width: int = Field(160, ge=16, le=1024, description="Evidence thumbnail width.")
+    source_label_limit: int = Field(
+        0, ge=0, description="Use source ids as metric labels for the first N sources (0 = never)."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value in ("auto", "cpu") or value == "cuda" or value.startswith("cuda:"):
+            return value
+        raise ValueError(f"device must be auto, cpu or cuda[:N], not {value!r}")
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs "
+                "kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def uses_embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    def resolved_kafka_bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    def resolved_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}"
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical one: frames, audio, logs, deadletter, alerts, queries."""
+        return f"{self.topic_prefix}.{name}"
+
+    def input_topic(self, modality: Modality) -> str:
+        return self.topic({"video": "frames", "audio": "audio", "logs": "logs"}[modality])
+
+    def encoder_spec(self, modality: Modality) -> str:
+        return getattr(self, f"encoder_{modality.value}")
+
+    def batch_size(self, modality: Modality, on_gpu: bool) -> int:
+        """The configured batch size, or the device's default: on CPU, `make bench` found
+        video and audio faster per item at batch 8 than at 32 (the GPU default)."""
+        configured = getattr(self, f"batch_size_{modality.value}")
+        if configured is not None:
+            return configured
+        return 32 if on_gpu else 8
+
+    def max_wait_s(self, modality: Modality) -> float:
+        return getattr(self, f"max_wait_{modality.value}_s")

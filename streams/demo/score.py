@@ -1,0 +1,143 @@
+"""The demo's scorecard: what the run processed, what it caught against truth.json, how fast.
+
+Everything here is computed from what the run observed: alerts read back from the alerts
+topic, the send time the demo noted for each record, and the worker's own counters. An
+alert counts for this run only when it points at a record this run sent (same source and
+event time); anything else on the topic (another run, another producer) is reported apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streams.demo.replay import SendLog
+from streams.demo.scorecard import ObservedAlert, TruthEvent, matching_event, score_alerts
+
+RECALL_TARGET = 0.9
+PRECISION_TARGET = 0.8
+
+
+@dataclass
+class RunObservations:
+    """What the demo saw while it ran; the scorecard is a pure function of it."""
+
+    truth: dict[str, Any]
+    scenario_dir: Path
+    base_ms: int
+    speed: float
+    registered: list[str]
+    unavailable: dict[str, str]  # pattern id -> why the worker could not take it
+    alerts: list[dict[str, Any]]
+    sends: SendLog
+    processed: dict[str, int]
+    deadletters: int
+    api_url: str
+    kept: bool
+    wall_s: float
+    drained: bool
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def truth_events(truth: dict[str, Any]) -> list[TruthEvent]:
+    return [TruthEvent(e["pattern_id"], e["source"], float(e["start_s"]), float(e["end_s"]),
+                       e.get("label", "")) for e in truth["events"]]
+
+
+def observed_alerts(alerts: list[dict[str, Any]], sends: SendLog, base_ms: int
+                    ) -> tuple[list[ObservedAlert], int]:
+    """Alerts about records this run sent (with latency), and how many were about others."""
+    mine, foreign = [], 0
+    for a in alerts:
+        seen = _observe(a, sends, base_ms)
+        if seen is None:
+            foreign += 1
+        else:
+            mine.append(seen)
+    return mine, foreign
+
+
+def _observe(alert: dict[str, Any], sends: SendLog, base_ms: int) -> ObservedAlert | None:
+    """The alert in scenario seconds with its latency; None when this run did not send it."""
+    sent = sends.sent_at(alert["source"], int(alert["ts"]))
+    if sent is None:
+        return None
+    return ObservedAlert(alert["query_id"], alert["source"],
+                         (int(alert["ts"]) - base_ms) / 1000,
+                         (int(alert["detected_at"]) - sent) / 1000)
+
+
+def _alert_log(obs: RunObservations, tolerance_s: float = 2.0) -> list[dict[str, Any]]:
+    """Each alert of this run: scenario time, score, latency and the truth event it caught."""
+    events = truth_events(obs.truth)
+    out = []
+    for a in obs.alerts:
+        seen = _observe(a, obs.sends, obs.base_ms)
+        if seen is None:
+            continue
+        i = matching_event(events, seen, tolerance_s)
+        out.append({"query_id": seen.query_id, "source": seen.source, "t_s": seen.t_s,
+                    "score": a.get("score"), "latency_s": seen.latency_s,
+                    "event": None if i is None else obs.truth["events"][i].get("id")})
+    return sorted(out, key=lambda x: x["t_s"])
+
+
+def build_scorecard(obs: RunObservations) -> dict[str, Any]:
+    """The scorecard as plain data (what `--json` prints and the table shows)."""
+    mine, foreign = observed_alerts(obs.alerts, obs.sends, obs.base_ms)
+    card = score_alerts(truth_events(obs.truth), mine, pattern_ids=obs.registered)
+    scored = card.as_dict()
+    patterns: dict[str, Any] = dict(scored["patterns"])
+    for pid, why in obs.unavailable.items():
+        patterns[pid] = {"needs": why}
+    other_queries = sorted({a.query_id for a in mine} - set(obs.registered))
+    checked = [p for p in scored["patterns"].values() if p["events"]]
+    met = bool(checked) and all(
+        (p["recall"] or 0.0) >= RECALL_TARGET
+        and (p["precision"] if p["precision"] is not None else 0.0) >= PRECISION_TARGET
+        for p in checked)
+    modalities = sorted({s["modality"] for s in obs.truth["sources"]})
+    t = obs.timings
+    busy_s = (t["drained_s"] - t["replay_started_s"]) if {"drained_s", "replay_started_s"} <= \
+        set(t) else None
+    api = obs.api_url
+    example = Path(obs.scenario_dir) / "examples"
+    return {
+        "scenario": {"dir": str(obs.scenario_dir), "seed": obs.truth.get("seed"),
+                     "size": obs.truth.get("size"), "duration_s": obs.truth.get("duration_s"),
+                     "speed": obs.speed, "events": len(obs.truth["events"]),
+                     "ts_base_ms": obs.base_ms},
+        "items": {m: {"sent": obs.sends.per_modality.get(m, 0),
+                      "processed": obs.processed.get(m, 0),
+                      "per_s": round(obs.processed.get(m, 0) / busy_s, 2) if busy_s else None}
+                  for m in modalities},
+        "drained": obs.drained,
+        "alerts": {"read_from_topic": len(obs.alerts), "this_run": len(mine),
+                   "about_other_records": foreign, "other_queries": other_queries},
+        "precision": scored["precision"],
+        "recall": scored["recall"],
+        "latency_p50_s": scored["latency_p50_s"],
+        "latency_p99_s": scored["latency_p99_s"],
+        "patterns": patterns,
+        "acceptance": {"recall_min": RECALL_TARGET, "precision_min": PRECISION_TARGET,
+                       "met": met},
+        "deadletters": obs.deadletters,
+        "wall_s": round(obs.wall_s, 1),
+        "notes": list(obs.notes),
+        "timings_s": dict(obs.timings),
+        "alert_log": _alert_log(obs),
+        "next": {
+            "api": api,
+            "metrics": f"{api}/metrics",
+            "alerts": f"{api}/alerts",
+            "search": 'lookout search "disk full: no space left on device" -m logs -k 5',
+            "search_example": f"lookout search -m video --example {example / 'cat.png'} -k 5",
+            "add_query": ("lookout query add 'a cup of coffee' -m video "
+                          f"--example {example / 'coffee.png'} --threshold 0.6 "
+                          "--source 'cam-*'"),
+            "apply_queries": f"lookout query apply {Path(obs.scenario_dir) / 'patterns.yaml'}",
+            "running": obs.kept,
+        },
+    }

@@ -1,0 +1,378 @@
+"""One Redis vector index per modality and model: create it, upsert items, search it.
+
+The layout is data (`index_schema.yaml`) loaded by redisvl; this module fills in the index
+name, key prefix and vector size, and wraps Redis errors into the Lookout error tree
+(`RedisUnavailable` for outages the worker waits out, `IndexStoreError` for the rest).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import redis.exceptions
+import yaml
+from redis.asyncio import Redis
+from redisvl.exceptions import RedisVLError
+from redisvl.index import AsyncSearchIndex
+from redisvl.query import VectorQuery, VectorRangeQuery
+from redisvl.query.filter import FilterExpression, Num, Tag
+from redisvl.schema import IndexSchema
+
+from encoders.modality import Modality
+from streams.core.errors import IndexStoreError, RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
+VECTOR_FIELD = "embedding"
+RETURN_FIELDS = ("source", "ts", "model", "text", "topic", "partition", "offset")
+_TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+T = TypeVar("T")
+
+
+@cache
+def _layout() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def index_name(prefix: str, modality: Modality, short_id: str) -> str:
+    """`<prefix>:idx:<modality>:<model short id>`."""
+    return f"{prefix}:idx:{Modality(modality).value}:{short_id}"
+
+
+def key_prefix(prefix: str, modality: Modality) -> str:
+    """Hash keys of one modality start with this (see `streams.core.wire.item_key`)."""
+    return f"{prefix}:item:{Modality(modality).value}:"
+
+
+def stored_fields(modality: Modality) -> list[str]:
+    """Names of every hash field an item of `modality` carries (indexed or not)."""
+    layout = _layout()
+    indexed = [f["name"] for f in layout["fields"]["common"] + layout["fields"][modality.value]]
+    stored = layout["stored_only"]["common"] + layout["stored_only"][modality.value]
+    return indexed + stored
+
+
+def build_schema(
+    *, prefix: str, modality: Modality, short_id: str, dims: int, datatype: str = "float32"
+) -> dict[str, Any]:
+    """The redisvl schema dict of one modality+model index, from `index_schema.yaml`."""
+    if dims < 1:
+        raise IndexStoreError(f"vector dims must be positive, not {dims}")
+    modality = Modality(modality)
+    layout = _layout()
+    fields: list[dict[str, Any]] = []
+    for spec in layout["fields"]["common"] + layout["fields"][modality.value]:
+        spec = {**spec, "attrs": dict(spec.get("attrs", {}))}
+        if spec["type"] == "vector":
+            spec["attrs"].update(dims=int(dims), datatype=datatype)
+        if not spec["attrs"]:
+            del spec["attrs"]
+        fields.append(spec)
+    return {
+        "index": {
+            "name": index_name(prefix, modality, short_id),
+            "prefix": key_prefix(prefix, modality),
+            "storage_type": "hash",
+        },
+        "fields": fields,
+    }
+
+
+@dataclass(frozen=True)
+class ItemDoc:
+    """What is written to Redis for one item (a hash under `key`)."""
+
+    key: str
+    source: str
+    ts_ms: int
+    vector: np.ndarray
+    topic: str
+    partition: int
+    offset: int
+    content_type: str
+    text: str | None = None
+    thumb: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result; `score` is cosine similarity (1 - cosine distance)."""
+
+    key: str
+    score: float
+    source: str
+    ts_ms: int
+    model: str
+    text: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item read back from Redis, vector included (e.g. an item used as a query example)."""
+
+    key: str
+    source: str
+    ts_ms: int
+    model: str
+    vector: np.ndarray
+    text: str | None
+    thumb: bytes | None
+    fields: dict[str, str]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _TRANSIENT) and not isinstance(seen, redis.exceptions.ResponseError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def wrap_redis_error(exc: BaseException, what: str, url_hint: str = "") -> IndexStoreError:
+    """Turn a redis/redisvl error into RedisUnavailable (transient) or IndexStoreError."""
+    where = f" at {url_hint}" if url_hint else ""
+    if _is_transient(exc):
+        return RedisUnavailable(f"Redis{where} is unreachable during {what}: {exc}")
+    return IndexStoreError(f"Redis{where} rejected {what}: {exc}")
+
+
+class IndexStore:
+    """The vector index of one modality and model, over an async Redis client passed in.
+
+    The client must be created with `decode_responses=False` (vectors and thumbnails are
+    bytes).
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str,
+        modality: Modality,
+        model_short_id: str,
+        dims: int,
+        datatype: str = "float32",
+        ttl_s: int | None = None,
+    ) -> None:
+        self.client = client
+        self.modality = Modality(modality)
+        self.key_prefix = key_prefix(prefix, self.modality)
+        self.model = model_short_id
+        self.dims = int(dims)
+        self.datatype = datatype
+        self.ttl_s = ttl_s
+        self._np_dtype = np.float16 if datatype == "float16" else np.float32
+        self.schema_dict = build_schema(
+            prefix=prefix, modality=self.modality, short_id=model_short_id, dims=dims,
+            datatype=datatype,
+        )
+        self.index = AsyncSearchIndex(
+            IndexSchema.from_dict(self.schema_dict), redis_client=client, owns_client=False
+        )
+
+    @property
+    def name(self) -> str:
+        return self.index.name
+
+    async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await fn()
+        except IndexStoreError:
+            raise
+        except (redis.exceptions.RedisError, RedisVLError, OSError) as e:
+            raise wrap_redis_error(e, f"{what} on {self.name}") from e
+
+    async def ensure(self) -> None:
+        """Create the index when missing; fail clearly when it exists with another vector size."""
+
+        async def run() -> None:
+            if not await self.index.exists():
+                await self.index.create(overwrite=False)
+                log.info("created Redis index %s (dims=%d)", self.name, self.dims)
+                return
+            existing = await AsyncSearchIndex.from_existing(
+                self.name, redis_client=self.client
+            )
+            vec = existing.schema.fields.get(VECTOR_FIELD)
+            dims = getattr(getattr(vec, "attrs", None), "dims", None)
+            if dims != self.dims:
+                raise IndexStoreError(
+                    f"Redis index {self.name} exists with {dims}-d vectors but model "
+                    f"{self.model} makes {self.dims}-d ones; drop it (FT.DROPINDEX {self.name}) "
+                    "or configure the model it was built for"
+                )
+
+        await self._call("ensure index", run)
+
+    def _mapping(self, doc: ItemDoc) -> dict[str, Any]:
+        vec = np.asarray(doc.vector, dtype=self._np_dtype).reshape(-1)
+        if vec.shape[0] != self.dims:
+            raise IndexStoreError(
+                f"item {doc.key} has a {vec.shape[0]}-d vector; {self.name} holds {self.dims}-d"
+            )
+        mapping: dict[str, Any] = {
+            "source": doc.source,
+            "ts": int(doc.ts_ms),
+            "model": self.model,
+            VECTOR_FIELD: vec.tobytes(),
+            "topic": doc.topic,
+            "partition": int(doc.partition),
+            "offset": int(doc.offset),
+            "content_type": doc.content_type,
+        }
+        if doc.text is not None:
+            mapping["text"] = doc.text
+        if doc.thumb is not None:
+            mapping["thumb"] = doc.thumb
+        return mapping
+
+    async def upsert(self, docs: Sequence[ItemDoc]) -> None:
+        """Write every item (HSET, then EXPIRE when a TTL is set) in one pipeline round trip."""
+        if not docs:
+            return
+        mappings = [(d.key, self._mapping(d)) for d in docs]
+
+        async def run() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, mapping in mappings:
+                    pipe.hset(key, mapping=mapping)
+                    if self.ttl_s:
+                        pipe.expire(key, int(self.ttl_s))
+                await pipe.execute()
+
+        await self._call(f"upsert of {len(docs)} items", run)
+
+    def _filter(
+        self, sources: Sequence[str] | None, ts_range: tuple[int | None, int | None] | None
+    ) -> FilterExpression:
+        expr = Tag("model") == self.model
+        if sources:
+            exact = [s for s in sources if "*" not in s]
+            globs = [s for s in sources if "*" in s]
+            src: FilterExpression | None = (Tag("source") == exact) if exact else None
+            for pattern in globs:
+                like = Tag("source") % pattern
+                src = like if src is None else (src | like)
+            if src is not None:
+                expr = expr & src
+        if ts_range:
+            start, end = ts_range
+            if start is not None:
+                expr = expr & (Num("ts") >= int(start))
+            if end is not None:
+                expr = expr & (Num("ts") <= int(end))
+        return expr
+
+    def _vector_bytes(self, vector: Any) -> bytes:
+        if hasattr(vector, "detach"):
+            vector = vector.detach().float().cpu().numpy()
+        vec = np.asarray(vector, dtype=self._np_dtype).reshape(-1)
+        if vec.shape[0] != self.dims:
+            raise IndexStoreError(
+                f"query vector has {vec.shape[0]} dims; {self.name} holds {self.dims}-d vectors"
+            )
+        return vec.tobytes()
+
+    def _hits(self, rows: list[dict[str, Any]]) -> list[Hit]:
+        hits = []
+        for row in rows:
+            distance = float(row.get("vector_distance", 0.0))
+            extra = {k: row[k] for k in ("topic", "partition", "offset") if k in row}
+            hits.append(
+                Hit(
+                    key=row["id"],
+                    score=1.0 - distance,
+                    source=row.get("source", ""),
+                    ts_ms=int(float(row.get("ts", 0))),
+                    model=row.get("model", ""),
+                    text=row.get("text"),
+                    fields=extra,
+                )
+            )
+        return hits
+
+    async def knn(
+        self,
+        vector: Any,
+        k: int = 10,
+        *,
+        sources: Sequence[str] | None = None,
+        ts_range: tuple[int | None, int | None] | None = None,
+    ) -> list[Hit]:
+        """The `k` nearest items, best first; `sources` are ids or `*` globs."""
+        query = VectorQuery(
+            vector=self._vector_bytes(vector),
+            vector_field_name=VECTOR_FIELD,
+            return_fields=list(RETURN_FIELDS),
+            filter_expression=self._filter(sources, ts_range),
+            dtype=self.datatype,
+            num_results=int(k),
+        )
+        rows = await self._call("KNN search", lambda: self.index.query(query))
+        return self._hits(rows)
+
+    async def range(
+        self,
+        vector: Any,
+        min_score: float,
+        *,
+        sources: Sequence[str] | None = None,
+        ts_range: tuple[int | None, int | None] | None = None,
+        limit: int = 100,
+    ) -> list[Hit]:
+        """Items with cosine similarity >= `min_score`, best first (at most `limit`)."""
+        if not -1.0 <= min_score <= 1.0:
+            raise IndexStoreError(f"min_score must be within -1..1, not {min_score}")
+        query = VectorRangeQuery(
+            vector=self._vector_bytes(vector),
+            vector_field_name=VECTOR_FIELD,
+            return_fields=list(RETURN_FIELDS),
+            filter_expression=self._filter(sources, ts_range),
+            dtype=self.datatype,
+            distance_threshold=min(2.0, 1.0 - float(min_score)),
+            num_results=int(limit),
+        )
+        rows = await self._call("range search", lambda: self.index.query(query))
+        hits = self._hits(rows)
+        return sorted(hits, key=lambda h: h.score, reverse=True)
+
+    async def thumbnail(self, key: str) -> bytes | None:
+        """The evidence JPEG of a frame (None: no such item, expired, or not a frame)."""
+        data = await self._call(f"read of {key}", lambda: self.client.hget(key, "thumb"))
+        return bytes(data) if data else None
+
+    async def get(self, key: str) -> StoredItem | None:
+        """One item by key, or None when it is missing (or expired)."""
+        raw = await self._call(f"read of {key}", lambda: self.client.hgetall(key))
+        if not raw:
+            return None
+        fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
+        vec = np.frombuffer(fields.pop(VECTOR_FIELD, b""), dtype=self._np_dtype)
+        thumb = fields.pop("thumb", None)
+        text = {k: v.decode("utf-8", "replace") for k, v in fields.items()}
+        return StoredItem(
+            key=key,
+            source=text.get("source", ""),
+            ts_ms=int(float(text.get("ts", "0"))),
+            model=text.get("model", ""),
+            vector=vec.astype(np.float32),
+            text=text.get("text"),
+            thumb=thumb,
+            fields=text,
+        )

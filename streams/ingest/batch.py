@@ -1,0 +1,207 @@
+"""The pure steps of one micro-batch: parse, decode, embed, pair vectors with records.
+
+`parse_records`, `decode_records`, `encode_decoded`, `make_items` and `embed_records` take
+plain values, so unit tests call them without Kafka or Redis; `streams.ingest.pipeline`
+strings them together with the dead-letter sink, the index and the observers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from encoders.base import Encoder
+from encoders.errors import EncoderInputError
+from encoders.modality import Modality
+from streams.core.errors import WireFormatError
+from streams.core.wire import WireRecord, parse_record
+from streams.index.store import ItemDoc
+from streams.ingest.records import (
+    STAGE_DECODE,
+    STAGE_ENCODE,
+    STAGE_WIRE,
+    ConsumedRecord,
+    DeadLetter,
+    EmbeddedBatch,
+    IndexedItem,
+    evidence_of,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 8192
+
+
+def parse_records(
+    modality: Modality,
+    records: Sequence[ConsumedRecord],
+    *,
+    key_prefix: str,
+) -> tuple[list[WireRecord], list[DeadLetter]]:
+    """Validate the wire format of each record; the bad ones become dead letters."""
+    good: list[WireRecord] = []
+    dead: list[DeadLetter] = []
+    for rec in records:
+        try:
+            good.append(
+                parse_record(
+                    modality,
+                    topic=rec.topic,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                    key=rec.key,
+                    value=rec.value,
+                    headers=rec.headers,
+                    timestamp_ms=rec.timestamp_ms,
+                    key_prefix=key_prefix,
+                )
+            )
+        except WireFormatError as e:
+            dead.append(DeadLetter(rec, str(e), STAGE_WIRE))
+    return good, dead
+
+
+def _consumed(rec: WireRecord) -> ConsumedRecord:
+    """The original record again (for a dead letter of a record that parsed)."""
+    return ConsumedRecord(
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        key=rec.source.encode("utf-8"),
+        value=rec.payload,
+        headers=list(rec.headers.items()),
+        timestamp_ms=rec.ts_ms,
+    )
+
+
+def decode_records(
+    encoder: Encoder, records: Sequence[WireRecord]
+) -> tuple[list[tuple[WireRecord, Any]], list[DeadLetter]]:
+    """Decode each payload; an unusable one becomes a dead letter with the decoder's reason."""
+    decoded: list[tuple[WireRecord, Any]] = []
+    dead: list[DeadLetter] = []
+    for rec in records:
+        try:
+            decoded.append((rec, encoder.decode(rec.payload, rec.content_type)))
+        except EncoderInputError as e:
+            dead.append(DeadLetter(_consumed(rec), str(e), STAGE_DECODE))
+        except Exception as e:  # a decoder bug must not take the batch down with it
+            log.exception("decoder of %s crashed on %s[%d]@%d", encoder.model_id,
+                          rec.topic, rec.partition, rec.offset)
+            dead.append(DeadLetter(_consumed(rec), f"decoder crashed: {e!r}", STAGE_DECODE))
+    return decoded, dead
+
+
+def encode_decoded(
+    encoder: Encoder, decoded: Sequence[Any]
+) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
+    """Embed all items; when the batch fails, bisect to find and drop only the failing ones.
+
+    Returns (vectors for the kept items or None, kept indexes, {failed index: reason}).
+    Rows that are not finite count as failures too.
+    """
+    failed: dict[int, str] = {}
+
+    def run(indexes: list[int]) -> list[tuple[int, torch.Tensor]]:
+        try:
+            out = encoder.encode([decoded[i] for i in indexes])
+        except Exception as e:
+            if len(indexes) == 1:
+                failed[indexes[0]] = f"encoder {encoder.model_id} failed on this record: {e}"
+                return []
+            mid = len(indexes) // 2
+            return run(indexes[:mid]) + run(indexes[mid:])
+        finite = torch.isfinite(out).all(dim=1).tolist()
+        rows = []
+        for pos, i in enumerate(indexes):
+            if finite[pos]:
+                rows.append((i, out[pos]))
+            else:
+                failed[i] = f"encoder {encoder.model_id} produced a non-finite vector"
+        return rows
+
+    rows = run(list(range(len(decoded)))) if decoded else []
+    if not rows:
+        return None, [], failed
+    return torch.stack([r for _, r in rows]), [i for i, _ in rows], failed
+
+
+def _item_text(modality: Modality, decoded: Any) -> str | None:
+    if modality is Modality.LOGS and isinstance(decoded, str):
+        return decoded[:MAX_TEXT_CHARS]
+    return None
+
+
+def make_items(
+    modality: Modality,
+    decoded: Sequence[tuple[WireRecord, Any]],
+    vectors: torch.Tensor,
+    *,
+    model: str,
+    thumb_max_width: int,
+    sample_rate: int | None = None,
+) -> tuple[list[IndexedItem], list[ItemDoc]]:
+    """Pair each kept record with its vector row: the Redis document and the observer view."""
+    from encoders.image import make_thumbnail
+
+    host = vectors.detach().to("cpu", torch.float32).numpy()
+    items: list[IndexedItem] = []
+    docs: list[ItemDoc] = []
+    for row, (rec, value) in enumerate(decoded):
+        key = rec.item_key
+        text = _item_text(modality, value)
+        thumb = None
+        evidence: dict[str, Any] = {"source": rec.source, "ts": rec.ts_ms, "model": model,
+                                    **evidence_of(modality, key, text)}
+        if modality is Modality.VIDEO:
+            thumb = make_thumbnail(value, thumb_max_width)
+        elif modality is Modality.AUDIO:
+            evidence["offset_ms"] = 0
+            shape = getattr(value, "shape", None)
+            if sample_rate and shape:
+                evidence["duration_ms"] = int(1000 * int(shape[-1]) / sample_rate)
+        items.append(IndexedItem(key, rec, row, text, evidence))
+        docs.append(
+            ItemDoc(
+                key=key,
+                source=rec.source,
+                ts_ms=rec.ts_ms,
+                vector=host[row],
+                topic=rec.topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                content_type=rec.content_type,
+                text=text,
+                thumb=thumb,
+            )
+        )
+    return items, docs
+
+
+def embed_records(
+    encoder: Encoder,
+    modality: Modality,
+    records: Sequence[WireRecord],
+    *,
+    thumb_max_width: int,
+) -> EmbeddedBatch:
+    """Decode, embed and build documents: all the CPU/GPU work of a batch, for one thread."""
+    t0 = time.perf_counter()
+    decoded, dead = decode_records(encoder, records)
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        vectors, kept, failed = encode_decoded(encoder, [d for _, d in decoded])
+    for i, reason in failed.items():
+        dead.append(DeadLetter(_consumed(decoded[i][0]), reason, STAGE_ENCODE))
+    if vectors is None:
+        empty = torch.empty((0, encoder.dim), dtype=torch.float32, device=encoder.device)
+        return EmbeddedBatch([], [], empty, dead, t1 - t0, time.perf_counter() - t1)
+    kept_decoded = [decoded[i] for i in kept]
+    items, docs = make_items(modality, kept_decoded, vectors, model=encoder.short_id,
+                             thumb_max_width=thumb_max_width,
+                             sample_rate=getattr(encoder, "sample_rate", None))
+    return EmbeddedBatch(items, docs, vectors, dead, t1 - t0, time.perf_counter() - t1)

@@ -1,0 +1,380 @@
+"""The standing-query model: what users watch for, validated, loaded from YAML and diffed.
+
+A `StandingQuery` is the user's declaration (REST body, CLI flags or one entry of
+`patterns.yaml`). A `RegisteredQuery` is what the durable registry stores: the declaration
+with example payloads replaced by their hashes, plus the pattern vectors computed once at
+registration. `plan_apply` turns "make the set of queries equal to this file" into
+add/update/remove steps, comparing content fingerprints.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import mimetypes
+import re
+import time
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from encoders.modality import Modality
+from streams.core.errors import QueryValidationError
+
+QUERY_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_QUERY_ID_RE = re.compile(QUERY_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """The alerting knobs of one query, in milliseconds."""
+
+    cooldown_ms: int
+    min_hits: int
+    window_ms: int
+
+    @classmethod
+    def of(cls, cooldown_s: float, min_hits: int, window_s: float) -> PolicyRule:
+        return cls(int(cooldown_s * 1000), int(min_hits), int(window_s * 1000))
+
+
+class Severity(StrEnum):
+    """How loud an alert is; subscribers filter on it."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+def slugify(name: str) -> str:
+    """A query id derived from a name: lower case, [a-z0-9_.-], at most 64 characters."""
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", name.strip().lower()).strip("-._")
+    return slug[:64].rstrip("-._")
+
+
+class PatternExample(BaseModel):
+    """One positive or negative example: text, an example payload, or an indexed item's key.
+
+    Exactly one of `text`, `payload_b64`, `item_key` is given by users. In YAML a bare
+    string means `text`, and `file:` names an example file relative to the YAML file
+    (the loader turns it into `payload_b64`). Stored (registered) examples keep only
+    `sha256` of the payload, since the vector already holds what matters.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str | None = Field(None, description="Text in the modality's embedding space.")
+    payload_b64: str | None = Field(None, description="Example payload bytes, base64.")
+    content_type: str | None = Field(None, description="Example payload type, e.g. image/jpeg.")
+    item_key: str | None = Field(None, description="Key of an item already indexed in Redis.")
+    file: str | None = Field(None, description="Example file name (display only once loaded).")
+    sha256: str | None = Field(None, description="Hash of the example payload (stored form).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_string_is_text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> PatternExample:
+        if self.text is not None and not self.text.strip():
+            raise ValueError("text pattern is empty; write what to watch for, e.g. 'disk full'")
+        if self.payload_b64 is not None:
+            try:
+                raw = base64.b64decode(self.payload_b64, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise ValueError("payload_b64 is not valid base64") from e
+            if not raw:
+                raise ValueError("example payload is empty; give the bytes of an example file")
+        given = [
+            name
+            for name in ("text", "payload_b64", "item_key")
+            if getattr(self, name) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(
+                f"give one of text, payload_b64/file, item_key per example, not {given}"
+            )
+        if not given and self.sha256 is None:
+            raise ValueError("example is empty: give text, file, payload_b64 or item_key")
+        return self
+
+    @property
+    def payload(self) -> bytes | None:
+        return base64.b64decode(self.payload_b64) if self.payload_b64 is not None else None
+
+    def stored(self) -> PatternExample:
+        """The form kept in the registry: payload replaced by its hash."""
+        if self.payload_b64 is None:
+            return self
+        digest = hashlib.sha256(self.payload or b"").hexdigest()
+        return self.model_copy(update={"payload_b64": None, "sha256": digest})
+
+    def describe(self) -> str:
+        if self.text is not None:
+            return f"text:{self.text!r}"
+        if self.item_key is not None:
+            return f"item:{self.item_key}"
+        return f"example:{self.file or (self.sha256 or '')[:12]}"
+
+
+class Webhook(BaseModel):
+    """Where alerts of one query are POSTed; `secret` signs the body (HMAC-SHA256)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(..., description="http(s) URL receiving alert JSON.")
+    secret: str | None = Field(None, description="Shared secret for X-Lookout-Signature.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"webhook url must start with http:// or https://, not {value!r}")
+        return value
+
+
+class StandingQuery(BaseModel):
+    """A watched pattern as users declare it (DESIGN.md "Standing queries")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(..., pattern=QUERY_ID_PATTERN, description="Stable id; default from name.")
+    name: str = Field(..., min_length=1, max_length=200)
+    modality: Modality
+    positives: list[PatternExample] = Field(..., min_length=1)
+    negatives: list[PatternExample] = Field(default_factory=list)
+    threshold: float = Field(0.5, ge=-1.0, le=1.0, description="Cosine similarity to match.")
+    negative_margin: float = Field(
+        0.0, ge=0.0, le=2.0,
+        description="Suppress when best negative score >= best positive score - margin.",
+    )
+    sources: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    cooldown_s: float = Field(60.0, ge=0.0, le=30 * 24 * 3600)
+    min_hits: int = Field(1, ge=1, le=10_000)
+    window_s: float = Field(60.0, gt=0.0, le=30 * 24 * 3600)
+    severity: Severity = Severity.WARNING
+    labels: dict[str, str] = Field(default_factory=dict)
+    webhooks: list[Webhook] = Field(default_factory=list)
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _id_from_name(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value.get("id") and value.get("name"):
+            value = {**value, "id": slugify(str(value["name"]))}
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _non_empty_globs(cls, value: list[str]) -> list[str]:
+        if any(not s.strip() for s in value):
+            raise ValueError("source patterns must be non-empty globs such as 'cam-*' or '*'")
+        return value
+
+    def fingerprint(self) -> str:
+        """Content hash: equal fingerprints mean `apply` has nothing to change."""
+        body = self.model_dump(mode="json")
+        body["positives"] = [e.stored().model_dump(mode="json") for e in self.positives]
+        body["negatives"] = [e.stored().model_dump(mode="json") for e in self.negatives]
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def stored(self) -> StandingQuery:
+        return self.model_copy(
+            update={
+                "positives": [e.stored() for e in self.positives],
+                "negatives": [e.stored() for e in self.negatives],
+            }
+        )
+
+
+class RegisteredQuery(BaseModel):
+    """A standing query as the registry keeps it: stored spec + pattern vectors + model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: StandingQuery
+    fingerprint: str
+    model_id: str
+    dim: int = Field(..., ge=1)
+    positive_vectors_b64: str = Field(..., description="float32 [P, dim], row-major, base64.")
+    negative_vectors_b64: str = Field("", description="float32 [N, dim], row-major, base64.")
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+    @property
+    def id(self) -> str:
+        return self.query.id
+
+    def summary(self) -> dict[str, Any]:
+        """What list/show print: the spec (without payloads) and the model it is bound to."""
+        q = self.query
+        return {
+            **q.model_dump(mode="json"),
+            "positives": [e.describe() for e in q.positives],
+            "negatives": [e.describe() for e in q.negatives],
+            "webhooks": [w.url for w in q.webhooks],
+            "fingerprint": self.fingerprint,
+            "model_id": self.model_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+def validation_message(exc: ValidationError, what: str = "query") -> str:
+    """One readable line per problem: `field.path: message`."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or what
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+def parse_query(data: Any) -> StandingQuery:
+    """Validate a query body; errors become `QueryValidationError` naming the fields to fix."""
+    try:
+        return StandingQuery.model_validate(data)
+    except ValidationError as e:
+        name = (data.get("id") or data.get("name")) if isinstance(data, dict) else None
+        what = f"query {name!r}" if name else "query"
+        raise QueryValidationError(validation_message(e, what)) from e
+
+
+def _inline_file(example: Any, base_dir: Path) -> Any:
+    """Turn `{file: path}` into `{payload_b64, content_type, file}`, path relative to the YAML."""
+    if not isinstance(example, dict) or "file" not in example or "payload_b64" in example:
+        return example
+    path = Path(str(example["file"]))
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise QueryValidationError(f"unreadable example file {path}: {e.strerror or e}") from e
+    if not raw:
+        raise QueryValidationError(f"example file {path} is empty")
+    content_type = example.get("content_type") or mimetypes.guess_type(path.name)[0]
+    if path.suffix.lower() in (".log", ".txt") and content_type is None:
+        content_type = "text/plain"
+    rest = {k: v for k, v in example.items() if k not in ("file", "content_type")}
+    return {
+        **rest,
+        "payload_b64": base64.b64encode(raw).decode(),
+        "content_type": content_type,
+        "file": path.name,
+    }
+
+
+def example_from_file(path: str | Path, content_type: str | None = None) -> dict[str, Any]:
+    """An example dict (`payload_b64`, `content_type`, `file`) from a file on disk."""
+    spec: dict[str, Any] = {"file": str(path)}
+    if content_type:
+        spec["content_type"] = content_type
+    return _inline_file(spec, Path.cwd())
+
+
+def load_queries_file(path: str | Path) -> list[StandingQuery]:
+    """Read `patterns.yaml`: a list of queries, or a mapping with a `queries:` list."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise QueryValidationError(f"cannot read {path}: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise QueryValidationError(f"{path} is not valid YAML: {e}") from e
+    return parse_queries_document(doc, base_dir=path.parent, origin=str(path))
+
+
+def parse_queries_document(
+    doc: Any, *, base_dir: Path, origin: str = "<yaml>"
+) -> list[StandingQuery]:
+    """Validate a loaded YAML document; ids must be unique within it."""
+    if doc is None:
+        return []
+    if isinstance(doc, dict):
+        if set(doc) - {"queries"}:
+            extra = sorted(set(doc) - {"queries"})
+            raise QueryValidationError(f"{origin}: unknown top-level keys {extra}; use 'queries:'")
+        doc = doc.get("queries") or []
+    if not isinstance(doc, list):
+        raise QueryValidationError(f"{origin}: expected a list of queries or 'queries: [...]'")
+    queries: list[StandingQuery] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(doc):
+        if not isinstance(entry, dict):
+            raise QueryValidationError(f"{origin}: entry {index} is not a mapping")
+        entry = {
+            **entry,
+            "positives": [_inline_file(e, base_dir) for e in entry.get("positives") or []],
+            "negatives": [_inline_file(e, base_dir) for e in entry.get("negatives") or []],
+        }
+        try:
+            query = StandingQuery.model_validate(entry)
+        except ValidationError as e:
+            label = entry.get("id") or entry.get("name") or f"#{index}"
+            message = validation_message(e, f"query {label!r}")
+            raise QueryValidationError(f"{origin}: {message}") from e
+        if query.id in seen:
+            raise QueryValidationError(f"{origin}: query id {query.id!r} appears twice")
+        seen.add(query.id)
+        queries.append(query)
+    return queries
+
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    """Steps that make the registered set equal to a declared set."""
+
+    add: list[StandingQuery] = field(default_factory=list)
+    update: list[StandingQuery] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.add or self.update or self.remove)
+
+    def summary(self) -> dict[str, list[str]]:
+        return {
+            "add": [q.id for q in self.add],
+            "update": [q.id for q in self.update],
+            "remove": list(self.remove),
+            "unchanged": list(self.unchanged),
+        }
+
+
+def plan_apply(
+    declared: list[StandingQuery],
+    registered_fingerprints: dict[str, str],
+    *,
+    prune: bool = True,
+    stale: AbstractSet[str] = frozenset(),
+) -> ApplyPlan:
+    """Diff declared queries against registered ones (id -> fingerprint).
+
+    A `stale` query (registered with another model than the worker's) is updated even
+    when its spec is unchanged, so its vectors are computed again by the current model.
+    """
+    plan = ApplyPlan()
+    declared_ids = set()
+    for query in declared:
+        declared_ids.add(query.id)
+        current = registered_fingerprints.get(query.id)
+        if current is None:
+            plan.add.append(query)
+        elif current != query.fingerprint() or query.id in stale:
+            plan.update.append(query)
+        else:
+            plan.unchanged.append(query.id)
+    if prune:
+        plan.remove.extend(sorted(set(registered_fingerprints) - declared_ids))
+    return plan

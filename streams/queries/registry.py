@@ -1,0 +1,420 @@
+"""Durable standing queries shared by every worker, through one compacted Kafka topic.
+
+Key = query id, value = a `RegisteredQuery` as JSON (spec + pattern vectors computed once
+at registration with the modality's encoder), tombstone (null value) = deleted. Every
+worker reads the WHOLE topic without a consumer group (all partitions assigned, from the
+beginning, then following), so a query registered through any worker is active on every
+worker within a poll interval, and after a restart the set is rebuilt from the topic.
+On each change the `PatternMatrix` of the affected modality is rebuilt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from encoders.base import Encoder
+from encoders.errors import EncoderInputError, NoTextSpace
+from encoders.modality import Modality
+from streams.core.errors import LookoutError, QueryNotFound, QueryValidationError
+from streams.kafka.admin import assigned_consumer, ensure_topic
+from streams.queries.matching import PatternMatrix, QueryPatterns
+from streams.queries.model import (
+    PatternExample,
+    PolicyRule,
+    RegisteredQuery,
+    StandingQuery,
+    Webhook,
+    parse_query,
+)
+
+log = logging.getLogger(__name__)
+
+RunEncoder = Callable[..., Awaitable[Any]]
+ItemLookup = Callable[[Modality, str], Awaitable[Any]]
+"""`lookup(modality, item_key)` -> object with `.vector` and `.model`, or None."""
+
+
+class RegistryError(LookoutError):
+    """The query topic could not be read or written."""
+
+
+def vectors_to_b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.detach().float().cpu().contiguous().numpy().tobytes()).decode()
+
+
+def vectors_from_b64(data: str, dim: int) -> torch.Tensor:
+    if not data:
+        return torch.zeros(0, dim)
+    arr = np.frombuffer(base64.b64decode(data), dtype=np.float32)
+    return torch.from_numpy(arr.copy()).reshape(-1, dim)
+
+
+async def compute_pattern_vectors(
+    query: StandingQuery, encoder: Encoder, run_encoder: RunEncoder, lookup: ItemLookup | None
+) -> RegisteredQuery:
+    """Embed every positive and negative example once, with the modality's encoder."""
+
+    async def embed(examples: list[PatternExample], role: str) -> torch.Tensor:
+        rows: list[torch.Tensor] = []
+        texts = [e.text for e in examples if e.text is not None]
+        if texts:
+            try:
+                rows.append(await run_encoder(encoder.encode_text, texts))
+            except NoTextSpace as e:
+                raise QueryValidationError(
+                    f"query {query.id!r}: {role} text patterns need a {query.modality} "
+                    f"encoder with a text space, or use example files instead; {e}"
+                ) from e
+        for ex in examples:
+            if ex.payload_b64 is not None:
+                try:
+                    vec = await run_encoder(encoder.embed_example, ex.payload, ex.content_type)
+                except EncoderInputError as e:
+                    raise QueryValidationError(
+                        f"query {query.id!r}: unreadable {role} example "
+                        f"{ex.file or ex.content_type or ''}: {e}"
+                    ) from e
+                rows.append(vec.reshape(1, -1))
+            elif ex.item_key is not None:
+                item = await lookup(query.modality, ex.item_key) if lookup else None
+                if item is None:
+                    raise QueryValidationError(
+                        f"query {query.id!r}: {role} item {ex.item_key} is not in the index "
+                        "(expired, or never indexed); use a recent key from `lookout search`"
+                    )
+                if getattr(item, "model", encoder.short_id) not in ("", encoder.short_id):
+                    raise QueryValidationError(
+                        f"query {query.id!r}: item {ex.item_key} was embedded by {item.model}, "
+                        f"not by this worker's {encoder.short_id}"
+                    )
+                vector = np.asarray(item.vector, dtype=np.float32)
+                rows.append(torch.as_tensor(vector).reshape(1, -1))
+            elif ex.text is None:
+                raise QueryValidationError(
+                    f"query {query.id!r}: {role} example {ex.describe()} has no payload; "
+                    "send the example bytes again to change the query's examples"
+                )
+        if not rows:
+            return torch.zeros(0, encoder.dim)
+        out = torch.cat([r.detach().float().cpu().reshape(-1, encoder.dim) for r in rows])
+        return torch.nn.functional.normalize(out, dim=1)
+
+    positives = await embed(query.positives, "positive")
+    negatives = await embed(query.negatives, "negative")
+    if positives.shape[0] == 0:
+        raise QueryValidationError(f"query {query.id!r} has no usable positive example")
+    return RegisteredQuery(
+        query=query.stored(),
+        fingerprint=query.fingerprint(),
+        model_id=encoder.model_id,
+        dim=encoder.dim,
+        positive_vectors_b64=vectors_to_b64(positives),
+        negative_vectors_b64=vectors_to_b64(negatives),
+    )
+
+
+def decoded_vectors(rq: RegisteredQuery) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positives [P, d], negatives [N, d]) of a registered query."""
+    return (vectors_from_b64(rq.positive_vectors_b64, rq.dim),
+            vectors_from_b64(rq.negative_vectors_b64, rq.dim))
+
+
+def bound_to(rq: RegisteredQuery, encoder: Encoder) -> bool:
+    """Whether the query's pattern vectors were computed by this encoder's model."""
+    return rq.model_id == encoder.model_id and rq.dim == encoder.dim
+
+
+def build_matrix(
+    queries: Iterable[RegisteredQuery],
+    encoder: Encoder,
+    vectors: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> tuple[PatternMatrix, list[str]]:
+    """Matrix of the enabled queries bound to this encoder; ids skipped for another model.
+
+    `vectors` caches decoded pattern vectors by query id (decoded here when missing).
+    """
+    patterns, skipped = [], []
+    for rq in queries:
+        if not rq.query.enabled:
+            continue
+        if not bound_to(rq, encoder):
+            skipped.append(rq.id)
+            continue
+        q = rq.query
+        pos, neg = vectors[rq.id] if vectors and rq.id in vectors else decoded_vectors(rq)
+        patterns.append(
+            QueryPatterns(q.id, pos, neg, q.threshold, q.negative_margin, tuple(q.sources))
+        )
+    return PatternMatrix(patterns, encoder.dim, encoder.device), skipped
+
+
+class QueryRegistry:
+    """Reads and writes the query topic; keeps the current queries and their matrices."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topic: str,
+        encoders: dict[Modality, Encoder],
+        run_encoder: RunEncoder,
+        lookup: ItemLookup | None = None,
+        metrics: Any | None = None,
+        poll_ms: int = 100,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._client_kwargs = dict(client_kwargs or {})
+        self.topic = topic
+        self._encoders = encoders
+        self._run_encoder = run_encoder
+        self._lookup = lookup
+        self._metrics = metrics
+        self._poll_ms = poll_ms
+        self._queries: dict[str, RegisteredQuery] = {}
+        self._vectors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._matrices: dict[Modality, PatternMatrix] = {}
+        self._rules: dict[str, PolicyRule] = {}
+        self._positions: dict[int, int] = {}
+        self._applied = asyncio.Condition()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        """Create the topic if needed, load every query, then keep following the topic."""
+        await ensure_topic(
+            self._bootstrap, self.topic, 1, self._client_kwargs, **{"cleanup.policy": "compact"}
+        )
+        try:
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
+                **self._client_kwargs,
+            )
+            await self._producer.start()
+            self._consumer, tps = await assigned_consumer(
+                self._bootstrap, self.topic, self._client_kwargs, auto_offset_reset="earliest")
+            await self._consumer.seek_to_beginning(*tps)
+            ends = await self._consumer.end_offsets(tps)
+        except KafkaError as e:
+            raise RegistryError(
+                f"cannot read query topic {self.topic} at {self._bootstrap}: {e}"
+            ) from e
+        # Catch up before the worker starts matching, so restarts never miss a query.
+        while True:
+            positions = [await self._position(tp) for tp in ends]
+            if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
+                break
+            await self._poll_once(rebuild=False)
+        await self._rebuild(set(self._encoders))
+        log.info("query registry loaded %d queries from %s", len(self._queries), self.topic)
+        self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    async def _position(self, tp: TopicPartition) -> int:
+        assert self._consumer is not None
+        return await self._consumer.position(tp)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+
+    # --- reading ----------------------------------------------------------------------
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self._poll_once(rebuild=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep following: a bad record must not stop the registry
+                log.exception("query registry: failed to apply records from %s", self.topic)
+                await asyncio.sleep(1.0)
+
+    async def _poll_once(self, *, rebuild: bool) -> set[Modality]:
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(timeout_ms=self._poll_ms)
+        changed: set[Modality] = set()
+        for tp, records in batches.items():
+            for rec in records:
+                changed |= self._apply(rec.key, rec.value, tp, rec.offset)
+                self._positions[tp.partition] = rec.offset + 1
+        if changed and rebuild:
+            await self._rebuild(changed)
+        if batches:
+            async with self._applied:
+                self._applied.notify_all()
+        return changed
+
+    def _apply(self, key: bytes | None, value: bytes | None, tp: Any, offset: int) -> set[Modality]:
+        if not key:
+            return set()
+        query_id = key.decode()
+        old = self._queries.get(query_id)
+        touched = {old.query.modality} if old else set()
+        if value is None:
+            self._queries.pop(query_id, None)
+            self._vectors.pop(query_id, None)
+            return touched
+        try:
+            rq = RegisteredQuery.model_validate_json(value)
+        except ValidationError as e:
+            log.error("query topic %s[%d]@%d: unreadable query %s skipped: %s",
+                      tp.topic, tp.partition, offset, query_id, e)
+            return touched
+        self._queries[query_id] = rq
+        if old is None or old.positive_vectors_b64 != rq.positive_vectors_b64 \
+                or old.negative_vectors_b64 != rq.negative_vectors_b64:
+            self._vectors[query_id] = decoded_vectors(rq)
+        return touched | {rq.query.modality}
+
+    async def _rebuild(self, modalities: set[Modality]) -> None:
+        """New matrices, built off the event loop (10k queries take a moment), then swapped."""
+        for modality in modalities:
+            encoder = self._encoders.get(modality)
+            if encoder is None:
+                continue
+            queries = [q for q in self._queries.values() if q.query.modality == modality]
+            matrix, skipped = await asyncio.to_thread(
+                build_matrix, queries, encoder, dict(self._vectors))
+            if skipped:
+                log.warning("queries %s were registered with another %s model than %s; "
+                            "re-register them to match here", skipped, modality, encoder.model_id)
+            self._matrices[modality] = matrix
+            if self._metrics is not None:
+                self._metrics.standing_queries.labels(modality=modality.value).set(len(matrix))
+        self._rules = {
+            q.id: PolicyRule.of(q.query.cooldown_s, q.query.min_hits, q.query.window_s)
+            for q in self._queries.values()
+        }
+
+    # --- views ------------------------------------------------------------------------
+    def matrix(self, modality: Modality) -> PatternMatrix | None:
+        return self._matrices.get(modality)
+
+    @property
+    def rules(self) -> dict[str, PolicyRule]:
+        return self._rules
+
+    def get(self, query_id: str) -> RegisteredQuery:
+        try:
+            return self._queries[query_id]
+        except KeyError:
+            raise QueryNotFound(f"no standing query with id {query_id!r}; "
+                                "see `lookout query list`") from None
+
+    def find(self, query_id: str) -> RegisteredQuery | None:
+        return self._queries.get(query_id)
+
+    def webhooks_of(self, query_id: str) -> list[Webhook]:
+        """The webhooks of a query; none when it has none or is gone."""
+        rq = self._queries.get(query_id)
+        return list(rq.query.webhooks) if rq is not None else []
+
+    def describe(self, rq: RegisteredQuery) -> dict[str, Any]:
+        """The query's summary plus `stale`: its model is not this worker's encoder, so
+        the worker skips it until it is registered again (`lookout query apply` does)."""
+        encoder = self._encoders.get(rq.query.modality)
+        return {**rq.summary(), "stale": encoder is not None and not bound_to(rq, encoder)}
+
+    def all(self, modality: Modality | None = None) -> list[RegisteredQuery]:
+        return sorted(
+            (q for q in self._queries.values() if modality is None or q.query.modality == modality),
+            key=lambda q: q.id,
+        )
+
+    def encoder(self, modality: Modality) -> Encoder:
+        encoder = self._encoders.get(modality)
+        if encoder is None:
+            raise QueryValidationError(f"this worker has no {modality} encoder loaded")
+        return encoder
+
+    # --- writing ----------------------------------------------------------------------
+    async def register(self, query: StandingQuery) -> RegisteredQuery:
+        """Compute the pattern vectors and publish; returns once active on this worker."""
+        encoder = self.encoder(query.modality)
+        rq = await compute_pattern_vectors(query, encoder, self._run_encoder, self._lookup)
+        old = self._queries.get(query.id)
+        if old is not None:
+            rq = rq.model_copy(update={"created_at": old.created_at})
+        await self._publish(query.id, rq.model_dump_json().encode())
+        return self._queries.get(query.id, rq)
+
+    async def update_settings(self, query_id: str, changes: dict[str, Any]) -> RegisteredQuery:
+        """Change fields that keep the vectors (threshold, sources, enabled, ...)."""
+        current = self.get(query_id)
+        if {"positives", "negatives", "modality", "id"} & set(changes):
+            raise QueryValidationError(
+                "PATCH cannot change id, modality, positives or negatives; "
+                "POST the whole query again to change its examples"
+            )
+        body = {**current.query.model_dump(mode="json"), **changes}
+        query = parse_query(body)
+        rq = current.model_copy(
+            update={"query": query, "fingerprint": query.fingerprint(), "updated_at": time.time()}
+        )
+        await self._publish(query_id, rq.model_dump_json().encode())
+        return self._queries.get(query_id, rq)
+
+    async def remove(self, query_id: str) -> None:
+        self.get(query_id)
+        await self._publish(query_id, None)
+
+    async def _publish(self, query_id: str, value: bytes | None) -> None:
+        if self._producer is None:
+            raise RegistryError("query registry is not started")
+        try:
+            meta = await self._producer.send_and_wait(self.topic, key=query_id.encode(),
+                                                      value=value)
+        except KafkaError as e:
+            raise RegistryError(f"cannot write query {query_id} to {self.topic}: {e}") from e
+        await self.wait_applied(meta.partition, meta.offset)
+
+    async def catch_up(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every query record written so far is applied on this worker; False
+        when that takes longer than `timeout_s` or the topic cannot be read.
+
+        Compares the consumer's position, not the last record seen: on a compacted topic
+        the end offset can lie past the last record that survives. Records are applied
+        in the same step that moves the position, so position >= end means applied."""
+        if self._consumer is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            ends = await self._consumer.end_offsets(list(self._consumer.assignment()))
+            while True:
+                positions = [await self._position(tp) for tp in ends]
+                if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
+                    return True
+                if loop.time() >= deadline:
+                    return False
+                await asyncio.sleep(0.05)
+        except KafkaError:
+            return False
+
+    async def wait_applied(self, partition: int, offset: int, timeout_s: float = 10.0) -> None:
+        """Block until this worker's follower has applied the record at `offset`."""
+        async with self._applied:
+            await asyncio.wait_for(
+                self._applied.wait_for(lambda: self._positions.get(partition, 0) > offset),
+                timeout_s,
+            )

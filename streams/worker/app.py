@@ -1,0 +1,254 @@
+"""Composition root of the worker: the Faust app and the stages it runs, wired explicitly.
+
+`create_app(settings)` builds, from typed parts and without connecting to anything:
+
+    ingest     BatchPipeline (parse -> decode -> encode -> upsert) behind one agent per topic
+    alerting   AlertingService (queries, observer, alert feed, webhooks), an observer of it
+    web        the HTTP API registered through Faust's own routing (`streams.worker.web`)
+    lag        the consumer-lag / GPU-memory gauges
+
+`Worker.start()` (a Faust task) loads the encoders, ensures the indexes and starts the
+stages in that order; `Worker.stop()` undoes it. For Faust's own CLI the module also
+exposes a lazy `app` built from the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from redis.asyncio import Redis
+
+from encoders.base import Encoder
+from encoders.modality import MODALITIES, Modality
+from streams.alerting.service import (
+    LOADING_QUERIES,
+    AlertingObserver,
+    AlertingService,
+    build_alerting,
+)
+from streams.api import auth
+from streams.api.errors import error_middleware
+from streams.api.health import Readiness
+from streams.config.kafka_security import aiokafka_kwargs, faust_broker_credentials
+from streams.config.settings import Settings
+from streams.core.inference import InferenceThread
+from streams.core.metrics import Metrics
+from streams.core.retry import retry_until_done
+from streams.embedded import Services, resolve_services
+from streams.index.store import IndexStore
+from streams.ingest.agents import register_agents
+from streams.ingest.deadletter import DeadLetterSink
+from streams.ingest.pipeline import BatchPipeline
+from streams.kafka.admin import ensure_topics
+from streams.worker.encoders import load_missing_encoders
+from streams.worker.lag import FaustOffsets, LagMonitor
+from streams.worker.web import api_routes, register_routes
+
+log = logging.getLogger(__name__)
+
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_S = 3.0
+
+
+class FaustRecordSender:
+    """Sends one record through the app's own Kafka producer and waits for the broker."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        await self.app.producer.send_and_wait(
+            topic, key, value, partition=None, timestamp=None, headers=headers
+        )
+
+
+@dataclass
+class Worker:
+    """The stages of one worker and their start/stop order; every field is typed."""
+
+    settings: Settings
+    services: Services
+    metrics: Metrics
+    redis: Redis
+    inference: InferenceThread
+    readiness: Readiness
+    pipeline: BatchPipeline
+    alerting: AlertingService
+    lag: LagMonitor
+    encoders: dict[Modality, Encoder] = field(default_factory=dict)
+    index_stores: dict[Modality, IndexStore] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        """Encoders, then one index per modality, then alerting; then batches may flow."""
+        s = self.settings
+        if not self.readiness.encoders_loaded:
+            await self.inference.run(load_missing_encoders, s, self.encoders)
+            self.readiness.encoders_loaded = True
+        for m, enc in self.encoders.items():
+            self.metrics.encoder_info.labels(
+                modality=m.value, model=enc.short_id, device=str(enc.device)).set(1)
+            store = self.index_stores.setdefault(m, IndexStore(
+                self.redis, prefix=s.topic_prefix, modality=m, model_short_id=enc.short_id,
+                dims=enc.dim, datatype=s.vector_dtype, ttl_s=s.retention_s,
+            ))
+            await retry_until_done(store.ensure, op="ensure", what=f"creating index {store.name}",
+                                   metrics=self.metrics)
+        self.readiness.indexes_ensured = True
+        await self.alerting.start()
+        self._ready(LOADING_QUERIES)
+        self.lag.devices = tuple(sorted({str(e.device) for e in self.encoders.values()}))
+        self.lag.start()
+        self.metrics.worker_up.set(1)
+        self.pipeline.ready.set()
+        log.info("worker %s started: %s", s.worker_id,
+                 ", ".join(f"{m.value}={e.short_id}@{e.device}" for m, e in self.encoders.items()))
+
+    def _ready(self, problem: str) -> None:
+        if problem in self.readiness.problems:
+            self.readiness.problems.remove(problem)
+
+    async def stop(self) -> None:
+        """Stop the stages in reverse, then close Redis and the inference thread."""
+        self.metrics.worker_up.set(0)
+        await self.lag.stop()
+        await self.alerting.stop()
+        try:
+            await self.redis.aclose()
+        except Exception as e:  # closing a dead connection is not worth a traceback
+            log.info("closing Redis client: %s", e)
+        self.inference.shutdown()
+
+
+class LookoutApp(faust.App):
+    """A Faust app that carries its `Worker` and serves Lookout's HTTP API."""
+
+    worker: Worker
+
+    async def on_first_start(self) -> None:
+        """Create the input and dead-letter topics before the consumer subscribes to them."""
+        await super().on_first_start()
+        s = self.worker.settings
+        topics = [s.input_topic(m) for m in MODALITIES] + [s.topic("deadletter")]
+        created = await ensure_topics(self.worker.services.kafka_bootstrap, topics,
+                                      s.partitions, aiokafka_kwargs(s))
+        if created:
+            log.info("created topics %s with %d partitions", ", ".join(created), s.partitions)
+
+    def on_webserver_init(self, web_server: Any) -> None:
+        """Error and auth middleware wrap every route (Faust has no middleware API)."""
+        super().on_webserver_init(web_server)
+        s = self.worker.settings
+        web_server.web_app.middlewares.append(error_middleware)
+        token = auth.required_token(s.web_host, s.api_token)
+        if token:
+            web_server.web_app.middlewares.append(auth.bearer_token_middleware(token))
+
+    async def on_stop(self) -> None:
+        self.worker.readiness.stopping = True
+        await super().on_stop()
+        await self.worker.stop()
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
+
+
+def _faust_app(settings: Settings, services: Services) -> LookoutApp:
+    return LookoutApp(
+        settings.worker_id,
+        broker=_broker_urls(services.kafka_bootstrap),
+        broker_credentials=faust_broker_credentials(settings),
+        store="memory://",
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_S,
+        stream_wait_empty=True,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    metrics: Metrics | None = None,
+    encoders: dict[Modality, Encoder] | None = None,
+) -> LookoutApp:
+    """Build the worker's Faust app, its stages and routes; connects to nothing yet."""
+    services = services or resolve_services(settings)
+    metrics = metrics or Metrics()
+    app = _faust_app(settings, services)
+    redis = Redis.from_url(services.redis_url, decode_responses=False)
+    inference = InferenceThread()
+    sender = FaustRecordSender(app)
+    loaded = dict(encoders or {})
+    stores: dict[Modality, IndexStore] = {}
+    pipeline = BatchPipeline(
+        encoders=loaded, index_stores=stores, inference=inference, metrics=metrics,
+        deadletters=DeadLetterSink(sender, settings.topic("deadletter"), metrics),
+        key_prefix=settings.topic_prefix, thumb_max_width=settings.thumb_max_width,
+    )
+    alerting = build_alerting(
+        settings, bootstrap=services.kafka_bootstrap, redis=redis, metrics=metrics,
+        encoders=loaded, index_stores=stores, inference=inference, sender=sender,
+    )
+    pipeline.observers.append(AlertingObserver(alerting))
+    input_topics = register_agents(app, pipeline, settings)
+    readiness = Readiness(worker_id=settings.worker_id,
+                          encoders_loaded=set(loaded) >= set(MODALITIES),
+                          problems=[LOADING_QUERIES])
+    app.worker = Worker(
+        settings=settings, services=services, metrics=metrics, redis=redis,
+        inference=inference, readiness=readiness, pipeline=pipeline, alerting=alerting,
+        lag=LagMonitor(FaustOffsets(app), metrics, topics=frozenset(input_topics)),
+        encoders=loaded, index_stores=stores,
+    )
+    register_routes(app, api_routes(alerting, readiness, metrics))
+    _track_assignment(app, readiness, input_topics)
+    async def start_worker() -> None:
+        await app.worker.start()
+
+    app.task(start_worker)
+    return app
+
+
+def _track_assignment(app: faust.App, readiness: Readiness, input_topics: set[str]) -> None:
+    """Readiness needs an assignment; log which input partitions this worker got."""
+
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        mine = [tp for tp in assigned if tp.topic in input_topics]
+        readiness.assigned_partitions = len(mine)
+        readiness.assignment_received = True
+        log.info("assigned %d input partitions: %s", len(mine),
+                 ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(mine)) or "none")
+
+    app.on_partitions_assigned.connect(on_assigned)
+
+
+@functools.cache
+def _default_app() -> LookoutApp:
+    return create_app(Settings())
+
+
+def __getattr__(name: str) -> Any:
+    """`streams.worker.app:app` for `faust -A streams.worker.app worker`, built on first use."""
+    if name == "app":
+        return _default_app()
+    raise AttributeError(name)

@@ -1,0 +1,56 @@
+"""Builds a modality's encoder from `Settings`, the one way the worker and benchmarks do it.
+
+Keeps device, `torch.compile`, the derived-data cache under `<home>/cache` and the torch
+thread count consistent wherever an encoder is loaded for the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from encoders.base import Encoder
+from encoders.modality import MODALITIES, Modality
+from streams.config.settings import Settings
+
+
+def apply_torch_threads(settings: Settings) -> None:
+    """Pin torch's intra-op threads when configured (0 keeps torch's default).
+
+    On small shared boxes one thread is often faster than torch's default, because the
+    event loop, Kafka client and other processes compete for the same cores.
+    """
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
+
+def build_modality_encoder(
+    settings: Settings, modality: Modality, spec: str | None = None
+) -> Encoder:
+    """The configured encoder of `modality` (or `spec`, e.g. `trivial` for a benchmark)."""
+    from encoders.registry import build_encoder
+
+    return build_encoder(
+        spec or settings.encoder_spec(modality),
+        modality.value,
+        device=settings.device,
+        compile=settings.torch_compile,
+        cache_dir=settings.home / "cache",
+    )
+
+
+def load_missing_encoders(
+    settings: Settings,
+    encoders: dict[Modality, Encoder],
+    announce: Callable[[Modality, str], None] | None = None,
+) -> dict[Modality, Encoder]:
+    """Load every modality's configured encoder that `encoders` lacks (in place) and apply
+    the torch thread setting first; the one loading path of the CLI and the worker."""
+    apply_torch_threads(settings)
+    for m in MODALITIES:
+        if m not in encoders:
+            if announce is not None:
+                announce(m, settings.encoder_spec(m))
+            encoders[m] = build_modality_encoder(settings, m)
+    return encoders

@@ -1,0 +1,165 @@
+"""The demo's pure parts: replay pacing and order, metrics parsing, settings hand-over, and
+the scorecard built from observed alerts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from encoders.modality import Modality
+from streams.config.settings import Settings
+from streams.demo.replay import ReplayItem, SendLog, replay
+from streams.demo.run import DemoOptions, scenario_dir
+from streams.demo.score import RunObservations, build_scorecard, observed_alerts
+from streams.demo.services import parse_counters
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+        self.slept += s
+
+
+def _item(t: float, source: str = "web-1", modality: Modality = Modality.LOGS) -> ReplayItem:
+    return ReplayItem(modality, source, t, b"x", "text/plain")
+
+
+@given(st.lists(st.floats(0, 50, allow_nan=False), min_size=1, max_size=30),
+       st.sampled_from([0.5, 1.0, 4.0]))
+def test_replay_sends_each_item_at_its_time_over_speed(times: list[float], speed: float
+                                                       ) -> None:
+    clock = FakeClock()
+    start = clock.now
+    sent: list[tuple[float, int, float]] = []
+    log = SendLog()
+    items = [_item(t, source=f"s{i}") for i, t in enumerate(sorted(times))]
+    replay(iter(items), lambda it, ts: sent.append((it.t_s, ts, clock.now)), base_ms=1_000_000,
+           speed=speed, until_s=None, log=log, clock=clock, sleep=clock.sleep,
+           wall_ms=lambda: int(clock.now * 1000))
+    assert len(sent) == len(items) == log.total
+    for t_s, ts_ms, at in sent:
+        assert ts_ms == 1_000_000 + round(t_s * 1000)
+        assert at >= start + t_s / speed - 1e-9
+        assert at <= start + t_s / speed + 0.2 + 1e-9
+
+
+def test_replay_stops_at_until_and_when_told() -> None:
+    clock = FakeClock()
+    log = SendLog()
+    replay(iter([_item(0.0), _item(1.0), _item(2.0)]), lambda it, ts: None, base_ms=0,
+           speed=1.0, until_s=1.5, log=log, clock=clock, sleep=clock.sleep)
+    assert log.total == 2
+    stopped = SendLog()
+    replay(iter([_item(0.0), _item(1.0)]), lambda it, ts: None, base_ms=0, speed=1.0,
+           until_s=None, log=stopped, should_stop=lambda: True, clock=clock,
+           sleep=clock.sleep)
+    assert stopped.total == 0
+
+
+def test_parse_counters_sums_per_modality() -> None:
+    text = "\n".join([
+        "# HELP lookout_items_indexed_total Items",
+        'lookout_items_indexed_total{modality="video"} 12.0',
+        'lookout_items_indexed_total{modality="logs"} 3.0',
+        'lookout_deadletters_total{modality="logs",reason="decode"} 2.0',
+        'lookout_deadletters_total{modality="logs",reason="empty"} 1.0',
+        'lookout_items_indexed_created{modality="video"} 1.7e9',
+    ])
+    assert parse_counters(text, "lookout_items_indexed_total") == {"video": 12.0, "logs": 3.0}
+    assert parse_counters(text, "lookout_deadletters_total") == {"logs": 3.0}
+
+
+def test_scenario_dir_is_per_seed_size_and_duration(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path)
+    assert scenario_dir(s, DemoOptions(seed=3, size="small")) == tmp_path / "demo" / "3-small"
+    assert scenario_dir(s, DemoOptions(duration_s=30)).name == "7-default-30s"
+
+
+TRUTH = {
+    "seed": 7, "size": "small", "duration_s": 20.0,
+    "sources": [{"id": "cam-a", "modality": "video"}, {"id": "web-1", "modality": "logs"}],
+    "events": [
+        {"pattern_id": "video-cat", "source": "cam-a", "start_s": 2.0, "end_s": 6.0},
+        {"pattern_id": "logs-disk", "source": "web-1", "start_s": 10.0, "end_s": 12.0},
+    ],
+}
+BASE = 1_000_000
+
+
+def _alert(query: str, source: str, t_s: float, detected_after_send_s: float) -> dict:
+    return {"query_id": query, "source": source, "ts": BASE + round(t_s * 1000),
+            "detected_at": BASE + round(t_s * 1000) + 50 + round(detected_after_send_s * 1000)}
+
+
+def _obs(alerts: list[dict], sends: SendLog, **kw: object) -> RunObservations:
+    base = dict(truth=TRUTH, scenario_dir=Path("/s"), base_ms=BASE, speed=1.0,
+                registered=["video-cat", "logs-disk"], unavailable={}, alerts=alerts,
+                sends=sends, processed={"video": 2, "logs": 2}, deadletters=0,
+                api_url="http://127.0.0.1:6066", kept=False, wall_s=12.0, drained=True)
+    base.update(kw)
+    return RunObservations(**base)  # type: ignore[arg-type]
+
+
+def _sends(*pairs: tuple[str, float]) -> SendLog:
+    log = SendLog()
+    for source, t_s in pairs:
+        modality = Modality.VIDEO if source.startswith("cam") else Modality.LOGS
+        log.record(_item(t_s, source, modality), BASE + round(t_s * 1000),
+                   BASE + round(t_s * 1000) + 50)
+    return log
+
+
+def test_only_alerts_about_records_this_run_sent_count() -> None:
+    sends = _sends(("cam-a", 3.0), ("web-1", 11.0))
+    alerts = [_alert("video-cat", "cam-a", 3.0, 0.4), _alert("logs-disk", "web-1", 11.0, 1.0),
+              _alert("logs-disk", "web-1", 99.0, 0.1)]
+    mine, foreign = observed_alerts(alerts, sends, BASE)
+    assert foreign == 1
+    assert [round(a.latency_s or 0, 3) for a in mine] == [0.4, 1.0]
+    assert [a.t_s for a in mine] == [3.0, 11.0]
+
+
+def test_scorecard_counts_hits_misses_and_false_alarms() -> None:
+    sends = _sends(("cam-a", 3.0), ("cam-a", 15.0), ("web-1", 11.0))
+    alerts = [_alert("video-cat", "cam-a", 3.0, 0.2), _alert("video-cat", "cam-a", 15.0, 0.6)]
+    card = build_scorecard(_obs(alerts, sends))
+    cat, disk = card["patterns"]["video-cat"], card["patterns"]["logs-disk"]
+    assert (cat["events"], cat["caught"], cat["alerts"], cat["correct_alerts"]) == (1, 1, 2, 1)
+    assert cat["precision"] == 0.5 and cat["recall"] == 1.0
+    assert (disk["events"], disk["caught"], disk["alerts"]) == (1, 0, 0)
+    assert card["acceptance"]["met"] is False
+    assert card["latency_p50_s"] == 0.2 and card["latency_p99_s"] == 0.6
+    assert card["items"]["video"] == {"sent": 2, "processed": 2, "per_s": None}
+    assert card["alerts"]["this_run"] == 2
+
+
+def test_scorecard_meets_the_target_and_lists_patterns_needing_a_model() -> None:
+    sends = _sends(("cam-a", 3.0), ("web-1", 11.0))
+    alerts = [_alert("video-cat", "cam-a", 3.0, 0.2), _alert("logs-disk", "web-1", 11.0, 0.3)]
+    card = build_scorecard(_obs(alerts, sends, unavailable={"audio-x": "needs CLAP"}))
+    assert card["acceptance"]["met"] is True
+    assert card["patterns"]["audio-x"] == {"needs": "needs CLAP"}
+    assert card["recall"] == 1.0 and card["precision"] == 1.0
+
+
+def test_calibration_picks_the_centre_of_the_widest_best_threshold_run() -> None:
+    from benchmarks.calibrate_patterns import choose
+
+    def r(t: float, recall: float, precision: float) -> dict:
+        return {"threshold": t, "recall": recall, "precision": precision}
+
+    results = [r(0.3, 1.0, 0.5), r(0.4, 1.0, 1.0), r(0.5, 0.5, 1.0), r(0.6, 1.0, 1.0),
+               r(0.7, 1.0, 1.0), r(0.8, 1.0, 1.0), r(0.9, 0.0, 0.0)]
+    pick = choose(results)
+    assert pick["range"] == [0.6, 0.8]
+    assert pick["threshold"] == 0.7
+    assert pick["f1"] == 1.0

@@ -1,0 +1,164 @@
+"""The pipeline's pure steps, with the real `trivial` encoders and no Kafka or Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from encoders.modality import Modality
+from encoders.registry import build_encoder
+from streams.core.wire import encode_headers
+from streams.ingest.batch import (
+    STAGE_DECODE,
+    STAGE_ENCODE,
+    STAGE_WIRE,
+    ConsumedRecord,
+    embed_records,
+    encode_decoded,
+    parse_records,
+)
+from tests.integration.pipeline_records import bad_records, good_records
+
+PREFIX = "unit"
+
+
+def consumed(rec, offset: int, topic: str | None = None) -> ConsumedRecord:
+    return ConsumedRecord(
+        topic=topic or f"{PREFIX}.{rec.modality.value}", partition=0, offset=offset,
+        key=rec.source.encode(), value=rec.value, headers=list(rec.headers),
+        timestamp_ms=rec.ts_ms,
+    )
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    return {m: build_encoder("trivial", m.value, device="cpu") for m in Modality}
+
+
+def test_parse_keeps_good_records_and_explains_bad_ones():
+    good = [consumed(r, i) for i, r in enumerate(good_records(Modality.LOGS, 3))]
+    no_key = ConsumedRecord("unit.logs", 0, 3, None, b"x", [("content-type", b"text/plain")])
+    no_type = ConsumedRecord("unit.logs", 0, 4, b"app", b"x", [])
+    wrong_type = ConsumedRecord("unit.logs", 0, 5, b"app", b"x", [("content-type", b"image/png")])
+    ok, dead = parse_records(Modality.LOGS, [*good, no_key, no_type, wrong_type],
+                             key_prefix=PREFIX)
+    assert [r.offset for r in ok] == [0, 1, 2]
+    assert ok[0].item_key == "unit:item:logs:unit.logs:0:0"
+    assert [d.record.offset for d in dead] == [3, 4, 5]
+    assert {d.stage for d in dead} == {STAGE_WIRE}
+    assert "key" in dead[0].reason and "content-type" in dead[1].reason
+    assert "not accepted" in dead[2].reason
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=8) | st.none(), st.binary(max_size=8) | st.none(),
+                          st.sampled_from([b"text/plain", b"application/json", b"x", b""])),
+                max_size=20))
+def test_parse_accounts_for_every_record(rows):
+    records = [
+        ConsumedRecord("t.logs", 0, i, key, value, [("content-type", ct)], 1000)
+        for i, (key, value, ct) in enumerate(rows)
+    ]
+    ok, dead = parse_records(Modality.LOGS, records, key_prefix=PREFIX)
+    assert sorted([r.offset for r in ok] + [d.record.offset for d in dead]) == list(
+        range(len(records)))
+    assert all(d.reason for d in dead)
+
+
+@pytest.mark.parametrize("modality", list(Modality))
+def test_embed_records_builds_one_item_and_doc_per_good_record(encoders, modality):
+    enc = encoders[modality]
+    ok, dead = parse_records(
+        modality, [consumed(r, i) for i, r in enumerate(good_records(modality, 5))],
+        key_prefix=PREFIX)
+    assert not dead
+    batch = embed_records(enc, modality, ok, thumb_max_width=32)
+    assert not batch.dead
+    assert batch.vectors.shape == (5, enc.dim)
+    assert torch.allclose(batch.vectors.norm(dim=1), torch.ones(5), atol=1e-4)
+    assert [i.row for i in batch.items] == list(range(5))
+    for item, doc in zip(batch.items, batch.docs, strict=True):
+        assert item.key == doc.key == item.record.item_key
+        assert doc.source == item.record.source and doc.ts_ms == item.record.ts_ms
+        assert np.allclose(doc.vector, batch.vectors[item.row].numpy())
+        assert item.evidence["source"] == doc.source
+    first = batch.docs[0]
+    if modality is Modality.VIDEO:
+        assert first.thumb is not None and first.thumb[:2] == b"\xff\xd8"
+        assert "thumb_url" in batch.items[0].evidence
+    if modality is Modality.LOGS:
+        assert first.text and batch.items[0].evidence["text"] == first.text
+    if modality is Modality.AUDIO:
+        assert batch.items[0].evidence["duration_ms"] == 250
+
+
+def test_undecodable_records_become_dead_letters_and_the_rest_is_indexed(encoders):
+    for modality in Modality:
+        bad = [r for r in bad_records() if r.modality is modality]
+        records = [consumed(r, i) for i, r in enumerate([*good_records(modality, 3), *bad])]
+        ok, dead = parse_records(modality, records, key_prefix=PREFIX)
+        batch = embed_records(encoders[modality], modality, ok, thumb_max_width=32)
+        dead += batch.dead
+        assert len(batch.items) == 3
+        assert len(batch.items) + len(dead) == len(records)
+        for letter in dead:
+            expected = next(r.bad_reason for r in bad if r.value == letter.record.value)
+            assert expected in letter.reason.lower()
+            assert letter.stage in (STAGE_WIRE, STAGE_DECODE)
+
+
+class _PickyEncoder:
+    """Fails any batch holding the word 'poison'; NaN rows for 'nan'."""
+
+    model_id = "picky"
+
+    def encode(self, items: Sequence[Any]) -> torch.Tensor:
+        if any(i == "poison" for i in items):
+            raise RuntimeError("cannot embed poison")
+        rows = [torch.full((4,), float("nan")) if i == "nan" else torch.ones(4) / 2
+                for i in items]
+        return torch.stack(rows)
+
+
+def test_encoder_failures_are_isolated_to_the_records_that_cause_them():
+    items = ["a", "poison", "b", "c", "nan", "d", "poison"]
+    vectors, kept, failed = encode_decoded(_PickyEncoder(), items)
+    assert kept == [0, 2, 3, 5]
+    assert vectors is not None and vectors.shape == (4, 4)
+    assert set(failed) == {1, 4, 6}
+    assert "poison" in failed[1] and "non-finite" in failed[4]
+
+
+def test_a_batch_where_everything_fails_yields_no_vectors():
+    vectors, kept, failed = encode_decoded(_PickyEncoder(), ["poison", "poison"])
+    assert vectors is None and kept == [] and len(failed) == 2
+
+
+def test_embed_records_reports_encode_failures_as_dead_letters(encoders):
+    enc = encoders[Modality.LOGS]
+
+    class Broken(type(enc)):
+        def _embed(self, items):
+            if any("explode" in i for i in items):
+                raise RuntimeError("boom")
+            return super()._embed(items)
+
+    broken = Broken.__new__(Broken)
+    broken.__dict__.update(enc.__dict__)
+    ts = 1_000
+    records = [
+        ConsumedRecord("unit.logs", 0, i, b"app", text.encode(),
+                       encode_headers("text/plain", ts), ts)
+        for i, text in enumerate(["fine one", "explode now", "fine two"])
+    ]
+    ok, _ = parse_records(Modality.LOGS, records, key_prefix=PREFIX)
+    batch = embed_records(broken, Modality.LOGS, ok, thumb_max_width=32)
+    assert [i.record.offset for i in batch.items] == [0, 2]
+    assert [(d.record.offset, d.stage) for d in batch.dead] == [(1, STAGE_ENCODE)]
+    assert batch.dead[0].record.value == b"explode now"
