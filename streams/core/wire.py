@@ -29,6 +29,7 @@ __all__ = [
     "SOURCE_ID_MAX_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_TS_MS",
+    "MIN_TS_MS",
     "CONTENT_TYPES",
     "ContentType",
     "WireRecord",
@@ -55,7 +56,11 @@ SOURCE_ID_MAX_BYTES = 256
 # Kafka's default message.max.bytes is ~1 MiB; stay under it with room for key and headers.
 MAX_PAYLOAD_BYTES = 1_000_000
 # Year ~5138: anything larger is not milliseconds since the epoch.
-MAX_TS_MS = 10**14 - 1
+#: Plausible event times: from 2000-01-01 to the end of year 9999 (15 digits). A value
+#: below the minimum is almost always seconds sent as milliseconds, which would put the
+#: event in January 1970 and poison every latency histogram.
+MIN_TS_MS = 946_684_800_000
+MAX_TS_MS = 253_402_300_799_999
 MAX_ERROR_REASON_CHARS = 2000
 
 # Media types (lower case) accepted on each input topic.
@@ -176,8 +181,9 @@ def encode_headers(content_type: str, ts_ms: int) -> list[tuple[str, bytes]]:
         raise WireFormatError(f"content-type {content_type!r} is not accepted on any input topic")
     check_content_type(modality, content_type)
     ts = int(ts_ms)
-    if ts != ts_ms or not 0 <= ts <= MAX_TS_MS:
+    if ts != ts_ms:
         raise WireFormatError(f"lookout-ts {ts_ms!r} is not whole milliseconds since the epoch")
+    check_event_time(ts, HEADER_TS)
     return [(HEADER_CONTENT_TYPE, content_type.strip().encode("ascii")),
             (HEADER_TS, str(ts).encode("ascii"))]
 
@@ -212,21 +218,31 @@ def _decode_ascii(name: str, value: bytes) -> str:
         raise WireFormatError(f"header {name} is not ASCII") from e
 
 
+def check_event_time(ts_ms: int, what: str) -> int:
+    """`ts_ms` when it is a plausible event time in ms (see MIN_TS_MS), else WireFormatError."""
+    if ts_ms < MIN_TS_MS:
+        hint = (f"; it looks like seconds: send milliseconds ({ts_ms * 1000})"
+                if MIN_TS_MS // 1000 <= ts_ms <= MAX_TS_MS // 1000 else "")
+        raise WireFormatError(
+            f"{what} {ts_ms} is before 2000-01-01 as milliseconds since the epoch{hint}")
+    if ts_ms > MAX_TS_MS:
+        raise WireFormatError(
+            f"{what} {ts_ms} is after year 9999 as milliseconds since the epoch")
+    return ts_ms
+
+
 def _parse_ts(raw: bytes | None, timestamp_ms: int | None) -> int:
     if raw is None:
         if timestamp_ms is None or timestamp_ms < 0:
             raise WireFormatError(
                 f"no {HEADER_TS} header and no record timestamp; send {HEADER_TS} in ms")
-        return int(timestamp_ms)
+        return check_event_time(int(timestamp_ms), "the Kafka record timestamp")
     text = _decode_ascii(HEADER_TS, raw).strip()
     if not _DIGITS.match(text):
         raise WireFormatError(
             f"{HEADER_TS} {text[:40]!r} is not whole milliseconds since the epoch "
             "(decimal digits, e.g. 1732629600000)")
-    ts = int(text)
-    if ts > MAX_TS_MS:
-        raise WireFormatError(f"{HEADER_TS} {ts} is too large to be milliseconds since the epoch")
-    return ts
+    return check_event_time(int(text), HEADER_TS)
 
 
 def parse_record(

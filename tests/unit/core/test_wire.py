@@ -16,6 +16,7 @@ from streams.core.wire import (
     HEADER_ORIGIN_TOPIC,
     HEADER_TS,
     MAX_TS_MS,
+    MIN_TS_MS,
     SOURCE_ID_MAX_BYTES,
     check_content_type,
     deadletter_headers,
@@ -61,7 +62,7 @@ def _records(draw: st.DrawFn) -> tuple[Modality, str]:
     kind=_records(),
     source=_source_ids(),
     payload=st.binary(min_size=1, max_size=256),
-    ts_ms=st.integers(0, MAX_TS_MS),
+    ts_ms=st.integers(MIN_TS_MS, MAX_TS_MS),
     partition=st.integers(0, 1023),
     offset=st.integers(0, 2**62),
     record_ts=st.one_of(st.none(), st.integers(0, 2**41)),
@@ -86,24 +87,39 @@ def test_round_trip(kind: tuple[Modality, str], source: str, payload: bytes, ts_
 
 @given(headers_as=st.sampled_from(["list", "dict", "str-values"]))
 def test_headers_in_any_shape(headers_as: str) -> None:
-    pairs = encode_headers("image/png", 42)
+    pairs = encode_headers("image/png", 1_700_000_000_042)
     headers = {
         "list": pairs,
         "dict": dict(pairs),
         "str-values": [(k, v.decode()) for k, v in pairs],
     }[headers_as]
     record = _parse(Modality.VIDEO, headers=headers)
-    assert record.ts_ms == 42 and record.content_type == "image/png"
+    assert record.ts_ms == 1_700_000_000_042 and record.content_type == "image/png"
 
 
 def test_record_timestamp_is_the_fallback() -> None:
-    record = _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain")], timestamp_ms=1234)
-    assert record.ts_ms == 1234
+    record = _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain")], timestamp_ms=1_700_000_001_234)
+    assert record.ts_ms == 1_700_000_001_234
+
+
+def test_event_times_in_seconds_are_refused_with_the_fix_in_the_message() -> None:
+    with pytest.raises(WireFormatError, match=r"looks like seconds.*1732629600000"):
+        _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, b"1732629600")])
+    with pytest.raises(WireFormatError, match="Kafka record timestamp"):
+        _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain")], timestamp_ms=5)
+
+
+def test_fifteen_digit_event_times_are_accepted_up_to_year_9999() -> None:
+    ts = str(MAX_TS_MS).encode()
+    assert len(ts) == 15
+    assert _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, ts)]).ts_ms == MAX_TS_MS
+    with pytest.raises(WireFormatError, match="after year 9999"):
+        _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, str(MAX_TS_MS + 1).encode())])
 
 
 def test_header_names_from_foreign_producers_match_case_insensitively() -> None:
-    record = _parse(headers=[("Content-Type", b"text/plain"), ("Lookout-TS", b"99")])
-    assert record.ts_ms == 99
+    record = _parse(headers=[("Content-Type", b"text/plain"), ("Lookout-TS", b"1700000000099")])
+    assert record.ts_ms == 1_700_000_000_099
 
 
 def test_str_key_is_accepted() -> None:
@@ -131,8 +147,8 @@ def test_str_key_is_accepted() -> None:
         ({"headers": [(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, b"abc")]}, "lookout-ts"),
         ({"headers": [(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, b"-5")]}, "lookout-ts"),
         ({"headers": [(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, b"1.5")]}, "lookout-ts"),
-        ({"headers": [(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, b"1" * 15)]},
-         "too large"),
+        ({"headers": [(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, b"9" * 15)]},
+         "after year 9999"),
         ({"headers": [(HEADER_CONTENT_TYPE, b"text/plain")], "timestamp_ms": None},
          "no lookout-ts header"),
         ({"headers": [(HEADER_CONTENT_TYPE, b"text/plain")], "timestamp_ms": -1},
@@ -196,7 +212,7 @@ def test_item_key_and_prefix() -> None:
 
 
 def test_deadletter_headers_keep_the_original_and_say_why() -> None:
-    original = [*encode_headers("image/jpeg", 5), ("x-trace", b"abc"),
+    original = [*encode_headers("image/jpeg", 1_700_000_000_005), ("x-trace", b"abc"),
                 (HEADER_ERROR, b"older reason")]
     out = deadletter_headers(original, "JPEG is truncated", topic="lookout.frames",
                              partition=2, offset=9)

@@ -62,7 +62,7 @@ def test_parse_keeps_good_records_and_explains_bad_ones():
                 max_size=20))
 def test_parse_accounts_for_every_record(rows):
     records = [
-        ConsumedRecord("t.logs", 0, i, key, value, [("content-type", ct)], 1000)
+        ConsumedRecord("t.logs", 0, i, key, value, [("content-type", ct)], 1_700_000_001_000)
         for i, (key, value, ct) in enumerate(rows)
     ]
     ok, dead = parse_records(Modality.LOGS, records, key_prefix=PREFIX)
@@ -151,7 +151,7 @@ def test_embed_records_reports_encode_failures_as_dead_letters(encoders):
 
     broken = Broken.__new__(Broken)
     broken.__dict__.update(enc.__dict__)
-    ts = 1_000
+    ts = 1_700_000_001_000
     records = [
         ConsumedRecord("unit.logs", 0, i, b"app", text.encode(),
                        encode_headers("text/plain", ts), ts)

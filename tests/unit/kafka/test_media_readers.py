@@ -286,7 +286,7 @@ def test_producer_refuses_bad_records_before_sending(modality: Modality, source:
                                                      message: str) -> None:
     producer = LookoutProducer("127.0.0.1:1", {m: f"t.{m.value}" for m in Modality})
     with pytest.raises(ProducerError, match=message):
-        producer.send(modality, source, payload, content_type, 1)
+        producer.send(modality, source, payload, content_type, 1_700_000_000_000)
 
 
 def test_truth_style_json_lines_round_trip(tmp_path: Path) -> None:
