@@ -140,9 +140,16 @@ class AlertStore:
             if await self._redis.get(claim) in (self._token, self._token.encode()):
                 await self._redis.delete(claim)
 
+    def recorded_key(self) -> str:
+        """When each alert was recorded (wall clock): what retention trims by."""
+        return f"{self._prefix}:alerts:recorded"
+
     async def _record(self, alert: Alert, body: bytes) -> None:
+        """Store the alert and index it by EVENT time (what history filters on); trim the
+        indexes by when alerts were RECORDED, so replayed data with old event times stays
+        listed for as long as its record lives."""
         key = self.key(alert.alert_id)
-        cutoff = (time.time() - self._retention_s) * 1000
+        now_ms = int(time.time() * 1000)
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(key, mapping={
             "published": "1", "json": body, "query_id": alert.query_id,
@@ -151,7 +158,23 @@ class AlertStore:
         pipe.expire(key, self._retention_s)
         for index in (self.index_key(alert.query_id), self.index_key()):
             pipe.zadd(index, {alert.alert_id: alert.ts})
-            pipe.zremrangebyscore(index, "-inf", cutoff)
+        pipe.zadd(self.recorded_key(), {f"{alert.query_id}/{alert.alert_id}": now_ms})
+        await pipe.execute()
+        await self._trim(now_ms - self._retention_s * 1000)
+
+    async def _trim(self, cutoff_ms: int) -> None:
+        """Drop index entries of alerts recorded before `cutoff_ms` (their hashes expired)."""
+        old = await self._redis.zrangebyscore(self.recorded_key(), "-inf", cutoff_ms,
+                                              start=0, num=1000)
+        if not old:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        for member in old:
+            query_id, _, alert_id = (member.decode() if isinstance(member, bytes)
+                                     else member).partition("/")
+            pipe.zrem(self.index_key(query_id), alert_id)
+            pipe.zrem(self.index_key(), alert_id)
+            pipe.zrem(self.recorded_key(), member)
         await pipe.execute()
 
     async def get(self, alert_id: str) -> Alert | None:

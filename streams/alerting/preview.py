@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from streams.alerting.policy import AlertPolicy, Candidate
+from streams.core.sources import matches as source_matches
 from streams.core.sources import redis_prefilter
 from streams.ingest.records import evidence_of
 from streams.queries.matching import PatternMatrix
 from streams.queries.model import PolicyRule, RegisteredQuery
 from streams.queries.registry import build_matrix
+from streams.queries.thresholds import ScoreHistogram
 
 
 async def preview_query(
@@ -25,9 +28,11 @@ async def preview_query(
     encoder: Any,
     store: Any,
     *,
+    threshold: float,
     ts_range: tuple[int | None, int | None] | None = None,
     limit: int = 200,
 ) -> dict[str, Any]:
+    """What `rq` would have matched and fired on at `threshold` (the one in force)."""
     q = rq.query
     matrix: PatternMatrix
     active = rq.model_copy(update={"query": q.model_copy(update={"enabled": True})})
@@ -37,16 +42,17 @@ async def preview_query(
             f"query {q.id!r} was registered with {rq.model_id}; this worker's {q.modality} "
             f"encoder is {encoder.model_id}"
         )
+    matrix.set_thresholds({q.id: threshold}, version=1)
     sources = redis_prefilter(q.sources)
     keys: dict[str, Any] = {}
     truncated = False
     for vector in matrix.positives:
-        hits = await store.range(vector, max(-1.0, q.threshold), sources=sources,
+        hits = await store.range(vector, max(-1.0, threshold), sources=sources,
                                  ts_range=ts_range, limit=limit)
         truncated = truncated or len(hits) >= limit
         for hit in hits:
             keys.setdefault(hit.key, hit)
-    stored = [await store.get(k) for k in keys]
+    stored = await store.get_many(list(keys))
     stored = [s for s in stored if s is not None and len(s.vector) == encoder.dim]
     if not stored:
         return {"query_id": q.id, "matches": [], "would_fire": [], "match_count": 0,
@@ -66,9 +72,47 @@ async def preview_query(
     fired_keys = {c.item_key for c in fired}
     return {
         "query_id": q.id,
+        "threshold": round(threshold, 6),
         "matches": rows,
         "would_fire": [r for r in rows if r["key"] in fired_keys],
         "match_count": len(rows),
         "alert_count": len(fired_keys),
         "truncated": truncated,
     }
+
+
+async def best_matches(rq: RegisteredQuery, encoder: Any, store: Any, *, k: int = 5
+                       ) -> list[dict[str, Any]]:
+    """The `k` retained items of the query's sources that score highest against it
+    (whatever its threshold), best first: what the background's top looks like."""
+    if k == 0:
+        return []
+    q = rq.query
+    matrix, skipped = build_matrix(
+        [rq.model_copy(update={"query": q.model_copy(update={"enabled": True})})], encoder)
+    if skipped:
+        return []
+    seen: dict[str, float] = {}
+    for vector in matrix.positives:
+        for hit in await store.knn(vector, k * 4, sources=redis_prefilter(q.sources)):
+            if source_matches(hit.source, q.sources):
+                seen[hit.key] = max(seen.get(hit.key, -1.0), hit.score)
+    keys = sorted(seen, key=lambda key: -seen[key])[:k]
+    return [{"key": s.key, "score": round(seen[s.key], 6), "source": s.source, "ts": s.ts_ms,
+             "evidence": evidence_of(q.modality, s.key, s.text)}
+            for s in await store.get_many(keys)]
+
+
+def coarse_histogram(hist: ScoreHistogram, bins: int) -> dict[str, Any]:
+    """`bins` equal bins over the occupied score range (the 2000-bin grid is too fine to
+    draw): {"edges": [...], "counts": [...], "n": total}."""
+    nz = np.nonzero(hist.counts)[0]
+    if nz.size == 0:
+        return {"edges": [], "counts": [], "n": 0}
+    edges = hist.edges()
+    lo, hi = float(edges[nz[0]]), float(edges[nz[-1] + 1])
+    coarse = np.linspace(lo, hi, bins + 1)
+    which = np.clip(np.searchsorted(coarse, hist.centers()[nz], side="right") - 1, 0, bins - 1)
+    counts = np.bincount(which, weights=hist.counts[nz], minlength=bins).astype(int)
+    return {"edges": [round(float(e), 4) for e in coarse], "counts": counts.tolist(),
+            "n": hist.count}

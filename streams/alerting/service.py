@@ -22,7 +22,9 @@ from encoders.modality import Modality
 from streams.alerting.alerts import Alert, AlertStore, alert_on_topic
 from streams.alerting.dispatch import WebhookDispatcher, webhook_group
 from streams.alerting.feed import AlertFeed, AlertTopicFollower
+from streams.alerting.feedback import FeedbackStore
 from streams.alerting.policy import AlertPolicy, Candidate, PolicyStateStore
+from streams.alerting.thresholds import ThresholdKeeper
 from streams.alerting.webhooks import WebhookSender
 from streams.config.kafka_security import aiokafka_kwargs
 from streams.config.settings import Settings
@@ -54,6 +56,8 @@ class AlertingService:
     alerts_topic: str
     index_stores: Mapping[Modality, IndexStore]
     inference: InferenceThread
+    thresholds: ThresholdKeeper
+    feedback: FeedbackStore
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
         await self.sender.send(topic, key, value, [("content-type", b"application/json")])
@@ -64,12 +68,15 @@ class AlertingService:
     async def start(self) -> None:
         """Queries first (the observer needs them), then the feeds and webhooks."""
         await self.registry.start()
+        await self.thresholds.refresh()  # auto thresholds as Redis has them, before batches
+        self.thresholds.start()
         await self.follower.start()  # creates the alerts topic the dispatcher reads
         await self.webhooks.start()
         await self.dispatcher.start()
 
     async def stop(self) -> None:
         await self.dispatcher.stop()
+        await self.thresholds.stop()
         await self.follower.stop()
         await self.registry.stop()
         await self.webhooks.close()
@@ -90,7 +97,12 @@ class AlertingObserver:
         metrics = self.s.metrics
         started = time.perf_counter()
         rows = torch.tensor([it.row for it in items], device=vectors.device)
-        matches = matrix.match(vectors.index_select(0, rows), [it.record.source for it in items])
+        sources = [it.record.source for it in items]
+        self.s.thresholds.apply(matrix)
+        with torch.inference_mode():
+            best, negative = matrix.scores(vectors.index_select(0, rows))
+        matches = matrix.select(best, negative, sources)
+        self.s.thresholds.observe(matrix, best, sources, [it.record.ts_ms for it in items])
         metrics.stage_seconds.labels(modality=modality.value, stage="match").observe(
             time.perf_counter() - started)
         if not matches:
@@ -130,7 +142,8 @@ class AlertingObserver:
             alert = Alert.build(
                 query_id=q.id, item_key=cand.item_key, query_name=q.name,
                 modality=modality.value, source=cand.source, ts=cand.ts_ms,
-                score=round(scores[(q.id, cand.item_key)], 6), threshold=q.threshold,
+                score=round(scores[(q.id, cand.item_key)], 6),
+                threshold=round(self.s.thresholds.threshold_of(rq), 6),
                 severity=q.severity, labels=q.labels, evidence=dict(item.evidence),
             )
             published = await self.s.alerts.publish_once(alert, self.s.alerts_topic, self.s.send)
@@ -167,13 +180,14 @@ def build_alerting(
         run_encoder=inference.run, lookup=lookup, metrics=metrics, client_kwargs=kafka_kw,
     )
     webhooks = WebhookSender(redis, prefix, metrics)
+    alerts = AlertStore(
+        redis, prefix, retention,
+        verify_sent=lambda topic, alert_id, since_ms: alert_on_topic(
+            bootstrap, topic, alert_id, since_ms, kafka_kw),
+    )
     return AlertingService(
         registry=registry,
-        alerts=AlertStore(
-            redis, prefix, retention,
-            verify_sent=lambda topic, alert_id, since_ms: alert_on_topic(
-                bootstrap, topic, alert_id, since_ms, kafka_kw),
-        ),
+        alerts=alerts,
         policy_states=PolicyStateStore(redis, prefix, retention),
         webhooks=webhooks,
         feed=feed,
@@ -184,6 +198,8 @@ def build_alerting(
         ),
         sender=sender, metrics=metrics, alerts_topic=alerts_topic,
         index_stores=index_stores, inference=inference,
+        thresholds=ThresholdKeeper(redis, prefix, registry, metrics),
+        feedback=FeedbackStore(redis, prefix, alerts, registry, metrics),
     )
 
 

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import asdict
 
 from aiohttp import web
 
+from encoders.modality import Modality
 from streams.alerting.feed import AlertFilter
 from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
 from streams.api.openapi import Route, RouteSpec, bind
-from streams.api.params import parse_int, parse_time_ms
+from streams.api.params import json_body, parse_int, parse_time_ms
 from streams.queries.model import Severity
 
 FILTERS = ("query", "severity", "source")
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/alerts", "Alert history, newest first.", "alerts",
               query_params=(*FILTERS, "since", "until", "limit")),
+    RouteSpec("POST", "/alerts/{id}/feedback",
+              "A person's verdict on an alert: false_alarm adds its item to the query's "
+              "negatives, confirmed to its positives; the auto threshold is re-derived.",
+              "alerts", request_body={"type": "object", "required": ["verdict"], "properties": {
+                  "verdict": {"type": "string", "enum": ["false_alarm", "confirmed"]},
+                  "by": {"type": "string"}, "note": {"type": "string"}}},
+              responses={200: "recorded (learned: whether the item was still indexed)",
+                         404: "no such alert"}),
     RouteSpec("GET", "/alerts/stream", "Live alerts as server-sent events (event: alert).",
               "alerts", query_params=FILTERS,
               responses={200: "text/event-stream; one `alert` event per alert"}),
@@ -65,4 +75,16 @@ def routes(service: AlertingService) -> list[Route]:
                         f"id: {alert.alert_id}\nevent: alert\ndata: {data}\n\n".encode())
         return resp
 
-    return bind(ROUTES, {("GET", "/alerts"): history, ("GET", "/alerts/stream"): stream})
+    async def feedback(request: web.Request) -> web.Response:
+        body = await json_body(request)
+        alert = await service.alerts.get(request.match_info["id"])
+        modality = Modality(alert.modality) if alert is not None else None
+        record = await service.feedback.give(
+            request.match_info["id"], str(body.get("verdict", "")),
+            by=str(body.get("by") or request.headers.get("X-Lookout-User", "")),
+            note=str(body.get("note") or "")[:500],
+            store=service.index_stores.get(modality) if modality else None)
+        return web.json_response(asdict(record))
+
+    return bind(ROUTES, {("GET", "/alerts"): history, ("GET", "/alerts/stream"): stream,
+                         ("POST", "/alerts/{id}/feedback"): feedback})

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from encoders.errors import EncoderInputError, LookoutError, NoTextSpace
 from streams.core.errors import (
+    AlertNotFound,
     IndexStoreError,
     QueryNotFound,
     QueryValidationError,
@@ -26,6 +27,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Lookout errors a client can cause, and the status that says so.
 STATUS_OF: tuple[tuple[type[LookoutError], int], ...] = (
     (QueryNotFound, 404),
+    (AlertNotFound, 404),
     (QueryValidationError, 400),
     (EncoderInputError, 400),
     (NoTextSpace, 400),

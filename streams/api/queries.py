@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from streams.alerting.preview import preview_query
+from streams.alerting.preview import best_matches, coarse_histogram, preview_query
 from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
 from streams.api.openapi import Route, RouteSpec, bind
 from streams.api.params import json_body, parse_int, parse_modality, parse_time_ms
-from streams.queries.model import StandingQuery, parse_query
+from streams.queries.model import RegisteredQuery, StandingQuery, parse_query
 
 QUERY_SCHEMA = {"type": "object", "description": "A standing query (see docs: standing queries)",
                 "required": ["name", "modality", "positives"]}
@@ -22,6 +24,9 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("PATCH", "/queries/{id}", "Change threshold, sources, enabled, ... of a query.",
               "queries", request_body={"type": "object"}),
     RouteSpec("DELETE", "/queries/{id}", "Delete a standing query.", "queries"),
+    RouteSpec("GET", "/queries/{id}/explain",
+              "How the threshold in force was chosen: background histogram, threshold, "
+              "best recent matches.", "queries", query_params=("bins", "k")),
     RouteSpec("POST", "/queries/{id}/preview",
               "What the query would have matched and fired on retained history.", "queries",
               request_body={"type": "object", "properties": {
@@ -32,6 +37,10 @@ ROUTES: tuple[RouteSpec, ...] = (
 
 def routes(service: AlertingService) -> list[Route]:
     registry = service.registry
+    thresholds = service.thresholds
+
+    def describe(rq: RegisteredQuery) -> dict[str, Any]:
+        return {**registry.describe(rq), **thresholds.describe(rq)}
 
     def writable() -> None:
         if not registry.started:
@@ -45,27 +54,33 @@ def routes(service: AlertingService) -> list[Route]:
         writable()
         existed = registry.find(query.id) is not None
         rq = await registry.register(query)
-        return web.json_response(registry.describe(rq), status=200 if existed else 201)
+        matrix, store = registry.matrix(query.modality), service.index_stores.get(query.modality)
+        if matrix is not None and store is not None and rq.id in matrix.query_ids:
+            await thresholds.seed(rq, matrix, store)
+        return web.json_response(describe(rq), status=200 if existed else 201)
 
     async def list_queries(request: web.Request) -> web.Response:
         raw = request.query.get("modality")
         modality = parse_modality(raw) if raw else None
         return web.json_response(
-            {"queries": [registry.describe(q) for q in registry.all(modality)]})
+            {"queries": [describe(q) for q in registry.all(modality)]})
 
     async def show(request: web.Request) -> web.Response:
-        return web.json_response(registry.describe(registry.get(request.match_info["id"])))
+        rq = registry.get(request.match_info["id"])
+        return web.json_response({**describe(rq),
+                                  "feedback": await service.feedback.summary(rq.id)})
 
     async def patch(request: web.Request) -> web.Response:
         writable()
         rq = await registry.update_settings(request.match_info["id"], await json_body(request))
-        return web.json_response(registry.describe(rq))
+        return web.json_response(describe(rq))
 
     async def delete(request: web.Request) -> web.Response:
         query_id = request.match_info["id"]
         writable()
         await registry.remove(query_id)
         await service.policy_states.forget(query_id)
+        await thresholds.forget(query_id)
         return web.json_response({"deleted": query_id})
 
     async def preview(request: web.Request) -> web.Response:
@@ -80,13 +95,28 @@ def routes(service: AlertingService) -> list[Route]:
             raise ApiError(503, f"this worker has no {modality} index yet; retry when ready")
         try:
             result = await preview_query(rq, registry.encoder(modality), store,
+                                         threshold=thresholds.threshold_of(rq),
                                          ts_range=(since, until), limit=limit)
         except ValueError as e:
             raise ApiError(409, str(e)) from e
         return web.json_response(result)
 
+    async def explain(request: web.Request) -> web.Response:
+        rq = registry.get(request.match_info["id"])
+        bins = parse_int(request.query.get("bins"), "bins", 40, 5, 400)
+        k = parse_int(request.query.get("k"), "k", 5, 0, 100)
+        store = service.index_stores.get(rq.query.modality)
+        if store is None:
+            raise ApiError(503, f"this worker has no {rq.query.modality} index yet; retry")
+        hist = await thresholds.histogram(rq)
+        best = await best_matches(rq, registry.encoder(rq.query.modality), store, k=k)
+        return web.json_response({
+            "query_id": rq.id, **thresholds.describe(rq),
+            "histogram": coarse_histogram(hist, bins), "best_matches": best})
+
     return bind(ROUTES, {
         ("POST", "/queries"): create, ("GET", "/queries"): list_queries,
         ("GET", "/queries/{id}"): show, ("PATCH", "/queries/{id}"): patch,
         ("DELETE", "/queries/{id}"): delete, ("POST", "/queries/{id}/preview"): preview,
+        ("GET", "/queries/{id}/explain"): explain,
     })

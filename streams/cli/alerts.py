@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,33 @@ def register(root: click.Group) -> None:
             table.add_row(_when(a["ts"]), a["severity"], a["query_id"], a["source"],
                           f"{a['score']:.3f}", str(ev)[:60])
         Console().print(table)
+
+    @alerts.command("feedback")
+    @click.argument("alert_id")
+    @click.option("--false-alarm", "verdict", flag_value="false_alarm",
+                  help="Nothing happened: the item becomes a negative example of the query.")
+    @click.option("--confirmed", "verdict", flag_value="confirmed",
+                  help="A real event: the item becomes a positive example of the query.")
+    @click.option("--by", default=None, help="Who judged (default: $USER).")
+    @click.option("--note", default="", help="Free text kept with the verdict.")
+    @click.option("--json", "as_json", is_flag=True)
+    @api_option
+    def feedback(alert_id: str, verdict: str | None, by: str | None, note: str, as_json: bool,
+                 api_url: str | None) -> None:
+        """Tell Lookout whether ALERT_ID was right; its query learns from the verdict."""
+        if verdict is None:
+            raise click.UsageError("say --false-alarm or --confirmed")
+        client = ApiClient.from_settings(load_settings(), api_url)
+        result = client.call("POST", f"/alerts/{alert_id}/feedback", {
+            "verdict": verdict, "by": by or os.environ.get("USER", ""), "note": note})
+        if as_json:
+            print_json(result)
+            return
+        learned = ("its item was added to the query's "
+                   + ("positives" if verdict == "confirmed" else "negatives")
+                   if result["learned"] else "its item has expired, so nothing was learned")
+        click.echo(f"{verdict.replace('_', ' ')} recorded for {alert_id} "
+                   f"({result['query_id']}); {learned}")
 
     @alerts.command("tail")
     @click.option("--count", "-n", type=int, default=None, help="Stop after N alerts.")

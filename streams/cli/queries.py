@@ -1,4 +1,5 @@
-"""`lookout query add|list|show|rm|apply|preview`: manage standing queries through a worker."""
+"""`lookout query add|list|show|explain|rm|apply|preview`: manage standing queries through a
+worker."""
 
 from __future__ import annotations
 
@@ -37,15 +38,64 @@ def _labels(pairs: tuple[str, ...]) -> dict[str, str]:
     return labels
 
 
+class ThresholdParam(click.ParamType):
+    """`auto` or a cosine in -1..1."""
+
+    name = "auto|COSINE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float | str:
+        if isinstance(value, float) or value == "auto":
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto' nor a number such as 0.6", param, ctx)
+
+
+def threshold_label(q: dict[str, Any]) -> str:
+    """`0.62 auto (background, 1200 items)` or `0.60` for a fixed threshold."""
+    effective = q.get("effective_threshold", q["threshold"])
+    if q["threshold"] != "auto":
+        return f"{float(effective):.2f}"
+    cal = q.get("calibration") or {}
+    basis = cal.get("basis", "prior")
+    return f"{float(effective):.2f} auto ({basis}, {cal.get('background_items', 0)} items)"
+
+
 def _print_queries(queries: list[dict[str, Any]]) -> None:
     table = Table("id", "modality", "threshold", "sources", "severity", "enabled", "positives")
     for q in queries:
         enabled = "yes" if q["enabled"] else "no"
         if q.get("stale"):
             enabled += " (stale: other model; run `query apply`)"
-        table.add_row(q["id"], q["modality"], f"{q['threshold']:.2f}", ",".join(q["sources"]),
+        table.add_row(q["id"], q["modality"], threshold_label(q), ",".join(q["sources"]),
                       q["severity"], enabled, "; ".join(q["positives"])[:60])
     Console().print(table)
+
+
+def render_explain(result: dict[str, Any], width: int = 50) -> None:
+    """The background histogram as bars, the threshold's place in it, the best matches."""
+    console = Console()
+    hist, thr = result["histogram"], float(result["effective_threshold"])
+    cal = result.get("calibration") or {}
+    console.print(f"[bold]{result['query_id']}[/]  threshold {thr:.3f}"
+                  + (f"  (auto: {cal.get('basis')}, {cal.get('background_items')} background "
+                     f"items, expected false alarms/day {cal.get('expected_alerts_per_day')})"
+                     if cal else "  (fixed)"))
+    counts, edges = hist["counts"], hist["edges"]
+    top = max(counts, default=0) or 1
+    for i, n in enumerate(counts):
+        lo, hi = edges[i], edges[i + 1]
+        mark = " <- threshold" if lo <= thr < hi else ""
+        bar = "#" * (0 if n == 0 else max(1, round(width * n / top)))
+        style = "red" if lo >= thr else "cyan"
+        console.print(f"{lo:7.3f} {n:7d} [{style}]{bar}[/]{mark}")
+    if edges and thr >= edges[-1]:
+        console.print(f"{thr:7.3f}         <- threshold (above every background score)")
+    for m in result["best_matches"]:
+        fires = "above" if m["score"] >= thr else "below"
+        console.print(f"  {m['score']:.3f} {fires}  {m['source']}  {m['ts']}  "
+                      f"{str(evidence_label(m['evidence'], m['key']))[:60]}")
 
 
 def register(root: click.Group) -> None:
@@ -67,7 +117,12 @@ def register(root: click.Group) -> None:
     @click.option("--negative-text", multiple=True)
     @click.option("--negative-example", multiple=True, type=click.Path(dir_okay=False))
     @click.option("--negative-item", multiple=True)
-    @click.option("--threshold", type=float, default=0.5, show_default=True)
+    @click.option("--threshold", type=ThresholdParam(), default="auto", show_default=True,
+                  help="Cosine similarity to match, or auto: Lookout places it where this "
+                       "query's own background would exceed it at most --target-per-day "
+                       "times per source per day (see `lookout query explain`).")
+    @click.option("--target-per-day", type=float, default=1.0, show_default=True,
+                  help="With --threshold auto: false alarms per watched source per day.")
     @click.option("--negative-margin", type=float, default=0.0, show_default=True)
     @click.option("--source", "-s", "sources", multiple=True, help="Source glob (default *).")
     @click.option("--cooldown", "cooldown_s", type=float, default=60.0, show_default=True)
@@ -84,7 +139,8 @@ def register(root: click.Group) -> None:
     def add(name: str, modality: str, query_id: str | None, text: tuple[str, ...],
             example: tuple[str, ...], item: tuple[str, ...], negative_text: tuple[str, ...],
             negative_example: tuple[str, ...], negative_item: tuple[str, ...],
-            threshold: float, negative_margin: float, sources: tuple[str, ...],
+            threshold: float | str, target_per_day: float, negative_margin: float,
+            sources: tuple[str, ...],
             cooldown_s: float, min_hits: int, window_s: float, severity: str,
             labels: tuple[str, ...], webhooks: tuple[str, ...], webhook_secret: str | None,
             disabled: bool, as_json: bool, api_url: str | None) -> None:
@@ -93,7 +149,8 @@ def register(root: click.Group) -> None:
             "name": name, "modality": modality,
             "positives": _examples(text, example, item),
             "negatives": _examples(negative_text, negative_example, negative_item),
-            "threshold": threshold, "negative_margin": negative_margin,
+            "threshold": threshold, "target_per_day": target_per_day,
+            "negative_margin": negative_margin,
             "sources": list(sources) or ["*"], "cooldown_s": cooldown_s,
             "min_hits": min_hits, "window_s": window_s, "severity": severity,
             "labels": _labels(labels), "enabled": not disabled,
@@ -107,7 +164,7 @@ def register(root: click.Group) -> None:
             print_json(result)
         else:
             click.echo(f"registered {result['id']} ({result['modality']}, "
-                       f"threshold {result['threshold']})")
+                       f"threshold {threshold_label(result)})")
 
     @query.command("list")
     @click.option("--modality", "-m", type=click.Choice([m.value for m in MODALITIES]))
@@ -127,6 +184,23 @@ def register(root: click.Group) -> None:
     def show(query_id: str, api_url: str | None) -> None:
         """Show one standing query (JSON)."""
         print_json(_client(api_url).call("GET", f"/queries/{query_id}"))
+
+    @query.command("explain")
+    @click.argument("query_id")
+    @click.option("--bins", type=click.IntRange(5, 400), default=30, show_default=True)
+    @click.option("-k", "k", type=click.IntRange(0, 100), default=5, show_default=True,
+                  help="Best retained matches to list.")
+    @click.option("--json", "as_json", is_flag=True)
+    @api_option
+    def explain(query_id: str, bins: int, k: int, as_json: bool, api_url: str | None) -> None:
+        """Why QUERY_ID's threshold is where it is: its background scores as a histogram,
+        the threshold among them, and the best retained matches."""
+        result = _client(api_url).call("GET", f"/queries/{query_id}/explain",
+                                       params={"bins": bins, "k": k})
+        if as_json:
+            print_json(result)
+        else:
+            render_explain(result)
 
     @query.command("rm")
     @click.argument("query_ids", nargs=-1, required=True)

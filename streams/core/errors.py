@@ -51,6 +51,10 @@ class QueryNotFound(LookoutError):
     """No standing query has the given id."""
 
 
+class AlertNotFound(LookoutError):
+    """No alert with the given id in the history (never raised, or expired)."""
+
+
 class IndexStoreError(LookoutError):
     """Redis vector search rejected an operation or is unreachable."""
 

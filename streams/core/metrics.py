@@ -55,6 +55,33 @@ class Metrics:
             "From the record's event timestamp to its alert being published.",
             ["modality"], buckets=LATENCY_BUCKETS, registry=r,
         )
+        self._query_metrics(r)
+
+    def _query_metrics(self, r: CollectorRegistry) -> None:
+        """Standing queries, their thresholds and their alerts."""
+        self.query_threshold = Gauge(
+            "lookout_query_threshold", "Threshold in force per standing query (auto or fixed).",
+            ["query_id"], registry=r,
+        )
+        self.query_background_items = Gauge(
+            "lookout_query_background_items",
+            "Background scores behind an auto threshold (its sample size).",
+            ["query_id"], registry=r,
+        )
+        self.query_expected_alerts = Gauge(
+            "lookout_query_expected_alerts_per_day",
+            "False alarms a day the background's tail model expects at the auto threshold.",
+            ["query_id"], registry=r,
+        )
+        self.query_feedback = Counter(
+            "lookout_query_feedback_total", "Verdicts people gave on alerts, by query.",
+            ["query_id", "verdict"], registry=r,
+        )
+        self.query_precision = Gauge(
+            "lookout_query_precision",
+            "Confirmed / judged alerts of a query, from feedback (latest verdict per alert).",
+            ["query_id"], registry=r,
+        )
         self.alerts = Counter(
             "lookout_alerts_total", "Alerts published, by standing query and severity.",
             ["query_id", "severity"], registry=r,
@@ -66,6 +93,10 @@ class Metrics:
         self.standing_queries = Gauge(
             "lookout_standing_queries", "Enabled standing queries.", ["modality"], registry=r,
         )
+        self._runtime_metrics(r)
+
+    def _runtime_metrics(self, r: CollectorRegistry) -> None:
+        """Kafka lag, Redis errors, observers, webhooks, encoders and the worker itself."""
         self.consumer_lag = Gauge(
             "lookout_consumer_lag", "Records behind the log end, per assigned partition.",
             ["topic", "partition"], registry=r,

@@ -360,8 +360,20 @@ class IndexStore:
     async def get(self, key: str) -> StoredItem | None:
         """One item by key, or None when it is missing (or expired)."""
         raw = await self._call(f"read of {key}", lambda: self.client.hgetall(key))
-        if not raw:
-            return None
+        return self._stored(key, raw) if raw else None
+
+    async def get_many(self, keys: Sequence[str]) -> list[StoredItem]:
+        """The items of `keys` still in Redis, in order, in one round trip."""
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            return await pipe.execute()
+
+        raws = await self._call(f"read of {len(keys)} items", run) if keys else []
+        return [self._stored(k, raw) for k, raw in zip(keys, raws, strict=True) if raw]
+
+    def _stored(self, key: str, raw: dict[Any, Any]) -> StoredItem:
         fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
         vec = np.frombuffer(fields.pop(VECTOR_FIELD, b""), dtype=self._np_dtype)
         thumb = fields.pop("thumb", None)

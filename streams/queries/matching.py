@@ -128,6 +128,17 @@ class PatternMatrix:
             [p.negative_margin for p in patterns], dtype=torch.float32, device=self.device
         )
         self.sources = SourceFilter([p.sources for p in patterns])
+        self.thresholds_version = 0
+
+    def set_thresholds(self, values: dict[str, float], *, version: int) -> None:
+        """Replace the thresholds of the named queries (auto thresholds move while the
+        matrix stays); `version` lets the caller skip an update it already made."""
+        current = self.thresholds.cpu().tolist()
+        for i, qid in enumerate(self.query_ids):
+            if qid in values:
+                current[i] = float(values[qid])
+        self.thresholds = torch.tensor(current, dtype=torch.float32, device=self.device)
+        self.thresholds_version = version
 
     def __len__(self) -> int:
         return self.n_queries
@@ -158,6 +169,14 @@ class PatternMatrix:
             raise ValueError(f"{vectors.shape[0]} vectors but {len(sources)} sources")
         with torch.inference_mode():
             best, negative = self.scores(vectors)
+        return self.select(best, negative, sources)
+
+    def select(self, best: torch.Tensor, negative: torch.Tensor | None,
+               sources: Sequence[str]) -> list[Match]:
+        """`match` on scores already computed by `scores` (the observer also needs them)."""
+        if self.n_queries == 0 or len(sources) == 0:
+            return []
+        with torch.inference_mode():
             keep = best >= self.thresholds
             if negative is not None:
                 keep &= negative < best - self.margins

@@ -20,7 +20,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -151,7 +151,16 @@ class StandingQuery(BaseModel):
     modality: Modality
     positives: list[PatternExample] = Field(..., min_length=1)
     negatives: list[PatternExample] = Field(default_factory=list)
-    threshold: float = Field(0.5, ge=-1.0, le=1.0, description="Cosine similarity to match.")
+    threshold: float | Literal["auto"] = Field(
+        "auto",
+        description=("Cosine similarity to match, or `auto` (the default): Lookout places the "
+                     "threshold where this query's own background scores would exceed it at "
+                     "most `target_per_day` times per watched source per day."),
+    )
+    target_per_day: float = Field(
+        1.0, gt=0.0, le=1_000_000.0,
+        description="With threshold auto: background false alarms allowed per source per day.",
+    )
     negative_margin: float = Field(
         0.0, ge=0.0, le=2.0,
         description="Suppress when best negative score >= best positive score - margin.",
@@ -171,6 +180,22 @@ class StandingQuery(BaseModel):
         if isinstance(value, dict) and not value.get("id") and value.get("name"):
             value = {**value, "id": slugify(str(value["name"]))}
         return value
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_in_range(cls, value: float | str) -> float | str:
+        if isinstance(value, float | int) and not -1.0 <= value <= 1.0:
+            raise ValueError(f"threshold must be 'auto' or a cosine in -1..1, not {value}")
+        return value
+
+    @property
+    def auto_threshold(self) -> bool:
+        return self.threshold == "auto"
+
+    @property
+    def kind(self) -> str:
+        """`text` when every positive is text, else `example` (cold-start priors differ)."""
+        return "text" if all(e.text is not None for e in self.positives) else "example"
 
     @field_validator("sources")
     @classmethod

@@ -37,6 +37,7 @@ from streams.queries.model import (
     Webhook,
     parse_query,
 )
+from streams.queries.thresholds import prior_for
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,14 @@ def bound_to(rq: RegisteredQuery, encoder: Encoder) -> bool:
     return rq.model_id == encoder.model_id and rq.dim == encoder.dim
 
 
+def starting_threshold(q: StandingQuery, encoder: Encoder) -> float:
+    """A fixed threshold as given; an auto one starts at the encoder's prior for the
+    query's kind until its background says otherwise (`streams.alerting.thresholds`)."""
+    if q.auto_threshold:
+        return prior_for(encoder.short_id, q.kind)
+    return float(q.threshold)  # type: ignore[arg-type]
+
+
 def build_matrix(
     queries: Iterable[RegisteredQuery],
     encoder: Encoder,
@@ -153,9 +162,8 @@ def build_matrix(
             continue
         q = rq.query
         pos, neg = vectors[rq.id] if vectors and rq.id in vectors else decoded_vectors(rq)
-        patterns.append(
-            QueryPatterns(q.id, pos, neg, q.threshold, q.negative_margin, tuple(q.sources))
-        )
+        patterns.append(QueryPatterns(q.id, pos, neg, starting_threshold(q, encoder),
+                                      q.negative_margin, tuple(q.sources)))
     return PatternMatrix(patterns, encoder.dim, encoder.device), skipped
 
 
@@ -371,6 +379,32 @@ class QueryRegistry:
         rq = current.model_copy(
             update={"query": query, "fingerprint": query.fingerprint(), "updated_at": time.time()}
         )
+        await self._publish(query_id, rq.model_dump_json().encode())
+        return self._queries.get(query_id, rq)
+
+    async def add_example(self, query_id: str, item_key: str, vector: np.ndarray, *,
+                          positive: bool) -> RegisteredQuery:
+        """Append an indexed item's stored vector to a query's positives or negatives
+        (feedback: no re-encoding, the other examples' vectors are kept as they are)."""
+        current = self.get(query_id)
+        q = current.query
+        role = "positives" if positive else "negatives"
+        if any(e.item_key == item_key for e in getattr(q, role)):
+            return current  # already learned (a repeated verdict)
+        if vector.shape[-1] != current.dim:
+            raise QueryValidationError(
+                f"item {item_key} has a {vector.shape[-1]}-d vector; query {query_id!r} "
+                f"holds {current.dim}-d vectors")
+        row = torch.nn.functional.normalize(
+            torch.as_tensor(np.asarray(vector, np.float32)).reshape(1, -1), dim=1)
+        pos, neg = decoded_vectors(current)
+        query = q.model_copy(update={role: [*getattr(q, role),
+                                           PatternExample(item_key=item_key)]})
+        rq = current.model_copy(update={
+            "query": query, "fingerprint": query.fingerprint(), "updated_at": time.time(),
+            "positive_vectors_b64": vectors_to_b64(torch.cat([pos, row]) if positive else pos),
+            "negative_vectors_b64": vectors_to_b64(neg if positive else torch.cat([neg, row])),
+        })
         await self._publish(query_id, rq.model_dump_json().encode())
         return self._queries.get(query_id, rq)
 

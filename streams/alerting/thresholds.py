@@ -1,0 +1,364 @@
+"""`threshold: auto` at run time: every query's background in Redis, its threshold kept fresh.
+
+Each batch, `observe` counts the best-positive score of every item against every auto
+query that watches the item's source (the query's *background*), locally; `refresh` (every
+`refresh_s`, and once at start) adds those counts to Redis with HINCRBY, reads the merged
+histograms back, and re-derives each threshold with `streams.queries.thresholds`. Redis
+holds, per query and pattern set (the hash key carries a fingerprint of the positives, so
+new examples start a new background):
+
+    <prefix>:calib:<query_id>:<fp>        hash  bin -> count      (the ScoreHistogram)
+    <prefix>:calib:<query_id>:<fp>:meta   hash  n, first_ts, last_ts, threshold, source,
+                                                expected_per_day, moved_at
+    <prefix>:calib:<query_id>:<fp>:src    HyperLogLog of the sources seen
+
+so every worker derives the same threshold from the same counts, and a restart loses
+nothing. At registration `seed` scores the query against the items its modality still
+retains, so a query registered on a busy system starts from data, not from its prior.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from streams.core.metrics import Metrics
+from streams.index.store import IndexStore
+from streams.queries.matching import PatternMatrix
+from streams.queries.model import RegisteredQuery
+from streams.queries.registry import QueryRegistry
+from streams.queries.thresholds import (
+    N_BINS,
+    CalibrationConfig,
+    ScoreHistogram,
+    ThresholdChoice,
+    choose_threshold,
+    prior_for,
+)
+
+log = logging.getLogger(__name__)
+
+#: Keep a background this long after its last update (a deleted query's expires with it).
+BACKGROUND_TTL_S = 30 * 24 * 3600
+#: A threshold "moved" when it changed by more than this (for `moved_at`).
+MOVE_EPSILON = 0.002
+#: Retained items scored at registration (enough for the tail fit, cheap to read).
+SEED_ITEMS = 2000
+
+_SPAN_SCRIPT = """
+redis.call('HINCRBY', KEYS[1], 'n', ARGV[1])
+local lo = redis.call('HGET', KEYS[1], 'first_ts')
+if (not lo) or tonumber(ARGV[2]) < tonumber(lo) then
+  redis.call('HSET', KEYS[1], 'first_ts', ARGV[2])
+end
+local hi = redis.call('HGET', KEYS[1], 'last_ts')
+if (not hi) or tonumber(ARGV[3]) > tonumber(hi) then
+  redis.call('HSET', KEYS[1], 'last_ts', ARGV[3])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+def positives_fingerprint(rq: RegisteredQuery) -> str:
+    """Changes when the positive vectors (hence every background score) change."""
+    return hashlib.sha256(f"{rq.model_id}\x00{rq.positive_vectors_b64}".encode()).hexdigest()[:12]
+
+
+@dataclass
+class _Pending:
+    """Counts of one background not yet in Redis."""
+
+    counts: np.ndarray
+    n: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    sources: set[str] = field(default_factory=set)
+
+    def add(self, bins: np.ndarray, ts: Sequence[int], sources: Iterable[str]) -> None:
+        self.counts += np.bincount(bins, minlength=self.counts.size)
+        self.n += int(bins.size)
+        lo, hi = min(ts), max(ts)
+        self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
+        self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
+        self.sources.update(sources)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What `threshold: auto` decided for one query, as the API and CLI show it."""
+
+    choice: ThresholdChoice
+    items_per_day: float | None
+    sources: int
+    moved_at_ms: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.choice
+        return {
+            "threshold": round(c.threshold, 4), "basis": c.source,
+            "background_items": c.background_n,
+            "expected_alerts_per_day": (None if c.expected_per_day is None
+                                        else round(c.expected_per_day, 3)),
+            "items_per_source_day": (None if self.items_per_day is None
+                                     else round(self.items_per_day, 1)),
+            "sources": self.sources, "moved_at": self.moved_at_ms,
+            "prior": c.prior, "noise_floor": c.floor,
+        }
+
+
+class ThresholdKeeper:
+    """Keeps the threshold of every `threshold: auto` query of one worker."""
+
+    def __init__(self, redis: Any, prefix: str, registry: QueryRegistry, metrics: Metrics,
+                 *, refresh_s: float = 2.0, config: CalibrationConfig | None = None) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._registry = registry
+        self._metrics = metrics
+        self.refresh_s = refresh_s
+        self.config = config or CalibrationConfig()
+        self._pending: dict[str, _Pending] = {}
+        self._current: dict[str, Calibration] = {}
+        self._version = 1  # a new matrix has version 0: apply once at least
+        self._task: asyncio.Task[None] | None = None
+        self._span = None
+
+    # --- keys --------------------------------------------------------------------------
+    def key(self, rq: RegisteredQuery) -> str:
+        return f"{self._prefix}:calib:{rq.id}:{positives_fingerprint(rq)}"
+
+    # --- per batch (event loop, no I/O) --------------------------------------------------
+    def observe(self, matrix: PatternMatrix, best: torch.Tensor, sources: Sequence[str],
+                ts: Sequence[int]) -> None:
+        """Count each item's best-positive score into the background of every auto query
+        that watches its source. `best` is [B, Q] as `PatternMatrix.scores` returns it."""
+        auto = self._auto_columns(matrix)
+        if not auto or not sources:
+            return
+        host = best[:, [c for c, _ in auto]].detach().float().cpu().numpy()
+        n_bins = N_BINS
+        for j, (c, rq) in enumerate(auto):
+            rows = [i for i, s in enumerate(sources) if matrix.sources.accepts(s, c)]
+            if not rows:
+                continue
+            scores = np.clip(host[rows, j], -1.0, 1.0)
+            bins = np.minimum(((scores + 1.0) * n_bins / 2.0).astype(np.int64), n_bins - 1)
+            pending = self._pending.setdefault(self.key(rq), _Pending(np.zeros(n_bins, np.int64)))
+            pending.add(bins, [ts[i] for i in rows], (sources[i] for i in rows))
+
+    def apply(self, matrix: PatternMatrix) -> None:
+        """Put the current auto thresholds into `matrix` (a no-op when nothing changed)."""
+        if matrix.thresholds_version == self._version:
+            return
+        values = {rq.id: self.threshold_of(rq) for _, rq in self._auto_columns(matrix)}
+        matrix.set_thresholds(values, version=self._version)
+
+    def threshold_of(self, rq: RegisteredQuery) -> float:
+        """The threshold in force for `rq` (its own number, or the auto one)."""
+        if not rq.query.auto_threshold:
+            return float(rq.query.threshold)  # type: ignore[arg-type]
+        cal = self._current.get(rq.id)
+        return cal.choice.threshold if cal is not None else self.prior(rq)
+
+    def describe(self, rq: RegisteredQuery) -> dict[str, Any]:
+        """`effective_threshold` and, for auto queries, how it was chosen."""
+        out: dict[str, Any] = {"effective_threshold": round(self.threshold_of(rq), 4)}
+        if rq.query.auto_threshold:
+            cal = self._current.get(rq.id)
+            out["calibration"] = cal.as_dict() if cal is not None else {
+                "threshold": round(self.prior(rq), 4), "basis": "prior",
+                "background_items": 0, "expected_alerts_per_day": None}
+        return out
+
+    def prior(self, rq: RegisteredQuery) -> float:
+        encoder = self._registry.encoder(rq.query.modality)
+        return prior_for(encoder.short_id, rq.query.kind)
+
+    def _auto_columns(self, matrix: PatternMatrix) -> list[tuple[int, RegisteredQuery]]:
+        out = []
+        for c, qid in enumerate(matrix.query_ids):
+            rq = self._registry.find(qid)
+            if rq is not None and rq.query.auto_threshold:
+                out.append((c, rq))
+        return out
+
+    # --- Redis ---------------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Add the pending counts to Redis (one pipeline); they are dropped only once sent."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        if self._span is None:
+            self._span = self._redis.register_script(_SPAN_SCRIPT)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, p in pending.items():
+                for b in np.nonzero(p.counts)[0]:
+                    pipe.hincrby(key, str(int(b)), int(p.counts[b]))
+                pipe.expire(key, BACKGROUND_TTL_S)
+                pipe.pfadd(f"{key}:src", *sorted(p.sources))
+                pipe.expire(f"{key}:src", BACKGROUND_TTL_S)
+                self._span(keys=[f"{key}:meta"],
+                           args=[p.n, p.first_ts, p.last_ts, BACKGROUND_TTL_S], client=pipe)
+            await pipe.execute()
+        except BaseException:
+            for key, p in pending.items():  # keep them for the next try
+                mine = self._pending.setdefault(key, _Pending(np.zeros_like(p.counts)))
+                mine.counts += p.counts
+                mine.n += p.n
+                if p.first_ts is not None and p.last_ts is not None:
+                    mine.first_ts = min(x for x in (mine.first_ts, p.first_ts) if x is not None)
+                    mine.last_ts = max(x for x in (mine.last_ts, p.last_ts) if x is not None)
+                mine.sources |= p.sources
+            raise
+
+    async def refresh(self) -> None:
+        """Flush, then re-derive every auto query's threshold from the merged background."""
+        await self.flush()
+        queries = [rq for rq in self._registry.all() if rq.query.auto_threshold]
+        if not queries:
+            self._current = {}
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for rq in queries:
+            key = self.key(rq)
+            pipe.hgetall(key)
+            pipe.hgetall(f"{key}:meta")
+            pipe.pfcount(f"{key}:src")
+        raw = await pipe.execute()
+        current: dict[str, Calibration] = {}
+        updates = self._redis.pipeline(transaction=False)
+        for i, rq in enumerate(queries):
+            hist_raw, meta_raw, n_sources = raw[3 * i], raw[3 * i + 1], int(raw[3 * i + 2] or 0)
+            cal = self._derive(rq, ScoreHistogram.from_dict(hist_raw, N_BINS),
+                               _decoded(meta_raw), n_sources)
+            current[rq.id] = cal
+            updates.hset(f"{self.key(rq)}:meta", mapping=_meta_fields(cal))
+            self._export(rq.id, cal)
+        await updates.execute()
+        changed = {q: c.choice.threshold for q, c in current.items()} != {
+            q: c.choice.threshold for q, c in self._current.items()}
+        self._current = current
+        if changed:
+            self._version += 1
+
+    def _derive(self, rq: RegisteredQuery, hist: ScoreHistogram, meta: dict[str, str],
+                n_sources: int) -> Calibration:
+        per_source_day = _items_per_source_day(meta, n_sources)
+        cfg = self.config
+        choice = choose_threshold(
+            hist, items_per_day=per_source_day or 86_400.0,
+            target_per_day=rq.query.target_per_day, prior=self.prior(rq),
+            min_background=cfg.min_background, full_background=cfg.full_background,
+            tail_fraction=cfg.tail_fraction, trim_fraction=cfg.trim_fraction,
+            floor_mad_k=cfg.floor_mad_k, floor_margin=cfg.floor_margin)
+        old = self._current.get(rq.id)
+        moved_at = _int(meta.get("moved_at"))
+        if old is None or abs(old.choice.threshold - choice.threshold) > MOVE_EPSILON:
+            previous = _float(meta.get("threshold"))
+            if previous is None or abs(previous - choice.threshold) > MOVE_EPSILON:
+                moved_at = int(time.time() * 1000)
+        return Calibration(choice, per_source_day, n_sources, moved_at)
+
+    def _export(self, query_id: str, cal: Calibration) -> None:
+        m = self._metrics
+        m.query_threshold.labels(query_id=query_id).set(cal.choice.threshold)
+        m.query_background_items.labels(query_id=query_id).set(cal.choice.background_n)
+        if cal.choice.expected_per_day is not None:
+            m.query_expected_alerts.labels(query_id=query_id).set(cal.choice.expected_per_day)
+
+    async def histogram(self, rq: RegisteredQuery) -> ScoreHistogram:
+        """The merged background of `rq` as Redis holds it now (for `query explain`)."""
+        await self.flush()
+        return ScoreHistogram.from_dict(await self._redis.hgetall(self.key(rq)), N_BINS)
+
+    async def forget(self, query_id: str) -> None:
+        """Drop a deleted query's backgrounds (every pattern set it had)."""
+        keys = [k async for k in self._redis.scan_iter(match=f"{self._prefix}:calib:{query_id}:*")]
+        if keys:
+            await self._redis.delete(*keys)
+        self._current.pop(query_id, None)
+        self._version += 1
+
+    async def seed(self, rq: RegisteredQuery, matrix: PatternMatrix, store: IndexStore) -> int:
+        """Score `rq` against the items its modality retains (its sources only) and count
+        them as its first background; returns how many. Skipped when it already has one."""
+        if not rq.query.auto_threshold or await self._redis.exists(self.key(rq)):
+            return 0
+        column = matrix.query_ids.index(rq.id)
+        vector = matrix.positives[matrix.pos_owner == column][0]
+        hits = await store.range(vector, -1.0, sources=None, limit=SEED_ITEMS)
+        items = [s for s in await store.get_many([h.key for h in hits])
+                 if len(s.vector) == matrix.dim]
+        if not items:
+            return 0
+        vectors = torch.stack([torch.as_tensor(np.asarray(s.vector, np.float32)) for s in items])
+        best, _ = matrix.scores(vectors)
+        self.observe(matrix, best, [s.source for s in items], [s.ts_ms for s in items])
+        await self.refresh()
+        return len(items)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Refresh until cancelled; a failed refresh is logged and retried next tick."""
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - thresholds keep their last value meanwhile
+                log.warning("auto-threshold refresh failed; retrying in %.1fs", self.refresh_s,
+                            exc_info=True)
+            await asyncio.sleep(self.refresh_s)
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="thresholds")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+
+def _decoded(raw: dict[Any, Any]) -> dict[str, str]:
+    return {(k.decode() if isinstance(k, bytes) else str(k)):
+            (v.decode() if isinstance(v, bytes) else str(v)) for k, v in raw.items()}
+
+
+def _int(value: str | None) -> int | None:
+    return None if value in (None, "") else int(float(value))
+
+
+def _float(value: str | None) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def _items_per_source_day(meta: dict[str, str], n_sources: int) -> float | None:
+    """Items a day per watched source, from the background's count and event-time span."""
+    n, lo, hi = _int(meta.get("n")), _int(meta.get("first_ts")), _int(meta.get("last_ts"))
+    if not n or lo is None or hi is None or n < 2:
+        return None
+    span_days = max(hi - lo, 1_000) / 86_400_000
+    return n / span_days / max(n_sources, 1)
+
+
+def _meta_fields(cal: Calibration) -> dict[str, str]:
+    c = cal.choice
+    return {"threshold": f"{c.threshold:.6f}", "source": c.source,
+            "expected_per_day": "" if c.expected_per_day is None else f"{c.expected_per_day:.6g}",
+            "moved_at": "" if cal.moved_at_ms is None else str(cal.moved_at_ms)}
