@@ -225,6 +225,9 @@ class ThresholdKeeper:
     async def refresh(self) -> None:
         """Flush, then re-derive every auto query's threshold from the merged background."""
         await self.flush()
+        for rq in self._registry.all():
+            if not rq.query.auto_threshold:
+                self._metrics.query_threshold.labels(query_id=rq.id).set(self.threshold_of(rq))
         queries = [rq for rq in self._registry.all() if rq.query.auto_threshold]
         if not queries:
             self._current = {}
@@ -289,6 +292,10 @@ class ThresholdKeeper:
             await self._redis.delete(*keys)
         self._current.pop(query_id, None)
         self._version += 1
+        for gauge in (self._metrics.query_threshold, self._metrics.query_background_items,
+                      self._metrics.query_expected_alerts, self._metrics.query_precision):
+            with contextlib.suppress(KeyError):
+                gauge.remove(query_id)
 
     async def seed(self, rq: RegisteredQuery, matrix: PatternMatrix, store: IndexStore) -> int:
         """Score `rq` against the items its modality retains (its sources only) and count

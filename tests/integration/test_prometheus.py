@@ -160,6 +160,11 @@ def post_json(url: str, body: dict[str, Any]) -> tuple[int, Any]:
         return e.code, e.read().decode()
 
 
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
 def scenario(now_ms: int) -> list[InputRecord]:
     """Good records of every modality stamped 'now', the corrupt ones, and lines to match."""
     records = []
@@ -212,7 +217,11 @@ def test_every_panel_and_rule_works_against_a_real_prometheus(
         "severity": "critical", "webhooks": [{"url": webhook_url}],
     })
     assert status in (200, 201), body
-    assert wait_for(lambda: worker_metric(worker, "lookout_standing_queries") >= 1, 60), \
+    status, body = post_json(worker.api_url + "/queries", {
+        "id": "disk-full-auto", "name": "disk full (auto threshold)", "modality": "logs",
+        "positives": [MATCH_TEXT]})
+    assert status in (200, 201), body
+    assert wait_for(lambda: worker_metric(worker, "lookout_standing_queries") >= 2, 60), \
         worker.log_tail()
 
     # Two waves: a histogram or labelled counter is born with its first observation, so
@@ -230,6 +239,10 @@ def test_every_panel_and_rule_works_against_a_real_prometheus(
                     and worker_metric(worker, "lookout_webhook_deliveries_total") >= wave)
 
         assert wait_for(processed, timeout_s=120, interval_s=0.5), worker.log_tail()
+        newest = get_json(worker.api_url + "/alerts?query=disk-full&limit=1")["alerts"][0]
+        status, body = post_json(worker.api_url + f"/alerts/{newest['alert_id']}/feedback",
+                                 {"verdict": "confirmed", "by": "test"})
+        assert status == 200 and body["verdict"] == "confirmed", body
 
         def scraped(wave: int = wave) -> bool:
             res = prom.api("query", query="sum(lookout_items_indexed_total)")
