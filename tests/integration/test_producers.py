@@ -258,7 +258,8 @@ def test_broker_rejection_is_raised_not_swallowed(settings: Settings) -> None:
         admin.close()
     producer = LookoutProducer.from_settings(settings).start()
     try:
-        producer.send_log("web-1", os.urandom(20_000).hex(), 1_700_000_000_000)  # fits ours, not the topic
+        # fits our size limit, not the topic's
+        producer.send_log("web-1", os.urandom(20_000).hex(), 1_700_000_000_000)
         with pytest.raises(ProducerError, match="did not accept"):
             producer.flush(30)
         assert producer.stats.failed == 1 and producer.stats.delivered == 0

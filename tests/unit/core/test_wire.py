@@ -112,9 +112,11 @@ def test_event_times_in_seconds_are_refused_with_the_fix_in_the_message() -> Non
 def test_fifteen_digit_event_times_are_accepted_up_to_year_9999() -> None:
     ts = str(MAX_TS_MS).encode()
     assert len(ts) == 15
-    assert _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, ts)]).ts_ms == MAX_TS_MS
+    parsed = _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, ts)])
+    assert parsed.ts_ms == MAX_TS_MS
     with pytest.raises(WireFormatError, match="after year 9999"):
-        _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain"), (HEADER_TS, str(MAX_TS_MS + 1).encode())])
+        _parse(headers=[(HEADER_CONTENT_TYPE, b"text/plain"),
+                        (HEADER_TS, str(MAX_TS_MS + 1).encode())])
 
 
 def test_header_names_from_foreign_producers_match_case_insensitively() -> None:
