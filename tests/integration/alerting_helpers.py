@@ -17,7 +17,8 @@ from encoders.modality import Modality
 from streams.config.settings import Settings
 from streams.core.wire import encode_headers
 from tests.helpers import free_port
-from tests.integration.pipeline_records import InputRecord, produce
+from tests.integration.pipeline_records import produce, read_to_end
+from tests.records import InputRecord
 
 
 def call(base_url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -154,31 +155,20 @@ def produce_logs(settings: Settings, lines: list[tuple[str, str]], ts_ms: int | 
     return records
 
 
-def alerts_on_topic(settings: Settings, timeout_s: float = 3.0) -> list[dict[str, Any]]:
-    """Every record of `<prefix>.alerts` from the start (reads until quiet for timeout_s)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        settings.topic("alerts"), bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
-        auto_offset_reset="earliest", enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout_s * 1000),
-    )
-    try:
-        return [json.loads(rec.value) for rec in consumer]
-    finally:
-        consumer.close()
+def alerts_on_topic(settings: Settings, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Every alert on `<prefix>.alerts` now (up to the end offsets at the call, no waiting
+    for quiet); `timeout_s` bounds the read."""
+    return [json.loads(rec.value)
+            for rec in read_to_end(settings, settings.topic("alerts"), timeout_s)]
 
 
-def committed_and_end(settings: Settings, group: str, topic: str) -> tuple[int, int]:
-    """(committed offset of `group`, log end offset) of partition 0 of `topic`."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
-                             group_id=group, enable_auto_commit=False)
-    try:
-        tp = TopicPartition(topic, 0)
-        return consumer.committed(tp) or 0, consumer.end_offsets([tp])[tp]
-    finally:
-        consumer.close()
-
-
+def wait_for_alerts(settings: Settings, expected: int,
+                    timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """The alerts topic once it holds at least `expected` records (or at the deadline):
+    the caller asserts the exact number, so an extra alert fails the test."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alerts = alerts_on_topic(settings)
+        if len(alerts) >= expected or time.monotonic() >= deadline:
+            return alerts
+        time.sleep(0.2)

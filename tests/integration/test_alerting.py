@@ -39,11 +39,17 @@ from tests.integration.alerting_helpers import (
     WebhookReceiver,
     alerts_on_topic,
     call,
-    committed_and_end,
     produce_logs,
+    wait_for_alerts,
 )
-from tests.integration.pipeline_records import good_record, item_keys, produce
+from tests.integration.pipeline_records import item_keys, produce
+from tests.integration.progress import (
+    committed_and_end,
+    wait_until_delivered,
+    wait_until_processed,
+)
 from tests.integration.worker_fixtures import LOOKOUT_BIN
+from tests.records import good_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -100,31 +106,36 @@ def test_alerts_fire_filter_stream_and_sign(settings: Settings, worker_process):
         lines += [(f"app-{i % 3}", NOISE[10 + i]) for i in range(10)]
         produce_logs(settings, lines)  # lookout-ts = now, so ts -> alert is the latency
 
-        assert wait_for(lambda: len(sse_all.events) >= 3, 60), (sse_all.events,
-                                                                 worker.log_tail())
-        time.sleep(2.0)  # anything extra would have arrived by now
-        topic = alerts_on_topic(settings)
+        # Once the worker has processed and committed every line, its alert counter says
+        # how many alerts it published; each reader below gets exactly that many.
+        done = wait_until_processed(settings, [worker], {Modality.LOGS: len(lines)})
+        assert done.indexed[Modality.LOGS] == len(lines), (done, worker.log_tail())
+        # Both disk lines fire (cooldown 0); the payment line fires, its negative twin not.
+        assert done.alerts == 3, (done, worker.log_tail())
+        topic = wait_for_alerts(settings, done.alerts)
         by_query: dict[str, list[dict]] = {}
         for a in topic:
             by_query.setdefault(a["query_id"], []).append(a)
-        # Both disk lines fire (cooldown 0); the payment line fires, its negative twin not.
         assert len(by_query["disk-full"]) == 2
         assert [a["evidence"]["text"] for a in by_query["payment"]] == [PAYMENT]
-        assert len({a["alert_id"] for a in topic}) == len(topic) == 3
+        assert len({a["alert_id"] for a in topic}) == len(topic) == done.alerts
         disk_alert = by_query["disk-full"][0]
         assert disk_alert["severity"] == "critical" and disk_alert["labels"] == {"team": "storage"}
         assert disk_alert["score"] >= threshold and disk_alert["modality"] == "logs"
 
-        # SSE with ?query= gets that query's alerts and nothing else.
-        assert wait_for(lambda: len(sse.events) >= 2, 10)
-        time.sleep(0.5)
-        assert {e["query_id"] for _, e in sse.events} == {"disk-full"}
-        assert len(sse.events) == 2
+        # SSE: every alert once on the unfiltered stream; with ?query= that query's alerts
+        # and nothing else.
+        assert wait_for(lambda: len(sse_all.events) >= done.alerts, 30), sse_all.events
+        assert sorted(e["alert_id"] for _, e in sse_all.events) == sorted(
+            a["alert_id"] for a in topic)
+        disk_ids = sorted(a["alert_id"] for a in by_query["disk-full"])
+        assert wait_for(lambda: len(sse.events) >= len(disk_ids), 30), sse.events
+        assert sorted(e["alert_id"] for _, e in sse.events) == disk_ids
 
-        # Webhook: one delivery per disk alert, signature valid over the raw body.
-        assert wait_for(lambda: len(hook.received) >= 2, 20)
-        time.sleep(0.5)
-        assert len(hook.received) == 2
+        # Webhook: one delivery per disk alert, signature valid over the raw body. Once the
+        # workers' dispatchers committed the alerts topic to its end, no POST is pending.
+        assert wait_until_delivered(settings) == 0, worker.log_tail()
+        assert len(hook.received) == len(disk_ids)
         for headers, body in hook.received:
             assert verify_signature(body, SECRET, headers[SIGNATURE_HEADER])
             assert headers[ALERT_ID_HEADER] in {a["alert_id"] for a in by_query["disk-full"]}
@@ -220,19 +231,21 @@ def test_sigkill_between_matching_and_commit_no_duplicates(settings: Settings, w
             worker = worker_process()  # the kill came after the commit; try again
         else:
             pytest.fail("could not kill the worker before its offset commit in 4 tries")
+        published_before = len(alerts_on_topic(settings))  # no worker runs: this is final
         restarted = worker_process()
-        assert wait_for(lambda: committed_and_end(settings, settings.worker_id, logs_topic)[0]
-                        >= end, 60), restarted.log_tail()
-        status, text = restarted.get("/metrics")
-        redone = metric_value(text, "lookout_records_consumed_total", 'modality="logs"')
-        assert redone >= end - committed > 0  # the uncommitted records were matched again
-        # A delivery cut by the kill waits out its lease (one POST timeout) and resumes.
-        assert wait_for(lambda: len({h[ALERT_ID_HEADER] for h, _ in hook.received}) >= produced,
-                        60), restarted.log_tail()
-        time.sleep(2.0)
+        # The restarted worker resumes at the commit: the uncommitted records are consumed
+        # and matched again, each once, and committed to the end.
+        done = wait_until_processed(settings, [restarted], {Modality.LOGS: end - committed})
+        assert done.consumed[Modality.LOGS] == done.indexed[Modality.LOGS] == end - committed > 0, (
+            done, restarted.log_tail())
+        # Matched again, yet it publishes only the alerts the kill kept off the topic.
+        assert done.alerts == produced - published_before, (done, published_before)
         topic = alerts_on_topic(settings)
         ids = [a["alert_id"] for a in topic]
         assert len(ids) == len(set(ids)) == produced, (ids, restarted.log_tail(400))
+        # A delivery cut by the kill waits out its lease (one POST timeout) and resumes;
+        # once the dispatchers committed the alerts topic to its end, none is pending.
+        assert wait_until_delivered(settings) == 0, restarted.log_tail()
         delivered = [h[ALERT_ID_HEADER] for h, _ in hook.received]
         assert set(delivered) == set(ids)
         repeated = {i for i in delivered if delivered.count(i) > 1}
@@ -276,8 +289,9 @@ def test_webhook_down_when_the_worker_dies_is_delivered_after_restart(
         assert len(ids) == 3 and not hook.received
 
         restarted = worker_process()
-        assert wait_for(lambda: len(hook.received) >= 3, 90), restarted.log_tail()
-        assert {h[ALERT_ID_HEADER] for h, _ in hook.received} == ids
+        assert wait_until_delivered(settings) == 0, restarted.log_tail()
+        # The hanging POSTs never answered 2xx, so each alert is received exactly once.
+        assert sorted(h[ALERT_ID_HEADER] for h, _ in hook.received) == sorted(ids)
         status, text = restarted.get("/metrics")
         assert metric_value(text, "lookout_records_consumed_total", 'modality="logs"') == 0
     finally:
@@ -300,18 +314,24 @@ def test_cooldown_and_hysteresis_in_event_time(settings: Settings, worker_proces
                  step_ms=1000)
     produce_logs(settings, [("pay-1", PAYMENT)], ts_ms=t0)
     produce_logs(settings, [("other", f"{DISK} elsewhere")], ts_ms=t0)  # not a watched source
-    assert wait_for(lambda: len(call(worker.api_url, "GET", "/alerts?query=cool")[1]["alerts"])
-                    >= 2, 60), worker.log_tail()
-    time.sleep(2.0)
-    topic = alerts_on_topic(settings)
+    done = wait_until_processed(settings, [worker], {Modality.LOGS: 62})
+    assert done.indexed[Modality.LOGS] == 62, (done, worker.log_tail())
+    assert done.alerts == 2, (done, worker.log_tail())  # cool at 0 s and 30 s; hyst: one hit
+    topic = wait_for_alerts(settings, done.alerts)
+    assert len(topic) == done.alerts
     cool = sorted(a["ts"] - t0 for a in topic if a["query_id"] == "cool")
     assert cool == [0, 30_000]
     assert [a for a in topic if a["query_id"] == "hyst"] == []
+    status, hist = call(worker.api_url, "GET", "/alerts?query=cool")
+    assert status == 200 and len(hist["alerts"]) == 2
     # Three payment hits within 10 s fire once.
     produce_logs(settings, [("pay-1", f"{PAYMENT} retry {i}") for i in range(3)],
                  ts_ms=t0 + 60_000, step_ms=2000)
-    assert wait_for(lambda: any(a["query_id"] == "hyst" for a in alerts_on_topic(settings, 1)),
-                    30)
+    done = wait_until_processed(settings, [worker], {Modality.LOGS: 65})
+    assert done.alerts == 3, (done, worker.log_tail())
+    topic = wait_for_alerts(settings, done.alerts)
+    assert len(topic) == done.alerts
+    assert [a["query_id"] for a in topic].count("hyst") == 1
 
 
 def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
@@ -337,7 +357,9 @@ def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
     assert seen_after < 1.0
     # Whichever worker owns the partition raises the alert.
     produce_logs(settings, [("host", DISK)])
-    assert wait_for(lambda: len(alerts_on_topic(settings, 1)) == 1, 30)
+    done = wait_until_processed(settings, [a, b], {Modality.LOGS: 1})
+    assert done.alerts == 1, (done, a.log_tail(), b.log_tail())  # one of them, once
+    assert len(wait_for_alerts(settings, done.alerts)) == 1
     # PATCH on B disables it everywhere; delete on B removes it on A.
     status, body = call(b.api_url, "PATCH", "/queries/disk", {"enabled": False})
     assert status == 200 and body["enabled"] is False
@@ -351,7 +373,7 @@ def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
     status, body = c.get("/queries/disk")
     assert status == 200 and body["enabled"] is True
     produce_logs(settings, [("host", f"{DISK} again")])
-    assert wait_for(lambda: len(alerts_on_topic(settings, 1)) == 2, 30), c.log_tail()
+    assert wait_for(lambda: len(alerts_on_topic(settings)) == 2, 30), c.log_tail()
     status, _ = call(c.api_url, "DELETE", "/queries/disk")
     assert status == 200 and c.get("/queries/disk")[0] == 404
 
@@ -416,9 +438,9 @@ queries:
 
     produce_logs(settings, [("db-1", u) for u in unrelated[:2]] + [("db-1", paraphrase)]
                  + [("db-1", u) for u in unrelated[2:]])
-    assert wait_for(lambda: len(alerts_on_topic(settings, 1)) >= 1, 60), worker.log_tail()
-    time.sleep(1.0)
-    (alert,) = alerts_on_topic(settings)
+    done = wait_until_processed(settings, [worker], {Modality.LOGS: len(unrelated) + 1})
+    assert done.alerts == 1, (done, worker.log_tail())  # the paraphrase, nothing unrelated
+    (alert,) = wait_for_alerts(settings, done.alerts)
     assert alert["evidence"]["text"] == paraphrase
 
     out = _lookout("alerts", "list", "--json", api=api)

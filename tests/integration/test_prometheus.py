@@ -33,12 +33,8 @@ from streams.config.settings import Settings
 from streams.core.wire import encode_headers
 from tests.dashboard_exprs import RULES_FILE, metric_names, panel_exprs, rules
 from tests.helpers import free_port, metric_value, wait_for
-from tests.integration.pipeline_records import (
-    InputRecord,
-    bad_records,
-    good_record,
-    produce,
-)
+from tests.integration.pipeline_records import produce
+from tests.records import InputRecord, bad_records, good_record
 
 pytestmark = pytest.mark.integration
 

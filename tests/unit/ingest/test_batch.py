@@ -23,7 +23,7 @@ from streams.ingest.batch import (
     encode_decoded,
     parse_records,
 )
-from tests.integration.pipeline_records import bad_records, good_records
+from tests.records import bad_records, good_records
 
 PREFIX = "unit"
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from streams.core.errors import QueryValidationError
 from streams.queries.model import (
+    QUERY_ID_PATTERN,
     PatternExample,
     StandingQuery,
     load_queries_file,
@@ -124,11 +126,30 @@ def test_plan_apply_add_update_remove():
     assert plan_apply([], {"a": "x"}, prune=False).is_empty
 
 
+def _alnum(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text)
+
+
 @given(st.text(min_size=1, max_size=80))
+@example("Disk full")
+@example("  --Disk  full!! on /data.  ")
+@example("___...---")
+@example("磁盘已满")
+@example("\u212a")  # KELVIN SIGN: lower() makes it an ASCII "k"
+@example("a" * 63 + "-" + "b" * 30)  # cut at 64 right after a separator
+@example("x" * 200)
 def test_slugify_gives_valid_ids_or_empty(name):
     slug = slugify(name)
+    # Empty exactly when the (lower-cased) name has no ASCII letter or digit to keep.
+    assert bool(slug) == bool(_alnum(name.lower())), (name, slug)
     if slug:
-        StandingQuery(id=slug, name="n", modality="logs", positives=["x"])
+        assert re.fullmatch(QUERY_ID_PATTERN, slug), (name, slug)
+        assert StandingQuery(id=slug, name="n", modality="logs", positives=["x"]).id == slug
+        # Nothing invented, nothing reordered: the slug's letters and digits are the name's,
+        # from its start (cut only by the 64-character limit).
+        assert _alnum(name.lower()).startswith(_alnum(slug)), (name, slug)
+        assert len(slug) <= 64
+    assert slugify(slug) == slug  # idempotent: an id is its own slug
 
 
 @given(
