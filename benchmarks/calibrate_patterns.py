@@ -1,10 +1,14 @@
-"""Choose the demo scenario's pattern thresholds from data, not by guessing.
+"""DIAGNOSTIC ONLY, IT READS THE GROUND TRUTH: how each pattern's scores sit inside vs
+outside its known events, and what fixed thresholds would score. Lookout does not use it to
+choose thresholds (`threshold: auto` needs no truth); do not copy a threshold it suggests
+into a scenario and then report that scenario's result. For auto thresholds measured
+without truth see benchmarks/auto_threshold_eval.py.
 
 Embeds every record the demo replays (same readers, same replay settings, same encoders
 as the worker) offline, scores them against the scenario's standing queries with the
 worker's own matching code (`PatternMatrix`: positives, negatives, margin, source globs),
 and reports per pattern the score distribution inside vs outside its events. Then it
-replays the worker's alert policy (`AlertPolicy`: min_hits, window, cooldown) over a
+replays the worker's alert policy (`AlertPolicy`: incidents) over a
 grid of thresholds and scores the alerts against truth.json with `streams.demo.scorecard`, so
 each suggested threshold comes with the precision and recall it would give.
 
@@ -36,7 +40,11 @@ from streams.demo.replay import scenario_items
 from streams.demo.scorecard import ObservedAlert, TruthEvent, quantile, score_alerts
 from streams.queries.matching import PatternMatrix, QueryPatterns
 from streams.queries.model import PolicyRule, StandingQuery, load_queries_file
-from streams.queries.registry import compute_pattern_vectors, vectors_from_b64
+from streams.queries.registry import (
+    compute_pattern_vectors,
+    starting_threshold,
+    vectors_from_b64,
+)
 
 GRID = [round(x, 3) for x in np.arange(0.20, 0.991, 0.005)]
 
@@ -94,7 +102,8 @@ def pattern_vectors(query: StandingQuery, encoder: Any) -> QueryPatterns:
     """The registry's own computation of a query's positive and negative vectors."""
     rq = asyncio.run(compute_pattern_vectors(query, encoder, _direct, None))
     return QueryPatterns(query.id, vectors_from_b64(rq.positive_vectors_b64, rq.dim),
-                         vectors_from_b64(rq.negative_vectors_b64, rq.dim), query.threshold,
+                         vectors_from_b64(rq.negative_vectors_b64, rq.dim),
+                         starting_threshold(query, encoder),
                          query.negative_margin, tuple(query.sources))
 
 
@@ -106,10 +115,11 @@ def simulate(query: StandingQuery, patterns: QueryPatterns, emb: Embedded,
     matrix = PatternMatrix([qp], emb.vectors.shape[1], torch.device("cpu"))
     matches = matrix.match(emb.vectors, emb.sources)
     candidates = [Candidate(query.id, emb.sources[m.row], round(emb.t_s[m.row] * 1000),
-                            f"{emb.sources[m.row]}:{m.row}") for m in matches]
-    rule = PolicyRule.of(query.cooldown_s, query.min_hits, query.window_s)
-    fired, _ = AlertPolicy({query.id: rule}).evaluate(candidates, {})
-    alerts = [ObservedAlert(c.query_id, c.source, c.ts_ms / 1000) for c in fired]
+                            f"{emb.sources[m.row]}:{m.row}", m.score) for m in matches]
+    policy = AlertPolicy({query.id: PolicyRule.of(query)}, lambda _: threshold)
+    decisions, _ = policy.evaluate(candidates, {})
+    alerts = [ObservedAlert(d.candidate.query_id, d.candidate.source, d.candidate.ts_ms / 1000)
+              for d in decisions if d.action.kind == "open"]
     card = score_alerts(events, alerts, pattern_ids=[query.id])
     p = card.patterns[query.id]
     return {"threshold": threshold, "alerts": p.alerts, "correct": p.correct_alerts,
@@ -189,7 +199,7 @@ def calibrate(root: Path, settings: Settings) -> dict[str, Any]:
         for query in mine:
             patterns = pattern_vectors(query, encoder)
             results = [simulate(query, patterns, emb, events, t) for t in GRID]
-            current = simulate(query, patterns, emb, events, query.threshold)
+            current = simulate(query, patterns, emb, events, patterns.threshold)
             report["patterns"][query.id] = {
                 "encoder": encoder.short_id, **distributions(query, patterns, emb, events),
                 "current": current, "suggested": choose(results)}

@@ -21,6 +21,7 @@ step 5 republishes. Either way the duplicate carries the same `alert_id`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +32,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.alerting.policy import alert_id_for
 from streams.core.errors import LookoutError
 from streams.core.sources import matches as source_matches
 from streams.queries.model import Severity
@@ -42,6 +42,12 @@ SendFn = Callable[[str, bytes, bytes], Awaitable[Any]]
 """`send(topic, key, value)` that returns once the broker acknowledged the record."""
 VerifySentFn = Callable[[str, str, int], Awaitable[bool]]
 """`verify(topic, alert_id, since_ms)`: is a record with this alert_id on the topic?"""
+
+
+def alert_id_for(query_id: str, item_key: str) -> str:
+    """Deterministic alert id of (query, item); incidents use their own
+    (`streams.alerting.incidents.incident_alert_id`), from their first item."""
+    return hashlib.sha256(f"{query_id}\x00{item_key}".encode()).hexdigest()[:32]
 
 
 class AlertClaimBusy(LookoutError):
@@ -66,11 +72,15 @@ class Alert(BaseModel):
     severity: Severity
     labels: dict[str, str] = Field(default_factory=dict)
     evidence: dict[str, Any] = Field(default_factory=dict)
+    incident: dict[str, Any] | None = Field(
+        None, description="start (ms), end (ms, once closed), peak score; history keeps it "
+                          "up to date, the topic record carries it as raised.")
 
     @classmethod
-    def build(cls, *, query_id: str, item_key: str, **fields: Any) -> Alert:
+    def build(cls, *, query_id: str, item_key: str, alert_id: str | None = None,
+              **fields: Any) -> Alert:
         fields.setdefault("detected_at", int(time.time() * 1000))
-        return cls(alert_id=alert_id_for(query_id, item_key), query_id=query_id,
+        return cls(alert_id=alert_id or alert_id_for(query_id, item_key), query_id=query_id,
                    item_key=item_key, **fields)
 
     def to_bytes(self) -> bytes:
@@ -176,6 +186,15 @@ class AlertStore:
             pipe.zrem(self.index_key(), alert_id)
             pipe.zrem(self.recorded_key(), member)
         await pipe.execute()
+
+    async def update_incident(self, alert_id: str, **incident: Any) -> None:
+        """Merge `incident` fields (end, peak, merged_into) into the stored record."""
+        alert = await self.get(alert_id)
+        if alert is None:
+            return
+        merged = {**(alert.incident or {}), **incident}
+        body = alert.model_copy(update={"incident": merged}).to_bytes()
+        await self._redis.hset(self.key(alert_id), "json", body)
 
     async def get(self, alert_id: str) -> Alert | None:
         raw = await self._redis.hget(self.key(alert_id), "json")

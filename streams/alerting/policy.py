@@ -1,121 +1,89 @@
-"""When a match becomes an alert: hysteresis (min_hits within window_s) and cooldown.
+"""When matches become alerts: incidents per (query, source), judged in event time.
 
-Both rules run in EVENT time (the record's timestamp), per (query, source), so replaying
-or redelivering records gives the same decisions as the live run. The state of a pair is
-small (last alert time and item, last `min_hits` hit times) and is kept in Redis
-(`<prefix>:alertstate:<query_id>` hash, field = source) so a restarted or rebalanced
-worker continues where the previous one stopped instead of firing again.
+Each batch's candidates (items at or above a query's threshold minus its hysteresis, not
+suppressed by a negative, from a watched source) go, in event-time order, to the
+`IncidentTracker` of their (query, source) (`streams.alerting.incidents`): a new incident
+raises one alert, its later items only extend it, a gap of `clear_s` ends it. Decisions run
+in EVENT time (the record's timestamp), so replaying or redelivering records gives the same
+decisions as the live run, for any arrival order.
 
-Redelivery: a record whose item already fired for this query decides "fire" again; the
-deterministic `alert_id` (hash of query id and item key) makes publishing it a no-op.
-That way a crash after the state was saved but before the alert was published loses
-nothing.
+The state of a pair is small JSON and is kept in Redis (`<prefix>:alertstate:<query_id>`
+hash, field = source), so a restarted or rebalanced worker continues where the previous one
+stopped instead of firing again. The state is saved BEFORE alerts are published: a crash in
+between redelivers the batch, the confirming item re-issues its alert with the same id, and
+publishing (idempotent per alert id) completes it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from streams.alerting.incidents import IncidentAction, IncidentRule, IncidentTracker
 from streams.queries.model import PolicyRule
 
-
-def alert_id_for(query_id: str, item_key: str) -> str:
-    """Deterministic alert id: the same (query, item) always yields the same id."""
-    return hashlib.sha256(f"{query_id}\x00{item_key}".encode()).hexdigest()[:32]
-
-
-@dataclass
-class PairState:
-    """State of one (query, source): last alert and the recent hits (ts_ms, item key)."""
-
-    last_alert_ts: int | None = None
-    last_alert_key: str | None = None
-    hits: list[tuple[int, str]] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"t": self.last_alert_ts, "k": self.last_alert_key, "h": self.hits},
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, raw: str | bytes | None) -> PairState:
-        if not raw:
-            return cls()
-        data = json.loads(raw)
-        return cls(data.get("t"), data.get("k"), [(int(t), str(k)) for t, k in data.get("h", [])])
-
-
-def decide(state: PairState, rule: PolicyRule, ts_ms: int, item_key: str) -> bool:
-    """Record a hit and say whether it raises an alert; mutates `state`.
-
-    Fires when at least `min_hits` distinct items matched within the `window_ms` ending at
-    `ts_ms`, and no alert fired within `cooldown_ms` of `ts_ms` (either side, so records
-    arriving slightly out of order do not fire twice).
-    """
-    if state.last_alert_key == item_key:
-        return True  # redelivery of the item that fired: same decision, same alert_id
-    if all(key != item_key for _, key in state.hits):
-        state.hits.append((ts_ms, item_key))
-        state.hits.sort()
-    lo = ts_ms - rule.window_ms
-    recent = [h for h in state.hits if lo < h[0] <= ts_ms]
-    # Keep only what a future decision can still need: the newest min_hits hits.
-    state.hits = [h for h in state.hits if h[0] > lo][-max(rule.min_hits, 1) :]
-    if len(recent) < rule.min_hits:
-        return False
-    if state.last_alert_ts is not None and abs(ts_ms - state.last_alert_ts) < rule.cooldown_ms:
-        return False
-    state.last_alert_ts = ts_ms
-    state.last_alert_key = item_key
-    return True
+Pair = tuple[str, str]
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A match the policy should judge."""
+    """A scored item the policy should judge for one query."""
 
     query_id: str
     source: str
     ts_ms: int
     item_key: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do about an incident, and the candidate whose arrival caused it."""
+
+    candidate: Candidate
+    action: IncidentAction
 
 
 class AlertPolicy:
-    """Applies `decide` to a batch's candidates against states loaded for their pairs."""
+    """Runs the incident trackers of a batch's candidates against states loaded for their
+    pairs; `threshold_of` gives each query's threshold in force (auto ones move)."""
 
-    def __init__(self, rules: dict[str, PolicyRule]) -> None:
+    def __init__(self, rules: dict[str, PolicyRule], threshold_of: Callable[[str], float]
+                 ) -> None:
         self.rules = rules
+        self.threshold_of = threshold_of
 
-    def evaluate(
-        self, candidates: Iterable[Candidate], states: dict[tuple[str, str], PairState]
-    ) -> tuple[list[Candidate], set[tuple[str, str]]]:
-        """Return the candidates that fire and the pairs whose state changed.
+    def rule(self, query_id: str) -> IncidentRule | None:
+        r = self.rules.get(query_id)
+        if r is None:
+            return None
+        return IncidentRule(threshold=self.threshold_of(query_id), hysteresis=r.hysteresis,
+                            min_hits=r.min_hits, window_s=r.window_s, clear_s=r.clear_s)
 
-        Candidates are judged in event-time order per pair; missing states start empty.
-        """
-        fired: list[Candidate] = []
-        dirty: set[tuple[str, str]] = set()
+    def evaluate(self, candidates: Iterable[Candidate], states: dict[Pair, str | None]
+                 ) -> tuple[list[Decision], dict[Pair, str]]:
+        """The decisions, and the new JSON state of every pair that changed."""
+        trackers: dict[Pair, IncidentTracker] = {}
+        decisions: list[Decision] = []
         for cand in sorted(candidates, key=lambda c: (c.ts_ms, c.item_key)):
-            rule = self.rules.get(cand.query_id)
-            if rule is None:
-                continue
             pair = (cand.query_id, cand.source)
-            state = states.setdefault(pair, PairState())
-            before = state.to_json()
-            if decide(state, rule, cand.ts_ms, cand.item_key):
-                fired.append(cand)
-            if state.to_json() != before:
-                dirty.add(pair)
-        return fired, dirty
+            tracker = trackers.get(pair)
+            if tracker is None:
+                rule = self.rule(cand.query_id)
+                if rule is None:
+                    continue
+                tracker = trackers[pair] = IncidentTracker.from_json(
+                    cand.query_id, rule, states.get(pair))
+            for action in tracker.observe(cand.ts_ms / 1000, cand.item_key, cand.score):
+                decisions.append(Decision(cand, action))
+        changed = {pair: tr.to_json() for pair, tr in trackers.items()}
+        return decisions, {p: s for p, s in changed.items() if s != states.get(p)}
 
 
 class PolicyStateStore:
-    """Pair states in Redis: one hash per query, one field per source."""
+    """Pair states (incident tracker JSON) in Redis: one hash per query, one field per
+    source."""
 
     def __init__(self, redis: Any, prefix: str, ttl_s: int) -> None:
         self._redis = redis
@@ -125,7 +93,7 @@ class PolicyStateStore:
     def key(self, query_id: str) -> str:
         return f"{self._prefix}:alertstate:{query_id}"
 
-    async def load(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], PairState]:
+    async def load(self, pairs: Iterable[Pair]) -> dict[Pair, str | None]:
         pairs = sorted(set(pairs))
         if not pairs:
             return {}
@@ -133,21 +101,18 @@ class PolicyStateStore:
         for query_id, source in pairs:
             pipe.hget(self.key(query_id), source)
         raw = await pipe.execute()
-        return {pair: PairState.from_json(value) for pair, value in zip(pairs, raw, strict=True)}
+        return {pair: (v.decode() if isinstance(v, bytes) else v)
+                for pair, v in zip(pairs, raw, strict=True)}
 
-    async def save(
-        self, states: dict[tuple[str, str], PairState], pairs: Iterable[tuple[str, str]]
-    ) -> None:
+    async def save(self, states: dict[Pair, str]) -> None:
+        if not states:
+            return
         pipe = self._redis.pipeline(transaction=False)
-        count = 0
-        for pair in pairs:
-            query_id, source = pair
+        for (query_id, source), value in states.items():
             key = self.key(query_id)
-            pipe.hset(key, source, states[pair].to_json())
+            pipe.hset(key, source, value)
             pipe.expire(key, self._ttl_s)
-            count += 1
-        if count:
-            await pipe.execute()
+        await pipe.execute()
 
     async def forget(self, query_id: str) -> None:
         await self._redis.delete(self.key(query_id))

@@ -67,9 +67,10 @@ async def preview_query(
             "negative_score": m.negative_score, "evidence": evidence_of(q.modality, s.key, s.text),
         })
     rows.sort(key=lambda r: r["ts"])
-    policy = AlertPolicy({q.id: PolicyRule.of(q.cooldown_s, q.min_hits, q.window_s)})
-    fired, _ = policy.evaluate([Candidate(q.id, r["source"], r["ts"], r["key"]) for r in rows], {})
-    fired_keys = {c.item_key for c in fired}
+    policy = AlertPolicy({q.id: PolicyRule.of(q)}, lambda _: threshold)
+    decisions, _ = policy.evaluate(
+        [Candidate(q.id, r["source"], r["ts"], r["key"], r["score"]) for r in rows], {})
+    fired_keys = {d.candidate.item_key for d in decisions if d.action.kind == "open"}
     return {
         "query_id": q.id,
         "threshold": round(threshold, 6),

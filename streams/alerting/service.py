@@ -23,6 +23,7 @@ from streams.alerting.alerts import Alert, AlertStore, alert_on_topic
 from streams.alerting.dispatch import WebhookDispatcher, webhook_group
 from streams.alerting.feed import AlertFeed, AlertTopicFollower
 from streams.alerting.feedback import FeedbackStore
+from streams.alerting.incidents import IncidentAction
 from streams.alerting.policy import AlertPolicy, Candidate, PolicyStateStore
 from streams.alerting.thresholds import ThresholdKeeper
 from streams.alerting.webhooks import WebhookSender
@@ -94,68 +95,87 @@ class AlertingObserver:
         matrix = self.s.registry.matrix(modality)
         if matrix is None or len(matrix) == 0 or not items:
             return
-        metrics = self.s.metrics
         started = time.perf_counter()
         rows = torch.tensor([it.row for it in items], device=vectors.device)
         sources = [it.record.source for it in items]
-        self.s.thresholds.apply(matrix)
+        batch = vectors.index_select(0, rows)
+        center_key = f"{modality.value}:{self.s.registry.encoder(modality).short_id}"
+        self.s.thresholds.observe_vectors(center_key, batch)
+        self.s.thresholds.apply(matrix, center_key)
         with torch.inference_mode():
-            best, negative = matrix.scores(vectors.index_select(0, rows))
-        matches = matrix.select(best, negative, sources)
+            best, negative = matrix.scores(batch)
+        rules = self.s.registry.rules
+        slack = torch.tensor([rules[q].hysteresis if q in rules else 0.0
+                              for q in matrix.query_ids], dtype=torch.float32)
+        matches = matrix.select(best, negative, sources, slack)
         self.s.thresholds.observe(matrix, best, sources, [it.record.ts_ms for it in items])
-        metrics.stage_seconds.labels(modality=modality.value, stage="match").observe(
+        self.s.metrics.stage_seconds.labels(modality=modality.value, stage="match").observe(
             time.perf_counter() - started)
         if not matches:
             return
-        by_key = {it.key: it for it in items}
-        scores: dict[tuple[str, str], float] = {}
         candidates = []
         for m in matches:
             item = items[m.row]
-            metrics.match_scores.labels(query_id=m.query_id).observe(m.score)
-            scores[(m.query_id, item.key)] = m.score
+            self.s.metrics.match_scores.labels(query_id=m.query_id).observe(m.score)
             candidates.append(Candidate(m.query_id, item.record.source, item.record.ts_ms,
-                                        item.key))
-        await self.raise_alerts(modality, candidates, scores, by_key)
+                                        item.key, m.score))
+        await self.raise_alerts(modality, candidates, {it.key: it for it in items})
 
-    async def raise_alerts(
-        self,
-        modality: Modality,
-        candidates: list[Candidate],
-        scores: dict[tuple[str, str], float],
-        items: dict[str, IndexedItem],
-    ) -> list[Alert]:
-        """Policy (state from Redis), then publish each firing alert once, then its sinks."""
+    async def raise_alerts(self, modality: Modality, candidates: list[Candidate],
+                           items: dict[str, IndexedItem]) -> list[Alert]:
+        """Incidents (state from Redis), then publish each new one's alert once."""
         started = time.perf_counter()
-        policy = AlertPolicy(self.s.registry.rules)
+        policy = AlertPolicy(self.s.registry.rules, self._threshold_of)
         states = await self.s.policy_states.load((c.query_id, c.source) for c in candidates)
-        fired, dirty = policy.evaluate(candidates, states)
-        # State first: a crash after this re-decides "fire" for the same item (same alert_id).
-        await self.s.policy_states.save(states, dirty)
+        decisions, changed = policy.evaluate(candidates, states)
+        # State first: a crash after this redelivers the batch, and the confirming item
+        # re-issues its alert (same alert_id), which publish_once then completes.
+        await self.s.policy_states.save(changed)
         raised = []
-        for cand in fired:
-            rq = self.s.registry.find(cand.query_id)
-            if rq is None:
-                continue
-            q = rq.query
-            item = items[cand.item_key]
-            alert = Alert.build(
-                query_id=q.id, item_key=cand.item_key, query_name=q.name,
-                modality=modality.value, source=cand.source, ts=cand.ts_ms,
-                score=round(scores[(q.id, cand.item_key)], 6),
-                threshold=round(self.s.thresholds.threshold_of(rq), 6),
-                severity=q.severity, labels=q.labels, evidence=dict(item.evidence),
-            )
-            published = await self.s.alerts.publish_once(alert, self.s.alerts_topic, self.s.send)
-            if published:
-                m = self.s.metrics
-                m.alerts.labels(query_id=q.id, severity=q.severity.value).inc()
-                m.ingest_to_alert_seconds.labels(modality=modality.value).observe(
-                    max(0.0, time.time() - cand.ts_ms / 1000))
-                raised.append(alert)
+        for d in decisions:
+            if d.action.kind == "open":
+                alert = self._alert(modality, d.candidate, d.action,
+                                    items[d.candidate.item_key])
+                if alert is not None and await self._publish(modality, alert):
+                    raised.append(alert)
+            elif d.action.kind == "close":
+                await self.s.alerts.update_incident(
+                    d.action.alert_id, end=int(round((d.action.end_t or 0) * 1000)),
+                    peak=round(d.action.score, 6))
+            else:  # merge: late items joined two incidents; the later one lives on in `into`
+                await self.s.alerts.update_incident(d.action.alert_id,
+                                                    merged_into=d.action.into)
         self.s.metrics.stage_seconds.labels(modality=modality.value, stage="alert").observe(
             time.perf_counter() - started)
         return raised
+
+    def _threshold_of(self, query_id: str) -> float:
+        rq = self.s.registry.find(query_id)
+        return self.s.thresholds.threshold_of(rq) if rq is not None else 1.0
+
+    def _alert(self, modality: Modality, cand: Candidate, action: IncidentAction,
+               item: IndexedItem) -> Alert | None:
+        rq = self.s.registry.find(cand.query_id)
+        if rq is None:
+            return None
+        q = rq.query
+        return Alert.build(
+            alert_id=action.alert_id, query_id=q.id, item_key=cand.item_key, query_name=q.name,
+            modality=modality.value, source=cand.source, ts=cand.ts_ms,
+            score=round(cand.score, 6), threshold=round(self.s.thresholds.threshold_of(rq), 6),
+            severity=q.severity, labels=q.labels, evidence=dict(item.evidence),
+            incident={"start": int(round((action.start_t or cand.ts_ms / 1000) * 1000)),
+                      "end": None, "peak": round(cand.score, 6)},
+        )
+
+    async def _publish(self, modality: Modality, alert: Alert) -> bool:
+        published = await self.s.alerts.publish_once(alert, self.s.alerts_topic, self.s.send)
+        if published:
+            m = self.s.metrics
+            m.alerts.labels(query_id=alert.query_id, severity=alert.severity.value).inc()
+            m.ingest_to_alert_seconds.labels(modality=modality.value).observe(
+                max(0.0, time.time() - alert.ts / 1000))
+        return published
 
 
 def build_alerting(

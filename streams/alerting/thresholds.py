@@ -13,7 +13,12 @@ new examples start a new background):
     <prefix>:calib:<query_id>:<fp>:src    HyperLogLog of the sources seen
 
 so every worker derives the same threshold from the same counts, and a restart loses
-nothing. At registration `seed` scores the query against the items its modality still
+nothing. Queries whose raw scores are degenerate (`thresholds.CENTERED`: aisfx examples sit
+at 0.7-0.8 against plain room noise) are scored after subtracting their modality's mean
+vector; that mean is kept the same way, as a running sum per worker process:
+
+    <prefix>:center:<modality>:<model>:<process token>   bytes  float64 [n, sum...]
+ At registration `seed` scores the query against the items its modality still
 retains, so a query registered on a busy system starts from data, not from its prior.
 """
 
@@ -21,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +60,8 @@ BACKGROUND_TTL_S = 30 * 24 * 3600
 MOVE_EPSILON = 0.002
 #: Retained items scored at registration (enough for the tail fit, cheap to read).
 SEED_ITEMS = 2000
+#: Items a modality's mean needs before centered queries may score at all.
+MIN_CENTER_ITEMS = 20
 
 _SPAN_SCRIPT = """
 redis.call('HINCRBY', KEYS[1], 'n', ARGV[1])
@@ -132,6 +141,9 @@ class ThresholdKeeper:
         self._version = 1  # a new matrix has version 0: apply once at least
         self._task: asyncio.Task[None] | None = None
         self._span = None
+        self._token = uuid.uuid4().hex[:12]
+        self._sums: dict[str, np.ndarray] = {}  # center key -> [n, sum...] of this process
+        self._means: dict[str, torch.Tensor] = {}  # center key -> mean of all processes
 
     # --- keys --------------------------------------------------------------------------
     def key(self, rq: RegisteredQuery) -> str:
@@ -148,16 +160,32 @@ class ThresholdKeeper:
         host = best[:, [c for c, _ in auto]].detach().float().cpu().numpy()
         n_bins = N_BINS
         for j, (c, rq) in enumerate(auto):
-            rows = [i for i, s in enumerate(sources) if matrix.sources.accepts(s, c)]
-            if not rows:
+            rows = [i for i, s in enumerate(sources)
+                    if matrix.sources.accepts(s, c) and np.isfinite(host[i, j])]
+            if not rows:  # none watched, or a centered query before its mean is known
                 continue
             scores = np.clip(host[rows, j], -1.0, 1.0)
             bins = np.minimum(((scores + 1.0) * n_bins / 2.0).astype(np.int64), n_bins - 1)
             pending = self._pending.setdefault(self.key(rq), _Pending(np.zeros(n_bins, np.int64)))
             pending.add(bins, [ts[i] for i in rows], (sources[i] for i in rows))
 
-    def apply(self, matrix: PatternMatrix) -> None:
-        """Put the current auto thresholds into `matrix` (a no-op when nothing changed)."""
+    def observe_vectors(self, center_key: str, vectors: torch.Tensor) -> None:
+        """Add a batch's vectors to its modality's running mean (for centered queries)."""
+        v = vectors.detach().to("cpu", torch.float64).numpy()
+        row = np.concatenate([[v.shape[0]], v.sum(axis=0)])
+        if center_key in self._sums:
+            self._sums[center_key] += row
+        else:
+            self._sums[center_key] = row
+
+    def apply(self, matrix: PatternMatrix, center_key: str | None = None) -> None:
+        """Put the current auto thresholds (and the modality's mean, for centered queries)
+        into `matrix`; cheap when nothing changed."""
+        if matrix.has_centered and center_key is not None:
+            mean = self._means.get(center_key)
+            if mean is not None and (matrix.center is None or
+                                     not torch.equal(matrix.center.cpu().reshape(-1), mean)):
+                matrix.set_center(mean)
         if matrix.thresholds_version == self._version:
             return
         values = {rq.id: self.threshold_of(rq) for _, rq in self._auto_columns(matrix)}
@@ -222,9 +250,29 @@ class ThresholdKeeper:
                 mine.sources |= p.sources
             raise
 
+    async def _sync_centers(self) -> None:
+        """Write this process's running sums; read every process's, for the means."""
+        if not self._sums:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key, row in self._sums.items():
+            pipe.set(f"{self._prefix}:center:{key}:{self._token}", row.tobytes(),
+                     ex=BACKGROUND_TTL_S)
+        await pipe.execute()
+        for key in list(self._sums):
+            total = None
+            async for k in self._redis.scan_iter(match=f"{self._prefix}:center:{key}:*"):
+                raw = await self._redis.get(k)
+                if raw:
+                    row = np.frombuffer(raw, dtype=np.float64)
+                    total = row.copy() if total is None else total + row
+            if total is not None and total[0] >= MIN_CENTER_ITEMS:
+                self._means[key] = torch.from_numpy(total[1:] / total[0]).float()
+
     async def refresh(self) -> None:
         """Flush, then re-derive every auto query's threshold from the merged background."""
         await self.flush()
+        await self._sync_centers()
         for rq in self._registry.all():
             if not rq.query.auto_threshold:
                 self._metrics.query_threshold.labels(query_id=rq.id).set(self.threshold_of(rq))
@@ -265,6 +313,11 @@ class ThresholdKeeper:
             min_background=cfg.min_background, full_background=cfg.full_background,
             tail_fraction=cfg.tail_fraction, trim_fraction=cfg.trim_fraction,
             floor_mad_k=cfg.floor_mad_k, floor_margin=cfg.floor_margin)
+        if choice.expected_per_day is None and hist.count and per_source_day:
+            # cold start: no tail model yet, but the background seen so far still says how
+            # often the prior would have fired
+            choice = dataclasses.replace(
+                choice, expected_per_day=hist.survival(choice.threshold) * per_source_day)
         old = self._current.get(rq.id)
         moved_at = _int(meta.get("moved_at"))
         if old is None or abs(old.choice.threshold - choice.threshold) > MOVE_EPSILON:

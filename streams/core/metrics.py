@@ -70,7 +70,8 @@ class Metrics:
         )
         self.query_expected_alerts = Gauge(
             "lookout_query_expected_alerts_per_day",
-            "False alarms a day the background's tail model expects at the auto threshold.",
+            "False alarms per watched source a day that the background expects at the auto "
+            "threshold (tail model; the empirical rate while it is still on its prior).",
             ["query_id"], registry=r,
         )
         self.query_feedback = Counter(

@@ -299,7 +299,7 @@ def _write_examples_and_patterns(root: Path, sources: list[SourceSpec], seed: in
             f"video-{label}", f"{synth.OBJECTS[label].text} in view", "video",
             [{"file": f"examples/{label}.png"}],
             [{"file": f"examples/background-{c.id}.png"} for c in cams],
-            threshold=synth.VIDEO_THRESHOLDS[label], sources=["cam-*"], min_hits=2, window_s=4.0,
+            sources=["cam-*"], min_hits=2, window_s=4.0,
             label=label))
     rate = synth.AUDIO_RATE
     for mic in mics:
@@ -315,19 +315,18 @@ def _write_examples_and_patterns(root: Path, sources: list[SourceSpec], seed: in
             [{"file": f"examples/{label}.wav"}],
             [{"file": f"examples/ambience-{m.id}.wav"} for m in mics]
             + [{"file": f"examples/{other}.wav"} for other in _labels(mics) if other != label],
-            threshold=synth.AUDIO_THRESHOLDS[label], sources=["mic-*"], min_hits=2, window_s=4.0,
+            sources=["mic-*"], min_hits=2, window_s=4.0,
             label=label))
     for label in _labels(logs):
         patterns.append(_pattern(
             f"logs-{label}", synth.INCIDENT_TEXT[label][0], "logs",
             list(synth.INCIDENT_TEXT[label]), list(synth.NEAR_MISS_TEXT[label]),
-            threshold=synth.LOG_THRESHOLDS[label], sources=["*"], min_hits=1, window_s=10.0,
+            sources=["*"], min_hits=1, window_s=10.0,
             label=label))
     doc = {"queries": patterns}
-    header = ("# Standing queries for the demo scenario (lookout demo-data). Thresholds were\n"
-              "# chosen from score distributions inside vs outside the events of truth.json\n"
-              "# (python -m benchmarks.calibrate_patterns). Example files are relative to\n"
-              "# this file.\n")
+    header = ("# Standing queries for the demo scenario (lookout demo-data). No thresholds:\n"
+              "# every query uses `threshold: auto`, set by Lookout from the query's own\n"
+              "# background scores (no ground truth). Example files are relative to this file.\n")
     (root / "patterns.yaml").write_text(header + yaml.safe_dump(doc, sort_keys=False,
                                                                 allow_unicode=True))
     return patterns
@@ -341,10 +340,10 @@ def _labels(sources: list[SourceSpec]) -> list[str]:
 
 
 def _pattern(id: str, name: str, modality: str, positives: list[Any], negatives: list[Any],
-             *, threshold: float, sources: list[str], min_hits: int, window_s: float,
+             *, sources: list[str], min_hits: int, window_s: float,
              label: str) -> dict[str, Any]:
     return {"id": id, "name": name, "modality": modality, "positives": positives,
-            "negatives": negatives, "threshold": threshold, "negative_margin": 0.0,
-            "sources": sources, "cooldown_s": 15.0, "min_hits": min_hits,
+            "negatives": negatives, "negative_margin": 0.0,
+            "sources": sources, "min_hits": min_hits,
             "window_s": window_s, "severity": "warning",
             "labels": {"scenario": "demo", "event": label}}

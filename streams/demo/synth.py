@@ -297,13 +297,6 @@ NEAR_MISS_TEXT: dict[str, list[str]] = {
                         "password changed successfully"],
 }
 
-# Cosine thresholds, chosen with benchmarks/calibrate_patterns.py (offline encoders, seeds 7 and 8).
-VIDEO_THRESHOLDS: dict[str, float] = {
-    "coffee": 0.55, "cat": 0.55, "rocket": 0.45, "astronaut": 0.4, "motorcycle": 0.55}
-AUDIO_THRESHOLDS: dict[str, float] = {"siren": 0.5, "beeping": 0.5, "crash": 0.5}
-LOG_THRESHOLDS: dict[str, float] = {
-    "disk-full": 0.6, "oom-kill": 0.55, "db-refused": 0.65, "auth-bruteforce": 0.55}
-
 _USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
           "mallory", "oscar", "peggy", "trent", "victor", "walter"]
 _APPS = ["checkout", "billing", "search", "inventory", "reports", "mailer"]

@@ -41,6 +41,7 @@ class QueryPatterns:
     threshold: float
     negative_margin: float = 0.0
     sources: tuple[str, ...] = ("*",)
+    centered: bool = False  # scored after subtracting the modality's mean vector
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,26 @@ class PatternMatrix:
         )
         self.sources = SourceFilter([p.sources for p in patterns])
         self.thresholds_version = 0
+        centered = [p.centered for p in patterns]
+        self.centered = torch.tensor(centered, dtype=torch.bool, device=self.device)
+        self._pos_centered = self.centered[self.pos_owner] if pos_owner else self.centered[:0]
+        self._neg_centered = self.centered[self.neg_owner] if neg_owner else self.centered[:0]
+        self.center: torch.Tensor | None = None
+        self._positives_c = self._negatives_c = None
+
+    @property
+    def has_centered(self) -> bool:
+        return bool(self.centered.any())
+
+    def set_center(self, mean: torch.Tensor | None) -> None:
+        """The modality's mean vector for centered queries (None: not known yet, and those
+        queries score -inf, so they neither match nor feed their background)."""
+        if mean is None:
+            self.center = None
+            return
+        self.center = mean.to(self.device, torch.float32).reshape(1, -1)
+        self._positives_c = _normalized(self.positives - self.center)
+        self._negatives_c = _normalized(self.negatives - self.center)
 
     def set_thresholds(self, values: dict[str, float], *, version: int) -> None:
         """Replace the thresholds of the named queries (auto thresholds move while the
@@ -155,11 +176,23 @@ class PatternMatrix:
         vectors = vectors.to(self.device, torch.float32)
         if vectors.dim() != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"expected vectors [B, {self.dim}], got {tuple(vectors.shape)}")
-        sims = vectors @ self.positives.T
+        sims = self._sims(vectors, self.positives, self._positives_c, self._pos_centered)
         best = sims if self._identity_owner else self._scatter_max(sims, self.pos_owner)
         if self.negatives.shape[0] == 0:
             return best, None
-        return best, self._scatter_max(vectors @ self.negatives.T, self.neg_owner)
+        neg = self._sims(vectors, self.negatives, self._negatives_c, self._neg_centered)
+        return best, self._scatter_max(neg, self.neg_owner)
+
+    def _sims(self, vectors: torch.Tensor, patterns: torch.Tensor,
+              centered_patterns: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """Cosine to each pattern row; centered rows use centered vectors on both sides."""
+        sims = vectors @ patterns.T
+        if not bool(mask.any()):
+            return sims
+        if self.center is None or centered_patterns is None:
+            return sims.masked_fill(mask, float("-inf"))
+        sims_c = _normalized(vectors - self.center) @ centered_patterns.T
+        return torch.where(mask, sims_c, sims)
 
     def match(self, vectors: torch.Tensor, sources: Sequence[str]) -> list[Match]:
         """Pairs passing threshold, negative suppression and source filter, row-major order."""
@@ -172,12 +205,15 @@ class PatternMatrix:
         return self.select(best, negative, sources)
 
     def select(self, best: torch.Tensor, negative: torch.Tensor | None,
-               sources: Sequence[str]) -> list[Match]:
-        """`match` on scores already computed by `scores` (the observer also needs them)."""
+               sources: Sequence[str], slack: torch.Tensor | None = None) -> list[Match]:
+        """`match` on scores already computed by `scores` (the observer also needs them);
+        `slack` [Q] lowers each query's threshold (its hysteresis: an open incident stays
+        open on scores just below the threshold)."""
         if self.n_queries == 0 or len(sources) == 0:
             return []
         with torch.inference_mode():
-            keep = best >= self.thresholds
+            floor = self.thresholds if slack is None else self.thresholds - slack.to(self.device)
+            keep = best >= floor
             if negative is not None:
                 keep &= negative < best - self.margins
             pairs = keep.nonzero()
@@ -210,3 +246,7 @@ class PatternMatrix:
                 )
             )
         return out
+
+
+def _normalized(t: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(t, dim=-1) if t.numel() else t

@@ -34,15 +34,19 @@ _QUERY_ID_RE = re.compile(QUERY_ID_PATTERN)
 
 @dataclass(frozen=True)
 class PolicyRule:
-    """The alerting knobs of one query, in milliseconds."""
+    """The incident knobs of one query (seconds); the threshold comes separately, since an
+    auto threshold moves while the rule stays."""
 
-    cooldown_ms: int
-    min_hits: int
-    window_ms: int
+    min_hits: int = 1
+    window_s: float = 10.0
+    clear_s: float = 10.0
+    hysteresis: float = 0.02
 
     @classmethod
-    def of(cls, cooldown_s: float, min_hits: int, window_s: float) -> PolicyRule:
-        return cls(int(cooldown_s * 1000), int(min_hits), int(window_s * 1000))
+    def of(cls, q: StandingQuery) -> PolicyRule:
+        """`cooldown_s` is a minimum gap between incidents: it lengthens `clear_s`."""
+        return cls(int(q.min_hits), float(q.window_s), max(float(q.clear_s), float(q.cooldown_s)),
+                   float(q.hysteresis))
 
 
 class Severity(StrEnum):
@@ -166,9 +170,20 @@ class StandingQuery(BaseModel):
         description="Suppress when best negative score >= best positive score - margin.",
     )
     sources: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
-    cooldown_s: float = Field(60.0, ge=0.0, le=30 * 24 * 3600)
-    min_hits: int = Field(1, ge=1, le=10_000)
-    window_s: float = Field(60.0, gt=0.0, le=30 * 24 * 3600)
+    min_hits: int = Field(1, ge=1, le=10_000,
+                          description="Hits at or above the threshold that open an incident.")
+    window_s: float = Field(10.0, gt=0.0, le=30 * 24 * 3600,
+                            description="The min_hits must fall within this many seconds.")
+    clear_s: float = Field(
+        10.0, gt=0.0, le=30 * 24 * 3600,
+        description="An incident closes after this many seconds without a score above "
+                    "threshold - hysteresis; the next crossing is a new alert.")
+    hysteresis: float = Field(
+        0.02, ge=0.0, le=1.0,
+        description="An open incident stays open while scores stay above threshold minus this.")
+    cooldown_s: float = Field(
+        0.0, ge=0.0, le=30 * 24 * 3600,
+        description="Minimum gap between two incidents of a source (lengthens clear_s).")
     severity: Severity = Severity.WARNING
     labels: dict[str, str] = Field(default_factory=dict)
     webhooks: list[Webhook] = Field(default_factory=list)

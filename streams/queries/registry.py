@@ -37,7 +37,7 @@ from streams.queries.model import (
     Webhook,
     parse_query,
 )
-from streams.queries.thresholds import prior_for
+from streams.queries.thresholds import needs_centering, prior_for
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,12 @@ def starting_threshold(q: StandingQuery, encoder: Encoder) -> float:
     return float(q.threshold)  # type: ignore[arg-type]
 
 
+def scored_centered(q: StandingQuery, encoder: Encoder) -> bool:
+    """Auto-threshold queries of an encoder and kind whose raw background is degenerate
+    (`thresholds.CENTERED`, e.g. aisfx examples vs room noise) are scored centered."""
+    return q.auto_threshold and needs_centering(encoder.short_id, q.kind)
+
+
 def build_matrix(
     queries: Iterable[RegisteredQuery],
     encoder: Encoder,
@@ -163,7 +169,8 @@ def build_matrix(
         q = rq.query
         pos, neg = vectors[rq.id] if vectors and rq.id in vectors else decoded_vectors(rq)
         patterns.append(QueryPatterns(q.id, pos, neg, starting_threshold(q, encoder),
-                                      q.negative_margin, tuple(q.sources)))
+                                      q.negative_margin, tuple(q.sources),
+                                      centered=scored_centered(q, encoder)))
     return PatternMatrix(patterns, encoder.dim, encoder.device), skipped
 
 
@@ -309,10 +316,7 @@ class QueryRegistry:
             self._matrices[modality] = matrix
             if self._metrics is not None:
                 self._metrics.standing_queries.labels(modality=modality.value).set(len(matrix))
-        self._rules = {
-            q.id: PolicyRule.of(q.query.cooldown_s, q.query.min_hits, q.query.window_s)
-            for q in self._queries.values()
-        }
+        self._rules = {q.id: PolicyRule.of(q.query) for q in self._queries.values()}
 
     # --- views ------------------------------------------------------------------------
     def matrix(self, modality: Modality) -> PatternMatrix | None:

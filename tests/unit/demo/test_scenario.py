@@ -142,8 +142,9 @@ def test_patterns_yaml_is_plain_data(small: Path) -> None:
     doc = yaml.safe_load((small / "patterns.yaml").read_text())
     assert set(doc) == {"queries"}
     for query in doc["queries"]:
-        assert {"id", "name", "modality", "positives", "negatives", "threshold", "sources",
-                "cooldown_s", "min_hits", "window_s", "severity", "labels"} <= set(query)
+        assert {"id", "name", "modality", "positives", "negatives", "sources", "min_hits",
+                "window_s", "severity", "labels"} <= set(query)
+        assert "threshold" not in query  # auto: nothing chosen with truth.json
 
 
 @settings(max_examples=60, deadline=None)

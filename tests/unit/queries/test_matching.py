@@ -129,3 +129,30 @@ def _near_edges(patterns, items, keys, threshold):
             if abs(neg - (best - p.negative_margin)) < 1e-5:
                 near.add((row, qid))
     return near
+
+
+def test_hysteresis_slack_lowers_each_querys_threshold_only_for_selection() -> None:
+    q = QueryPatterns("q", torch.tensor([[1.0, 0.0]]), torch.zeros(0, 2), threshold=0.8)
+    m = PatternMatrix([q], 2, torch.device("cpu"))
+    v = torch.nn.functional.normalize(torch.tensor([[0.79, 0.61]]), dim=1)  # cosine 0.79
+    best, neg = m.scores(v)
+    assert m.select(best, neg, ["s"]) == []
+    assert len(m.select(best, neg, ["s"], torch.tensor([0.02]))) == 1
+
+
+def test_centered_queries_score_against_the_modality_mean_and_wait_for_it() -> None:
+    """Noise that shares one direction with the example scores high raw, low centered."""
+    common, event = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    example = torch.nn.functional.normalize(common + 0.6 * event, dim=0).reshape(1, -1)
+    noise = torch.nn.functional.normalize(
+        common + 0.2 * torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]), dim=1)
+    raw = PatternMatrix([QueryPatterns("raw", example, torch.zeros(0, 3), 0.5)], 3,
+                        torch.device("cpu"))
+    cen = PatternMatrix([QueryPatterns("cen", example, torch.zeros(0, 3), 0.5, centered=True)],
+                        3, torch.device("cpu"))
+    assert raw.scores(noise)[0].min() > 0.8
+    assert torch.isinf(cen.scores(noise)[0]).all()  # no mean yet: it cannot match
+    cen.set_center(noise.mean(dim=0))
+    assert cen.scores(noise)[0].abs().max() < 0.1
+    hit = torch.nn.functional.normalize(common + 0.6 * event, dim=0).reshape(1, -1)
+    assert cen.scores(hit)[0].item() > 0.9
