@@ -234,6 +234,7 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
                    + (f", {len(refused)} need another model" if refused else ""))
         watch = _watch(settings, bootstrap, worker, cleanup)
         processed, drained = _play(services, root, truth, opts, watch, view, mark)
+        thresholds = thresholds_in_force(ApiClient(api_url, settings.api_token), registered)
         obs = RunObservations(
             truth=truth, scenario_dir=root, base_ms=watch.base_ms, speed=opts.speed,
             registered=registered, unavailable=refused, alerts=list(watch.alerts.records),
@@ -242,8 +243,21 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
             wall_s=time.monotonic() - began, drained=drained, timings=timings,
             notes=[] if drained else [
                 "the worker had not processed every record when the demo stopped waiting: it "
-                "could not keep up at this speed (see its /metrics)"])
+                "could not keep up at this speed (see its /metrics)"],
+            thresholds=thresholds)
         return build_scorecard(obs)
+
+
+def thresholds_in_force(client: ApiClient, query_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What each query matched at when the run ended, and how Lookout chose it."""
+    out = {}
+    for q in client.call("GET", "/queries")["queries"]:
+        if q["id"] in query_ids:
+            cal = q.get("calibration") or {}
+            out[q["id"]] = {"threshold": q.get("effective_threshold"),
+                            "auto": q["threshold"] == "auto", "basis": cal.get("basis"),
+                            "background_items": cal.get("background_items")}
+    return out
 
 
 def _start_worker(settings: Settings, services: Settings, started: _Started, view: DemoView

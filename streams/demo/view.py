@@ -155,6 +155,12 @@ def render_scorecard(card: dict[str, Any]) -> RenderableType:
         patterns.add_row(pid, str(p["events"]), str(p["caught"]), str(p["alerts"]),
                          str(p["correct_alerts"]), _fmt(p["recall"]), _fmt(p["precision"]),
                          style=style)
+    chosen = Table("query", "threshold", "how", title="thresholds in force at the end",
+                   title_justify="left")
+    for qid, th in card.get("thresholds", {}).items():
+        how = (f"auto: {th['basis']}, {th['background_items']} background items"
+               if th["auto"] else "fixed")
+        chosen.add_row(qid, _fmt(th["threshold"], "{:.3f}"), how)
     a = card["alerts"]
     met = card["acceptance"]["met"]
     summary = Text.assemble(
@@ -162,7 +168,7 @@ def render_scorecard(card: dict[str, Any]) -> RenderableType:
         f"{_fmt(card['precision'])}  ", ("target met" if met else "target NOT met",
                                          "green" if met else "red"),
         f"  (recall >= {card['acceptance']['recall_min']}, precision >= "
-        f"{card['acceptance']['precision_min']} per pattern)\n",
+        f"{card['acceptance']['precision_min']} overall)\n",
         ("ingest-to-alert latency ", "bold"),
         f"p50 {_fmt(card['latency_p50_s'], '{:.2f} s')}  p99 "
         f"{_fmt(card['latency_p99_s'], '{:.2f} s')}\n",
@@ -185,4 +191,4 @@ def render_scorecard(card: dict[str, Any]) -> RenderableType:
         ("  the worker and stack are still running" if n["running"] else
          "  (the demo stopped the worker and stack it started; `lookout demo --keep` "
          "leaves them running for these commands)", "dim"))
-    return Group(items, patterns, summary, *notes, Text(""), where)
+    return Group(items, patterns, chosen, summary, *notes, Text(""), where)

@@ -102,8 +102,10 @@ def test_demo_scorecard_is_computed_from_the_alerts_topic(settings: Settings,
     assert sum(p["events"] for p in card["patterns"].values()) == len(truth["events"])
     if alerts:
         assert 0 < card["latency_p50_s"] <= card["latency_p99_s"]
-    # The offline encoders and the scenario's calibrated thresholds catch its events.
+    # The offline encoders with thresholds Lookout chose itself (auto) catch its events.
     assert card["acceptance"]["met"], card["patterns"]
+    assert set(card["thresholds"]) == set(declared)
+    assert all(t["auto"] and t["threshold"] is not None for t in card["thresholds"].values())
     assert card["next"]["api"] == f"http://127.0.0.1:{port}"
     assert card["next"]["running"] is False
 
