@@ -42,14 +42,13 @@ from streams.core.metrics import Metrics
 from streams.index.store import IndexStore
 from streams.queries.matching import PatternMatrix
 from streams.queries.model import RegisteredQuery
-from streams.queries.registry import QueryRegistry
+from streams.queries.registry import QueryRegistry, starting_threshold
 from streams.queries.thresholds import (
     N_BINS,
     CalibrationConfig,
     ScoreHistogram,
     ThresholdChoice,
     choose_threshold,
-    prior_for,
 )
 
 log = logging.getLogger(__name__)
@@ -209,8 +208,7 @@ class ThresholdKeeper:
         return out
 
     def prior(self, rq: RegisteredQuery) -> float:
-        encoder = self._registry.encoder(rq.query.modality)
-        return prior_for(encoder.short_id, rq.query.kind)
+        return starting_threshold(rq.query, self._registry.encoder(rq.query.modality))
 
     def _auto_columns(self, matrix: PatternMatrix) -> list[tuple[int, RegisteredQuery]]:
         out = []
@@ -236,8 +234,8 @@ class ThresholdKeeper:
                 pipe.expire(key, BACKGROUND_TTL_S)
                 pipe.pfadd(f"{key}:src", *sorted(p.sources))
                 pipe.expire(f"{key}:src", BACKGROUND_TTL_S)
-                self._span(keys=[f"{key}:meta"],
-                           args=[p.n, p.first_ts, p.last_ts, BACKGROUND_TTL_S], client=pipe)
+                await self._span(keys=[f"{key}:meta"],
+                                 args=[p.n, p.first_ts, p.last_ts, BACKGROUND_TTL_S], client=pipe)
             await pipe.execute()
         except BaseException:
             for key, p in pending.items():  # keep them for the next try
