@@ -298,36 +298,43 @@ def test_webhook_down_when_the_worker_dies_is_delivered_after_restart(
         hook.stop()
 
 
-def test_cooldown_and_hysteresis_in_event_time(settings: Settings, worker_process):
+def test_incidents_min_hits_and_cooldown_in_event_time(settings: Settings, worker_process):
+    """A source matching every second for a minute is ONE incident (one alert); a late hit
+    16 s after it still belongs to it (cooldown 30 s lengthens clear_s); a crossing 35 s
+    after it is a new incident; a single stray hit of a min_hits=3 query never fires."""
     worker = worker_process()
     for body in (
         {"id": "cool", "name": "cool", "modality": "logs", "positives": [DISK],
          "threshold": 0.75, "cooldown_s": 30, "sources": ["disk-*"]},
         {"id": "hyst", "name": "hyst", "modality": "logs", "positives": [PAYMENT],
-         "threshold": 0.75, "cooldown_s": 30, "min_hits": 3, "window_s": 10},
+         "threshold": 0.75, "min_hits": 3, "window_s": 10},
     ):
         status, err = call(worker.api_url, "POST", "/queries", body)
         assert status == 201, err
-    t0 = int(time.time() * 1000) - 120_000
-    # One source matching every second for a minute (event time), plus one stray payment.
+    t0 = int(time.time() * 1000) - 180_000
     produce_logs(settings, [("disk-1", f"{DISK} n={i}") for i in range(60)], ts_ms=t0,
                  step_ms=1000)
+    produce_logs(settings, [("disk-1", f"{DISK} late")], ts_ms=t0 + 75_000)
+    produce_logs(settings, [("disk-1", f"{DISK} again {i}") for i in range(5)],
+                 ts_ms=t0 + 110_000, step_ms=1000)
     produce_logs(settings, [("pay-1", PAYMENT)], ts_ms=t0)
     produce_logs(settings, [("other", f"{DISK} elsewhere")], ts_ms=t0)  # not a watched source
-    done = wait_until_processed(settings, [worker], {Modality.LOGS: 62})
-    assert done.indexed[Modality.LOGS] == 62, (done, worker.log_tail())
-    assert done.alerts == 2, (done, worker.log_tail())  # cool at 0 s and 30 s; hyst: one hit
+    done = wait_until_processed(settings, [worker], {Modality.LOGS: 68})
+    assert done.indexed[Modality.LOGS] == 68, (done, worker.log_tail())
+    assert done.alerts == 2, (done, worker.log_tail())  # cool at 0 s and 110 s; hyst: none
     topic = wait_for_alerts(settings, done.alerts)
     assert len(topic) == done.alerts
     cool = sorted(a["ts"] - t0 for a in topic if a["query_id"] == "cool")
-    assert cool == [0, 30_000]
+    assert cool == [0, 110_000]
     assert [a for a in topic if a["query_id"] == "hyst"] == []
     status, hist = call(worker.api_url, "GET", "/alerts?query=cool")
     assert status == 200 and len(hist["alerts"]) == 2
+    first = min(hist["alerts"], key=lambda a: a["ts"])
+    assert first["incident"]["start"] == t0 and first["incident"]["end"] == t0 + 75_000
     # Three payment hits within 10 s fire once.
     produce_logs(settings, [("pay-1", f"{PAYMENT} retry {i}") for i in range(3)],
                  ts_ms=t0 + 60_000, step_ms=2000)
-    done = wait_until_processed(settings, [worker], {Modality.LOGS: 65})
+    done = wait_until_processed(settings, [worker], {Modality.LOGS: 71})
     assert done.alerts == 3, (done, worker.log_tail())
     topic = wait_for_alerts(settings, done.alerts)
     assert len(topic) == done.alerts
