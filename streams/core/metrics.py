@@ -37,6 +37,11 @@ class Metrics:
             "lookout_deadletters_total", "Records sent to the dead-letter topic, by reason.",
             ["modality", "reason"], registry=r,
         )
+        self.deadletters_refused = Counter(
+            "lookout_deadletters_refused_total",
+            "Dead letters Kafka refused for good (logged at ERROR with their position and "
+            "reason; the partition moves on).", ["modality", "reason"], registry=r,
+        )
         self.batch_size = Histogram(
             "lookout_batch_size", "Records per micro-batch.",
             ["modality"], buckets=BATCH_BUCKETS, registry=r,

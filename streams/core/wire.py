@@ -271,6 +271,11 @@ def parse_record(
     validate_source_id(source)
     if value is None or len(value) == 0:
         raise WireFormatError(f"record from {source!r} has an empty value")
+    if len(value) > MAX_PAYLOAD_BYTES:
+        raise WireFormatError(
+            f"payload too large: {len(value):,} bytes from {source!r}; the limit is "
+            f"{MAX_PAYLOAD_BYTES:,} (docs/wire-format.md): send smaller frames, shorter "
+            "chunks or split the line")
     hdrs = headers_dict(headers)
     raw_ct = _header(hdrs, HEADER_CONTENT_TYPE)
     content_type = None if raw_ct is None else _decode_ascii(HEADER_CONTENT_TYPE, raw_ct).strip()

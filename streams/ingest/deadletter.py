@@ -4,6 +4,13 @@ Each keeps its original key, value and headers, plus `lookout-error` (why, for a
 and `lookout-origin-topic/partition/offset` (where it came from), and is counted in
 `lookout_deadletters_total{modality,reason}`. Delivery is awaited and retried, so a
 batch's offsets are never committed before its dead letters are in Kafka.
+
+A value over `MAX_DEADLETTER_VALUE` (a record over the wire format's size limit) is cut to
+its first `KEPT_BYTES`, with `lookout-original-size` saying how large it was, so the dead
+letter always fits what the worker's producer may send. A dead letter Kafka refuses for
+good anyway (`MessageSizeTooLargeError`: a broker or topic configured smaller) is logged
+at ERROR with its position and reason and counted in `lookout_deadletters_refused_total`,
+and the partition moves on: retrying a permanent refusal would stall it forever.
 """
 
 from __future__ import annotations
@@ -13,15 +20,45 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from encoders.modality import Modality
 from streams.core.metrics import Metrics
 from streams.core.retry import Backoff, retry_until_done
-from streams.core.wire import deadletter_headers
+from streams.core.wire import MAX_PAYLOAD_BYTES, deadletter_headers
 from streams.ingest.records import DeadLetter
 
 log = logging.getLogger(__name__)
+
+HEADER_ORIGINAL_SIZE = "lookout-original-size"
+#: Largest value a dead letter carries as is (the wire format's own limit).
+MAX_DEADLETTER_VALUE = MAX_PAYLOAD_BYTES
+#: What is kept of a larger value: enough to recognise it.
+KEPT_BYTES = 64 * 1024
+MAX_KEY_BYTES = 1024
+MAX_HEADER_BYTES = 64 * 1024
+#: Refusals that no retry can fix.
+REFUSED_FOR_GOOD: tuple[type[BaseException], ...] = (MessageSizeTooLargeError,
+                                                     RecordTooLargeError)
+
+
+def fit_for_kafka(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+                  ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """Key, value and headers cut so that a dead letter stays far under what the worker's
+    producer may send (the input broker may accept far larger records); what was cut is
+    said in `lookout-original-size` / `lookout-original-key-size` / `lookout-headers-dropped`."""
+    extra: list[tuple[str, bytes]] = []
+    if value is not None and len(value) > MAX_DEADLETTER_VALUE:
+        extra.append((HEADER_ORIGINAL_SIZE, str(len(value)).encode("ascii")))
+        value = value[:KEPT_BYTES]
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        extra.append(("lookout-original-key-size", str(len(key)).encode("ascii")))
+        key = key[:MAX_KEY_BYTES]
+    if sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
+        ours = [(k, v) for k, v in headers if k.startswith("lookout-")]
+        extra.append(("lookout-headers-dropped", str(len(headers) - len(ours)).encode()))
+        headers = [(k, v[:4096]) for k, v in ours]
+    return key, value, [*headers, *extra]
 
 
 class RecordSender(Protocol):
@@ -61,12 +98,28 @@ class DeadLetterSink:
             rec.headers, letter.reason,
             topic=rec.topic, partition=rec.partition, offset=rec.offset,
         )
+        key, value, headers = fit_for_kafka(rec.key, rec.value, headers)
         log.warning("dead letter %s (%s): %s", rec.position, letter.stage, letter.reason)
+        refused: list[BaseException] = []
+
+        async def attempt() -> None:
+            try:
+                await self.sender.send(self.topic, key, value, headers)
+            except REFUSED_FOR_GOOD as e:  # no retry can fix it: record it, move on
+                refused.append(e)
+
         await retry_until_done(
-            lambda: self.sender.send(self.topic, rec.key, rec.value, headers),
+            attempt,
             op="deadletter",
             what=f"sending dead letter {rec.position} to {self.topic}",
             backoff=self.backoff,
             transient=(KafkaError, ConnectionError, TimeoutError, OSError),
         )
-        self.metrics.deadletters.labels(modality=modality.value, reason=letter.stage).inc()
+        labels = {"modality": modality.value, "reason": letter.stage}
+        if refused:
+            log.error("dead letter %s refused for good by Kafka (%s); its reason was: %s. "
+                      "Not retried, so the partition moves on.", rec.position, refused[0],
+                      letter.reason)
+            self.metrics.deadletters_refused.labels(**labels).inc()
+            return
+        self.metrics.deadletters.labels(**labels).inc()

@@ -38,6 +38,7 @@ from streams.config.settings import Settings
 from streams.core.inference import InferenceThread
 from streams.core.metrics import Metrics
 from streams.core.retry import retry_until_done
+from streams.core.wire import MAX_PAYLOAD_BYTES
 from streams.embedded import Services, resolve_services
 from streams.index.store import IndexStore
 from streams.ingest.agents import register_agents
@@ -165,6 +166,9 @@ def _faust_app(settings: Settings, services: Services) -> LookoutApp:
         settings.worker_id,
         broker=_broker_urls(services.kafka_bootstrap),
         broker_credentials=faust_broker_credentials(settings),
+        # A dead letter carries at most MAX_PAYLOAD_BYTES of value plus bounded key and
+        # headers (streams.ingest.deadletter.fit_for_kafka): always sendable.
+        producer_max_request_size=MAX_PAYLOAD_BYTES + 512 * 1024,
         store="memory://",
         autodiscover=False,
         key_serializer="raw",

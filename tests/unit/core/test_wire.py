@@ -15,6 +15,7 @@ from streams.core.wire import (
     HEADER_ORIGIN_PARTITION,
     HEADER_ORIGIN_TOPIC,
     HEADER_TS,
+    MAX_PAYLOAD_BYTES,
     MAX_TS_MS,
     MIN_TS_MS,
     SOURCE_ID_MAX_BYTES,
@@ -237,3 +238,9 @@ def test_deadletter_reason_is_bounded_and_never_empty() -> None:
 @given(_source_ids())
 def test_valid_source_ids_pass(source: str) -> None:
     assert validate_source_id(source) == source
+
+
+def test_a_payload_over_the_documented_limit_is_refused_at_parse_time() -> None:
+    with pytest.raises(WireFormatError, match=r"payload too large: 1,000,001 bytes"):
+        _parse(value=b"x" * (MAX_PAYLOAD_BYTES + 1))
+    assert len(_parse(value=b"x" * MAX_PAYLOAD_BYTES).payload) == MAX_PAYLOAD_BYTES

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from encoders.modality import Modality
 from streams.core.metrics import Metrics
 from streams.core.retry import Backoff
-from streams.core.wire import HEADER_ERROR, HEADER_ORIGIN_OFFSET
-from streams.ingest.batch import STAGE_DECODE, STAGE_WIRE, ConsumedRecord, DeadLetter
-from streams.ingest.deadletter import DeadLetterSink
+from streams.core.wire import HEADER_ERROR, HEADER_ORIGIN_OFFSET, MAX_PAYLOAD_BYTES
+from streams.ingest.deadletter import (
+    HEADER_ORIGINAL_SIZE,
+    KEPT_BYTES,
+    DeadLetterSink,
+    fit_for_kafka,
+)
+from streams.ingest.records import STAGE_DECODE, STAGE_WIRE, ConsumedRecord, DeadLetter
 
 
 class BrokerDouble:
@@ -90,3 +95,38 @@ def test_a_letter_refused_for_good_fails_the_batch_and_stops_the_other_sends():
         assert broker.in_flight == 0  # nothing left sending behind the abandoned batch
 
     asyncio.run(asyncio.wait_for(run(), 10))
+
+
+class TooSmallBroker:
+    """A broker configured smaller than the record: refuses it for good, every time."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def send(self, topic, key, value, headers) -> None:
+        self.attempts += 1
+        raise MessageSizeTooLargeError("the topic's max.message.bytes is smaller")
+
+
+def test_a_dead_letter_refused_for_good_is_counted_and_the_batch_moves_on(caplog):
+    broker, metrics = TooSmallBroker(), Metrics()
+    sink = DeadLetterSink(broker, "t.deadletter", metrics)
+    with caplog.at_level("ERROR", logger="streams.ingest.deadletter"):
+        asyncio.run(asyncio.wait_for(sink.send(Modality.LOGS, _letters(2)), 5))
+    assert broker.attempts == 2  # no retry of a permanent refusal
+    refused = metrics.deadletters_refused.labels(modality="logs", reason=STAGE_DECODE)
+    assert refused._value.get() == 1
+    assert "refused for good" in caplog.text and "t.logs[0]@0" in caplog.text
+
+
+def test_oversize_values_keys_and_headers_are_cut_and_say_so():
+    big = b"x" * (MAX_PAYLOAD_BYTES + 1)
+    headers = [("content-type", b"text/plain"), ("x-junk", b"y" * 200_000)]
+    key, value, out = fit_for_kafka(b"k" * 5000, big, headers)
+    assert len(value) == KEPT_BYTES and len(key) == 1024
+    h = dict(out)
+    assert h[HEADER_ORIGINAL_SIZE] == str(len(big)).encode()
+    assert h["lookout-original-key-size"] == b"5000" and h["lookout-headers-dropped"] == b"2"
+    assert sum(len(k) + len(v) for k, v in out) < 10_000
+    small = fit_for_kafka(b"k", b"v", [("content-type", b"text/plain")])
+    assert small == (b"k", b"v", [("content-type", b"text/plain")])
