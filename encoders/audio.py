@@ -16,6 +16,11 @@ CONTAINER_TYPES = frozenset(
     {"audio/wav", "audio/x-wav", "audio/wave", "audio/flac", "audio/x-flac"}
 )
 MAX_SECONDS = 600.0
+MAX_CHANNELS = 16
+MAX_RATE = 768_000
+#: Decoded float32 bytes per payload byte a container may announce: 16-bit PCM is 2x,
+#: lossless FLAC of real sound 3-6x; far more is a decompression bomb.
+MAX_EXPANSION = 32
 
 
 def decode_audio(payload: bytes, content_type: str | None, target_rate: int) -> torch.Tensor:
@@ -63,11 +68,30 @@ def _decode_l16(payload: bytes, content_type: str) -> tuple[np.ndarray, int]:
     return pcm.reshape(-1, channels), rate
 
 
+def check_audio_header(frames: int, channels: int, rate: int, payload_bytes: int) -> None:
+    """Refuse what the header announces before reading it: a FLAC of a few KB can announce
+    hours of 64-channel audio (gigabytes once decoded)."""
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise EncoderInputError(f"audio header announces {channels} channels (1..{MAX_CHANNELS})")
+    if not 1 <= rate <= MAX_RATE:
+        raise EncoderInputError(f"audio header announces {rate} Hz (1..{MAX_RATE})")
+    if frames / rate > MAX_SECONDS:
+        raise EncoderInputError(
+            f"audio chunk too long: its header announces {frames / rate:.0f} s "
+            f"(limit {MAX_SECONDS:.0f} s); refused before decoding")
+    decoded = frames * channels * 4
+    if decoded > MAX_EXPANSION * payload_bytes + (1 << 20):
+        raise EncoderInputError(
+            f"audio header announces {decoded:,} bytes of samples from {payload_bytes:,} "
+            f"bytes (more than {MAX_EXPANSION}x): refused before decoding")
+
+
 def _decode_container(payload: bytes) -> tuple[np.ndarray, int]:
     try:
         with sf.SoundFile(io.BytesIO(payload)) as f:
             rate = f.samplerate
             expected = f.frames
+            check_audio_header(max(expected, 0), f.channels, rate, len(payload))
             data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise EncoderInputError(f"corrupt or unsupported audio file: {e}") from e

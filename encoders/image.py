@@ -49,9 +49,48 @@ def sniff_image(payload: bytes, content_type: str | None = None) -> str:
     )
 
 
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers
+
+
+def image_size(payload: bytes, kind: str) -> tuple[int, int]:
+    """(width, height) read from the PNG IHDR or the JPEG start-of-frame header, without
+    decoding: a 48 KB PNG can announce 20000x20000 pixels (1.2 GB once decoded)."""
+    if kind == "image/png":
+        if len(payload) < 24 or payload[12:16] != b"IHDR":
+            raise EncoderInputError("corrupt PNG: no IHDR header")
+        return int.from_bytes(payload[16:20], "big"), int.from_bytes(payload[20:24], "big")
+    i = 2
+    while i + 9 <= len(payload):
+        if payload[i] != 0xFF:
+            raise EncoderInputError(f"corrupt JPEG: no marker at byte {i}")
+        marker = payload[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_SOF:
+            height = int.from_bytes(payload[i + 5:i + 7], "big")
+            return int.from_bytes(payload[i + 7:i + 9], "big"), height
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        i += 2 + int.from_bytes(payload[i + 2:i + 4], "big")
+    raise EncoderInputError("corrupt JPEG: no start-of-frame header with the image size")
+
+
+def check_image_size(payload: bytes, kind: str) -> None:
+    """Refuse an image whose header announces more than MAX_PIXELS, before decoding it."""
+    width, height = image_size(payload, kind)
+    if width == 0 or height == 0:
+        raise EncoderInputError(f"image header announces {width}x{height} pixels")
+    if width * height > MAX_PIXELS:
+        raise EncoderInputError(
+            f"image too large: its header announces {width}x{height} pixels (limit "
+            f"{MAX_PIXELS:,} pixels); refused before decoding")
+
+
 def decode_image(payload: bytes, content_type: str | None = None) -> np.ndarray:
     """JPEG/PNG bytes -> RGB uint8 array HxWx3 (CPU, OpenCV); EncoderInputError if unusable."""
-    sniff_image(payload, content_type)
+    check_image_size(payload, sniff_image(payload, content_type))
     buf = np.frombuffer(payload, dtype=np.uint8)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
@@ -75,6 +114,7 @@ def decode_jpegs_on_device(payloads: Sequence[bytes], device: torch.device) -> l
     for i, p in enumerate(payloads):
         if sniff_image(p) != "image/jpeg":
             raise EncoderInputError(f"item {i} is not a JPEG; GPU decoding takes JPEG only")
+        check_image_size(p, "image/jpeg")
     datas = [torch.frombuffer(bytearray(p), dtype=torch.uint8) for p in payloads]
     try:
         return list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device))

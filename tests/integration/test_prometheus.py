@@ -209,7 +209,7 @@ def test_every_panel_and_rule_works_against_a_real_prometheus(
 
     status, body = post_json(worker.api_url + "/queries", {
         "id": "disk-full", "name": "disk full", "modality": "logs",
-        "positives": [MATCH_TEXT], "threshold": 0.6, "cooldown_s": 0,
+        "positives": [MATCH_TEXT], "threshold": 0.6, "clear_s": 0.5,  # each wave: an incident
         "severity": "critical", "webhooks": [{"url": webhook_url}],
     })
     assert status in (200, 201), body

@@ -55,3 +55,32 @@ def test_fit_length_tiles_pads_and_crops() -> None:
     assert fit_length(w, 10).tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
     assert fit_length(w, 6, mode="pad").tolist() == [0, 1, 2, 3, 0, 0]
     assert fit_length(w, 2).tolist() == [0, 1]
+
+
+def test_a_flac_bomb_is_refused_from_its_header_before_decoding() -> None:
+    """Two minutes of silence compress to a few KB of FLAC and decode to 23 MB of floats:
+    the header says so, and the decoder refuses before reading a sample."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(48_000 * 120, dtype=np.int16), 48_000, format="FLAC")
+    payload = buf.getvalue()
+    assert len(payload) < 100_000
+    with pytest.raises(EncoderInputError, match="refused before decoding"):
+        decode_audio(payload, "audio/flac", 16_000)
+
+
+def test_header_limits_on_channels_rate_length_and_expansion() -> None:
+    from encoders.audio import check_audio_header
+
+    check_audio_header(16_000, 1, 16_000, 32_000)  # a second of 16-bit mono: fine
+    for frames, channels, rate, size, what in (
+        (16_000, 64, 16_000, 32_000, "channels"),
+        (16_000, 1, 10_000_000, 32_000, "Hz"),
+        (16_000 * 3600, 1, 16_000, 10**9, "too long"),
+        (16_000 * 500, 2, 16_000, 4_000, "bytes of samples"),
+    ):
+        with pytest.raises(EncoderInputError, match=what):
+            check_audio_header(frames, channels, rate, size)

@@ -79,3 +79,37 @@ def test_preprocess_shapes_and_normalisation(rgb: np.ndarray, mode: str) -> None
     assert torch.allclose(out[0], out[1])  # numpy HWC and tensor CHW give the same input
     assert out.min() >= -1.0 and out.max() <= 1.0
     assert out[0, 0].mean() > 0.4  # red channel stays bright
+
+
+def _png_announcing(width: int, height: int) -> bytes:
+    """A tiny PNG whose header announces width x height (what a decompression bomb does)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b""))
+
+
+def _jpeg_announcing(width: int, height: int) -> bytes:
+    sof = b"\xff\xc0" + (17).to_bytes(2, "big") + b"\x08" + height.to_bytes(2, "big") \
+        + width.to_bytes(2, "big") + b"\x03" + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    return b"\xff\xd8" + b"\xff\xe0\x00\x04ab" + sof + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("make", [_png_announcing, _jpeg_announcing])
+def test_decompression_bombs_are_refused_from_the_header_before_decoding(make) -> None:
+    with pytest.raises(EncoderInputError, match="30000x30000 pixels.*before decoding"):
+        decode_image(make(30_000, 30_000))
+
+
+def test_image_size_is_read_from_real_headers(rgb: np.ndarray) -> None:
+    from encoders.image import image_size
+
+    h, w = rgb.shape[:2]
+    assert image_size(jpeg_bytes(rgb), "image/jpeg") == (w, h)
+    assert image_size(png_bytes(rgb), "image/png") == (w, h)
