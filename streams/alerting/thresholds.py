@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from streams.core.metrics import Metrics
+from streams.core.periodic import every, start_task, stop_task
 from streams.index.store import IndexStore
 from streams.queries.matching import PatternMatrix
 from streams.queries.model import RegisteredQuery
@@ -368,27 +369,15 @@ class ThresholdKeeper:
 
     # --- lifecycle -----------------------------------------------------------------------
     async def run(self) -> None:
-        """Refresh until cancelled; a failed refresh is logged and retried next tick."""
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - thresholds keep their last value meanwhile
-                log.warning("auto-threshold refresh failed; retrying in %.1fs", self.refresh_s,
-                            exc_info=True)
-            await asyncio.sleep(self.refresh_s)
+        """Refresh until cancelled (thresholds keep their last value while one fails)."""
+        await every(self.refresh_s, self.refresh, "auto-threshold refresh")
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="thresholds")
+        self._task = start_task(self._task, self.run, "thresholds")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         with contextlib.suppress(Exception):
             await self.flush()
 

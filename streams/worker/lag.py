@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.core.metrics import Metrics
+from streams.core.periodic import every, start_task, stop_task
 
 log = logging.getLogger(__name__)
 
@@ -97,28 +98,16 @@ class LagMonitor:
         return lag
 
     async def run(self) -> None:
-        """Refresh until cancelled; a failed refresh is logged and retried next tick."""
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a metrics probe must never stop the worker
-                log.warning("consumer lag refresh failed; retrying in %.1fs", self.interval_s,
-                            exc_info=True)
-            await asyncio.sleep(self.interval_s)
+        """Refresh until cancelled; a metrics probe must never stop the worker."""
+        await every(self.interval_s, self.refresh, "consumer lag refresh")
 
     def start(self) -> asyncio.Task[None]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="lag-monitor")
+        self._task = start_task(self._task, self.run, "lag-monitor")
         return self._task
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
 
 class FaustOffsets:
