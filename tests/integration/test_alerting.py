@@ -659,3 +659,28 @@ def test_alert_on_topic_finds_a_published_alert(settings: Settings):
                 await alert_on_topic(bootstrap, topic, alert.alert_id, before + 60_000))
 
     assert asyncio.run(run()) == (True, False, False)
+
+
+def test_history_keeps_replayed_alerts_whose_event_time_is_older_than_retention(
+    settings: Settings,
+):
+    """Retention trims the history by when alerts were recorded, not by their event time:
+    an alert about a record replayed from two days ago stays listed while its record lives."""
+    async def run() -> tuple[str, list[str]]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        store = AlertStore(redis, settings.topic_prefix, retention_s=3600)
+        old = Alert.build(query_id="q", item_key="lookout:item:logs:t:0:9", query_name="q",
+                          modality="logs", source="s", ts=int(time.time() * 1000) - 2 * 86_400_000,
+                          score=0.9, threshold=0.5, severity="warning")
+
+        async def send(topic: str, key: bytes, value: bytes) -> None:
+            return None
+
+        try:
+            assert await store.publish_once(old, "t", send)
+            return old.alert_id, [a.alert_id for a in await store.history(query_id="q")]
+        finally:
+            await redis.aclose()
+
+    alert_id, listed = asyncio.run(run())
+    assert listed == [alert_id]
