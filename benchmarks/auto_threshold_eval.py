@@ -113,7 +113,7 @@ def query_scores(root: Path, settings: Settings, query_mode: str = "file",
             pos = pats.positives.numpy().astype(np.float64)
             neg = pats.negatives.numpy().astype(np.float64)
             centered = score_mode == "centered" or (score_mode == "auto" and needs_centering(
-                encoder.short_id, _kind(q)))
+                encoder.short_id, _kind(q)) and not (background == "conditional" and len(neg)))
             if centered:
                 best, bneg = _centered_scores(vectors, pos, neg,
                                               srcs if CENTER_PER_SOURCE else None)
@@ -164,9 +164,11 @@ def _centered_scores(vectors: np.ndarray, pos: np.ndarray, neg: np.ndarray,
 
 def simulate(qs: QueryScores, cfg: CalibrationConfig, *, refresh: int = 10,
              per_source: bool = False, hysteresis: float = 0.02, clear_s: float = 10.0,
-             fixed: float | None = None) -> dict[str, Any]:
+             fixed: float | None = None, conditional: bool = False) -> dict[str, Any]:
     """Stream one query's items in event-time order: threshold from the background so far,
-    incidents per source; returns alerts and the threshold history."""
+    incidents per source; returns alerts and the threshold history. `conditional`: the
+    background holds only items no negative suppresses (the only ones that can alarm), and
+    rates count only those."""
     prior = prior_for(qs.encoder, qs.kind)
     hists: dict[str, ScoreHistogram] = {}
     trackers: dict[str, IncidentTracker] = {}
@@ -181,7 +183,8 @@ def simulate(qs: QueryScores, cfg: CalibrationConfig, *, refresh: int = 10,
                                    strict=True):
         hk = src if per_source else "*"
         hist = hists.setdefault(hk, ScoreHistogram())
-        seen_t.setdefault(src, []).append(float(t))
+        if not (conditional and sup):
+            seen_t.setdefault(src, []).append(float(t))
         if hk not in thr_by_key or n_since.get(hk, 0) >= refresh:
             n_since[hk] = 0
             srcs = [src] if per_source else all_sources
@@ -206,7 +209,8 @@ def simulate(qs: QueryScores, cfg: CalibrationConfig, *, refresh: int = 10,
                 alerts[a.alert_id] = ObservedAlert(qs.query_id, src, a.t)
             elif a.kind == "merge":
                 alerts.pop(a.alert_id, None)
-        hist.add([s])
+        if not (conditional and sup):
+            hist.add([s])
         n_since[hk] = n_since.get(hk, 0) + 1
     final = {k: round(v, 4) for k, v in thr_by_key.items()}
     return {"alerts": list(alerts.values()), "history": history, "final_threshold": final,
@@ -232,7 +236,8 @@ def background_summary(qs: QueryScores) -> dict[str, Any]:
             "median": round(med, 3), "mad": round(mad, 4)}
 
 
-def measure_priors(roots: list[Path], cfg: CalibrationConfig) -> dict[str, Any]:
+def measure_priors(roots: list[Path], cfg: CalibrationConfig, background: str = "raw"
+                   ) -> dict[str, Any]:
     """The cold-start prior table from BACKGROUND data only (no truth): per (encoder family,
     query kind), `choose_threshold` on the histogram of all of each query's scores over the
     scenario (both query sets), and their 75th percentile. How calibration.PRIORS was made
@@ -242,15 +247,19 @@ def measure_priors(roots: list[Path], cfg: CalibrationConfig) -> dict[str, Any]:
     values: dict[str, list[float]] = {}
     for mode in ("file", "bare"):
         for root in roots:
-            for qs in query_scores(root, Settings(), mode, "auto"):
-                h = ScoreHistogram.of(qs.score)
+            for qs in query_scores(root, Settings(), mode, "auto", background):
+                negatives = background == "conditional" and bool(qs.suppressed.any())
+                kept = qs.score[~qs.suppressed] if negatives else qs.score
+                if negatives and len(kept) < cfg.min_background:
+                    continue  # too few unsuppressed items to say anything
+                h = ScoreHistogram.of(kept)
                 span = max(float(qs.t_s.max() - qs.t_s.min()), 1.0)
-                c = choose_threshold(h, items_per_day=len(qs.score) / span * 86_400,
+                c = choose_threshold(h, items_per_day=len(kept) / span * 86_400,
                                      target_per_day=cfg.target_per_source_day
                                      * len(set(qs.sources)),
                                      prior=0.5, min_background=cfg.min_background,
                                      full_background=0)
-                key = f"{_family(qs.encoder)}/{qs.kind}"
+                key = f"{_family(qs.encoder)}/{qs.kind}" + ("/negatives" if negatives else "")
                 values.setdefault(key, []).append(round(c.threshold, 3))
     return {k: {"prior_p75": round(float(np.quantile(v, 0.75)), 3), "values": sorted(v)}
             for k, v in values.items()}
@@ -268,7 +277,7 @@ def evaluate(root: Path, cfg: CalibrationConfig, *, query_mode: str, score_mode:
     detail: dict[str, Any] = {}
     for qs in scores:
         r = simulate(qs, cfg, refresh=refresh, per_source=per_source, hysteresis=hysteresis,
-                     clear_s=clear_s, fixed=fixed)
+                     clear_s=clear_s, fixed=fixed, conditional=background == "conditional")
         alerts += r["alerts"]
         detail[qs.query_id] = {"final_threshold": r["final_threshold"],
                                "moves": len(r["history"]), "encoder": qs.encoder,
@@ -288,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score", choices=["auto", "raw", "centered"], default="auto",
                     help="auto: centered where calibration.CENTERED says the raw cosine of "
                          "that encoder and query kind is degenerate")
-    ap.add_argument("--background", choices=["raw", "contrast", "effective"], default="raw")
+    ap.add_argument("--background", default="raw",
+                    choices=["raw", "contrast", "effective", "conditional"],
+                    help="conditional: queries with negatives score raw and their background "
+                         "holds only the items no negative suppresses (experiment, see "
+                         "docs/alerting.md)")
     ap.add_argument("--per-source", action="store_true")
     ap.add_argument("--refresh", type=int, default=10)
     ap.add_argument("--hysteresis", type=float, default=0.02)
@@ -318,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                               full_background=a.full_background,
                               trim_fraction=a.trim_fraction, floor_mad_k=a.mad_k)
     if a.measure_priors:
-        print(json.dumps(measure_priors(a.scenarios, cfg), indent=1))
+        print(json.dumps(measure_priors(a.scenarios, cfg, a.background), indent=1))
         return 0
     results = []
     for root in a.scenarios:
