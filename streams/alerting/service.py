@@ -21,6 +21,7 @@ from encoders.base import Encoder
 from encoders.modality import Modality
 from streams.alerting.alerts import Alert, AlertStore, alert_on_topic
 from streams.alerting.dispatch import WebhookDispatcher, webhook_group
+from streams.alerting.egress import EgressPolicy
 from streams.alerting.feed import AlertFeed, AlertTopicFollower
 from streams.alerting.feedback import FeedbackStore
 from streams.alerting.incidents import IncidentAction
@@ -199,7 +200,8 @@ def build_alerting(
         bootstrap=bootstrap, topic=settings.topic("queries"), encoders=encoders,
         run_encoder=inference.run, lookup=lookup, metrics=metrics, client_kwargs=kafka_kw,
     )
-    webhooks = WebhookSender(redis, prefix, metrics)
+    webhooks = WebhookSender(redis, prefix, metrics,
+                             egress=EgressPolicy.parse(settings.webhook_allow_networks))
     alerts = AlertStore(
         redis, prefix, retention,
         verify_sent=lambda topic, alert_id, since_ms: alert_on_topic(

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from streams.alerting.alerts import Alert
+from streams.alerting.egress import EgressPolicy, EgressRefused, GuardedResolver
 from streams.queries.model import Webhook
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,13 @@ class WebhookSender:
         prefix: str,
         metrics: Any | None = None,
         policy: DeliveryPolicy | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._metrics = metrics
         self.policy = policy or DeliveryPolicy()
+        self.egress = egress or EgressPolicy()
         self._session: aiohttp.ClientSession | None = None
 
     def delivered_key(self, alert_id: str, url: str) -> str:
@@ -107,7 +110,8 @@ class WebhookSender:
     async def start(self) -> None:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.egress))
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -158,9 +162,15 @@ class WebhookSender:
                 self._count("handed_over")  # our lease ran out and another worker took over
                 return False
             try:
-                async with self._session.post(webhook.url, data=body, headers=headers) as resp:
+                self.egress.check_url(webhook.url)
+                async with self._session.post(webhook.url, data=body, headers=headers,
+                                              allow_redirects=False) as resp:
                     status = resp.status
                     await resp.read()
+            except EgressRefused as e:  # permanent: the address will not become public
+                log.error("webhook for alert %s refused: %s", alert.alert_id, e)
+                self._count("refused")
+                return False
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 status = None
                 log.warning("webhook %s attempt %d for alert %s failed: %s",

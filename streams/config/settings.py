@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         description="On an alerts partition the webhook group never committed on, alerts "
         "older than this (s, by alerts-topic time) are not sent to webhooks.",
     )
+    webhook_allow_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs webhooks may reach although internal (loopback, "
+        "private, link-local); empty = public addresses only (SSRF guard).",
+    )
     vector_dtype: str = Field(
         "float32", pattern="^(float32|float16)$", description="Vector storage type in Redis."
     )

@@ -142,6 +142,9 @@ class Webhook(BaseModel):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"webhook url must start with http:// or https://, not {value!r}")
+        if re.search(r"[\s\x00-\x1f\x7f]", value):
+            raise ValueError("webhook url must not contain spaces or control characters "
+                             "(CR/LF would inject headers)")
         return value
 
 

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from encoders.modality import Modality
 from encoders.registry import build_encoder
 from streams.alerting.alerts import Alert, AlertClaimBusy, AlertStore
+from streams.alerting.egress import EgressPolicy
 from streams.alerting.webhooks import (
     ALERT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -487,6 +488,9 @@ queries:
     assert [q["id"] for q in listed] == ["disk"]
 
 
+LOOPBACK = EgressPolicy.parse("127.0.0.0/8")
+
+
 def _sample_alert(item: str = "lookout:item:logs:t:0:1") -> Alert:
     return Alert.build(query_id="q", item_key=item, query_name="q", modality="logs",
                        source="s", ts=int(time.time() * 1000), score=0.9, threshold=0.5,
@@ -501,7 +505,7 @@ def test_webhook_retries_with_backoff_then_never_again(settings: Settings):
     async def run() -> tuple[bool, bool]:
         redis = Redis.from_url(settings.resolved_redis_url())
         sender = WebhookSender(redis, settings.topic_prefix, metrics,
-                               DeliveryPolicy(max_attempts=4, base_delay_s=0.05))
+                               DeliveryPolicy(max_attempts=4, base_delay_s=0.05), LOOPBACK)
         try:
             alert = _sample_alert()
             hookspec = Webhook(url=hook.url, secret=SECRET)
@@ -532,7 +536,8 @@ def test_two_deliveries_of_one_alert_at_once_post_it_once(settings: Settings):
 
     async def run() -> list[bool]:
         redis = Redis.from_url(settings.resolved_redis_url())
-        senders = [WebhookSender(redis, settings.topic_prefix) for _ in range(2)]
+        senders = [WebhookSender(redis, settings.topic_prefix, egress=LOOPBACK)
+                   for _ in range(2)]
         hookspec = Webhook(url=hook.url)
         try:
             alert = _sample_alert("lookout:item:logs:t:0:2")
@@ -684,3 +689,27 @@ def test_history_keeps_replayed_alerts_whose_event_time_is_older_than_retention(
 
     alert_id, listed = asyncio.run(run())
     assert listed == [alert_id]
+
+
+def test_a_webhook_to_an_internal_address_is_refused_unless_allowed(
+    settings: Settings, worker_process
+):
+    """SSRF guard: with no allowed networks, a webhook on loopback gets nothing; the alert
+    itself is still raised and the refusal counted."""
+    hook = WebhookReceiver().start()
+    try:
+        worker = worker_process(LOOKOUT_WEBHOOK_ALLOW_NETWORKS="")
+        status, body = call(worker.api_url, "POST", "/queries", {
+            "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
+            "threshold": 0.75, "webhooks": [{"url": hook.url}]})
+        assert status == 201, body
+        produce_logs(settings, [("disk-1", DISK)])
+        done = wait_until_processed(settings, [worker], {Modality.LOGS: 1})
+        assert done.alerts == 1, worker.log_tail()
+        wait_until_delivered(settings)
+        assert hook.received == []
+        refused = metric_value(worker.metrics_text(), "lookout_webhook_deliveries_total",
+                               'outcome="refused"')
+        assert refused == 1, worker.log_tail()
+    finally:
+        hook.stop()
