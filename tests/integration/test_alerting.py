@@ -713,3 +713,23 @@ def test_a_webhook_to_an_internal_address_is_refused_unless_allowed(
         assert refused == 1, worker.log_tail()
     finally:
         hook.stop()
+
+
+def test_search_source_filter_and_live_alerts_agree_including_case(
+    settings: Settings, worker_process
+):
+    """One glob semantics (streams.core.sources): `web-*` matches web-1, not WEB-2, both in
+    live matching and in /search (whose Redis TAG pre-filter alone is case-insensitive)."""
+    worker = worker_process()
+    status, body = call(worker.api_url, "POST", "/queries", {
+        "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
+        "threshold": 0.75, "sources": ["web-*"]})
+    assert status == 201, body
+    produce_logs(settings, [("web-1", DISK), ("WEB-2", DISK), ("db-1", DISK)])
+    done = wait_until_processed(settings, [worker], {Modality.LOGS: 3})
+    assert done.alerts == 1, worker.log_tail()
+    assert [a["source"] for a in wait_for_alerts(settings, 1)] == ["web-1"]
+    status, found = call(worker.api_url, "GET",
+                         f"/search?modality=logs&text={quote(DISK)}&sources=web-*&k=10")
+    assert status == 200, found
+    assert [r["source"] for r in found["results"]] == ["web-1"]
