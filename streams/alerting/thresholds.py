@@ -20,6 +20,9 @@ vector; that mean is kept the same way, as a running sum per worker process:
     <prefix>:center:<modality>:<model>:<process token>   bytes  float64 [n, sum...]
  At registration `seed` scores the query against the items its modality still
 retains, so a query registered on a busy system starts from data, not from its prior.
+The background is a statistical summary, not a ledger: a batch redelivered after a crash is
+counted again (a few duplicate scores among thousands move no quantile that matters), so it
+needs none of the exactly-once machinery of alerts.
 """
 
 from __future__ import annotations

@@ -83,6 +83,19 @@ def routes(service: AlertingService) -> list[Route]:
         await thresholds.forget(query_id)
         return web.json_response({"deleted": query_id})
 
+    preview, explain = _history_handlers(service)
+    return bind(ROUTES, {
+        ("POST", "/queries"): create, ("GET", "/queries"): list_queries,
+        ("GET", "/queries/{id}"): show, ("PATCH", "/queries/{id}"): patch,
+        ("DELETE", "/queries/{id}"): delete, ("POST", "/queries/{id}/preview"): preview,
+        ("GET", "/queries/{id}/explain"): explain,
+    })
+
+
+def _history_handlers(service: AlertingService) -> tuple[Any, Any]:
+    """`preview` and `explain`: a query against the retained items and its background."""
+    registry, thresholds = service.registry, service.thresholds
+
     async def preview(request: web.Request) -> web.Response:
         rq = registry.get(request.match_info["id"])
         body = await json_body(request, required=False)
@@ -114,9 +127,4 @@ def routes(service: AlertingService) -> list[Route]:
             "query_id": rq.id, **thresholds.describe(rq),
             "histogram": coarse_histogram(hist, bins), "best_matches": best})
 
-    return bind(ROUTES, {
-        ("POST", "/queries"): create, ("GET", "/queries"): list_queries,
-        ("GET", "/queries/{id}"): show, ("PATCH", "/queries/{id}"): patch,
-        ("DELETE", "/queries/{id}"): delete, ("POST", "/queries/{id}/preview"): preview,
-        ("GET", "/queries/{id}/explain"): explain,
-    })
+    return preview, explain
