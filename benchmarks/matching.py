@@ -24,7 +24,11 @@ import time
 import torch
 
 from encoders.registry import build_encoder
+from streams.alerting.thresholds import ThresholdKeeper
+from streams.core.metrics import Metrics
 from streams.queries.matching import PatternMatrix, QueryPatterns
+from streams.queries.model import RegisteredQuery, StandingQuery
+from streams.queries.registry import vectors_to_b64
 
 
 def random_patterns(n: int, dim: int, device: torch.device, seed: int = 0) -> PatternMatrix:
@@ -37,6 +41,22 @@ def random_patterns(n: int, dim: int, device: torch.device, seed: int = 0) -> Pa
         for i in range(n)
     ]
     return PatternMatrix(patterns, dim, device)
+
+
+def auto_threshold_keeper(matrix: PatternMatrix) -> ThresholdKeeper:
+    """The worker's `threshold: auto` bookkeeping for every query of `matrix` (its per-batch
+    `observe`, which needs no Redis), over a registry that knows them all as auto."""
+    queries = {
+        qid: RegisteredQuery(
+            query=StandingQuery(id=qid, name=qid, modality="logs", positives=["x"]),
+            fingerprint=qid, model_id="bench", dim=matrix.dim,
+            positive_vectors_b64=vectors_to_b64(matrix.positives[i:i + 1]))
+        for i, qid in enumerate(matrix.query_ids)}
+
+    class Queries:
+        find = staticmethod(queries.get)
+
+    return ThresholdKeeper(None, "bench", Queries(), Metrics())  # type: ignore[arg-type]
 
 
 def sample_items(modality: str, n: int, seed: int = 0) -> list:
@@ -76,6 +96,7 @@ def run(encoder_spec: str, modality: str, query_counts: list[int], batch: int, b
     pool = [sample_items(modality, batch, seed) for seed in range(4)]
     turn = iter(range(10**9))
     sources = [["cam-gate", "api-1", "svc-x", "db-main"][i % 4] for i in range(batch)]
+    stamps = list(range(batch))
     g = torch.Generator().manual_seed(1)
     vectors = torch.nn.functional.normalize(torch.randn(batch, dim, generator=g), dim=1).to(dev)
     results = {"encoder": encoder.model_id, "device": str(dev), "dim": dim, "batch": batch,
@@ -86,8 +107,13 @@ def run(encoder_spec: str, modality: str, query_counts: list[int], batch: int, b
         t_full = timed(
             lambda m=matrix: m.match(encoder.encode(pool[next(turn) % len(pool)]), sources),
             batches)
+        keeper = auto_threshold_keeper(matrix)
+        best = matrix.scores(vectors)[0]
+        t_auto = timed(lambda m=matrix, k=keeper, b=best: k.observe(m, b, sources, stamps),
+                       batches * 5)
         results["runs"].append({
             "queries": n,
+            "auto_threshold_us_per_item": round(1e6 * t_auto / (batch * batches * 5), 2),
             "match_items_per_s": round(batch * batches * 5 / t_match, 1),
             "encode_match_items_per_s": round(batch * batches / t_full, 1),
         })

@@ -34,7 +34,8 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,21 +89,44 @@ def positives_fingerprint(rq: RegisteredQuery) -> str:
 
 @dataclass
 class _Pending:
-    """Counts of one background not yet in Redis."""
+    """Background counts of one matrix's auto queries not yet in Redis, kept batch by batch
+    as sparse (column * N_BINS + bin, count) pairs: cheap per batch for 10,000 queries."""
 
-    counts: np.ndarray
-    n: int = 0
-    first_ts: int | None = None
-    last_ts: int | None = None
-    sources: set[str] = field(default_factory=set)
+    keys: list[str]  # Redis key per auto column j
+    groups: list[int]  # source group per auto column j
+    flats: list[np.ndarray] = field(default_factory=list)
+    counts: list[np.ndarray] = field(default_factory=list)
+    n: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    first: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    last: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sources: dict[int, set[str]] = field(default_factory=dict)  # group -> sources seen
 
-    def add(self, bins: np.ndarray, ts: Sequence[int], sources: Iterable[str]) -> None:
-        self.counts += np.bincount(bins, minlength=self.counts.size)
-        self.n += int(bins.size)
-        lo, hi = min(ts), max(ts)
-        self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
-        self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
-        self.sources.update(sources)
+    def __post_init__(self) -> None:
+        q = len(self.keys)
+        self.n = np.zeros(q, np.int64)
+        self.first = np.full(q, np.iinfo(np.int64).max)
+        self.last = np.full(q, np.iinfo(np.int64).min)
+
+    def absorb(self, other: _Pending) -> None:
+        """Take back counts a failed flush did not send."""
+        self.flats += other.flats
+        self.counts += other.counts
+        self.n += other.n
+        self.first = np.minimum(self.first, other.first)
+        self.last = np.maximum(self.last, other.last)
+        for g, s in other.sources.items():
+            self.sources.setdefault(g, set()).update(s)
+
+    def merged(self) -> list[tuple[str, list[tuple[int, int]]]]:
+        """Per key, its (bin, count) increments."""
+        if not self.flats:
+            return []
+        uniq, inverse = np.unique(np.concatenate(self.flats), return_inverse=True)
+        totals = np.bincount(inverse, weights=np.concatenate(self.counts)).astype(np.int64)
+        out: dict[int, list[tuple[int, int]]] = {}
+        for flat, c in zip(uniq.tolist(), totals.tolist(), strict=True):
+            out.setdefault(flat // N_BINS, []).append((flat % N_BINS, c))
+        return [(self.keys[j], bins) for j, bins in out.items()]
 
 
 @dataclass(frozen=True)
@@ -139,7 +163,8 @@ class ThresholdKeeper:
         self._metrics = metrics
         self.refresh_s = refresh_s
         self.config = config or CalibrationConfig()
-        self._pending: dict[str, _Pending] = {}
+        self._by_matrix: weakref.WeakKeyDictionary[PatternMatrix, tuple[np.ndarray, _Pending]] = (
+            weakref.WeakKeyDictionary())
         self._current: dict[str, Calibration] = {}
         self._version = 1  # a new matrix has version 0: apply once at least
         self._task: asyncio.Task[None] | None = None
@@ -157,20 +182,46 @@ class ThresholdKeeper:
                 ts: Sequence[int]) -> None:
         """Count each item's best-positive score into the background of every auto query
         that watches its source. `best` is [B, Q] as `PatternMatrix.scores` returns it."""
-        auto = self._auto_columns(matrix)
-        if not auto or not sources:
+        cols, pending = self._columns(matrix)
+        if not cols.size or not sources:
             return
-        host = best[:, [c for c, _ in auto]].detach().float().cpu().numpy()
-        n_bins = N_BINS
-        for j, (c, rq) in enumerate(auto):
-            rows = [i for i, s in enumerate(sources)
-                    if matrix.sources.accepts(s, c) and np.isfinite(host[i, j])]
-            if not rows:  # none watched, or a centered query before its mean is known
+        host = best[:, torch.from_numpy(cols)].detach().float().cpu().numpy()  # [B, Qa]
+        finite = np.isfinite(host)  # -inf: a centered query before its mean is known
+        bins = np.minimum(((np.clip(np.nan_to_num(host, neginf=-1.0), -1.0, 1.0) + 1.0)
+                           * N_BINS / 2.0).astype(np.int64), N_BINS - 1)
+        ts_arr = np.asarray(ts, np.int64)
+        groups = np.asarray(pending.groups)
+        for g in np.unique(groups).tolist():
+            rows = np.asarray(matrix.sources.group_mask(g, sources))
+            js = np.nonzero(groups == g)[0]
+            ok = finite[np.ix_(rows, js)] if rows.any() else np.zeros((0, js.size), bool)
+            if not ok.any():
                 continue
-            scores = np.clip(host[rows, j], -1.0, 1.0)
-            bins = np.minimum(((scores + 1.0) * n_bins / 2.0).astype(np.int64), n_bins - 1)
-            pending = self._pending.setdefault(self.key(rq), _Pending(np.zeros(n_bins, np.int64)))
-            pending.add(bins, [ts[i] for i in rows], (sources[i] for i in rows))
+            sub_bins = bins[np.ix_(rows, js)]
+            flat = (js[None, :] * N_BINS + sub_bins)[ok]
+            uniq, n = np.unique(flat, return_counts=True)
+            pending.flats.append(uniq)
+            pending.counts.append(n)
+            per_col = ok.sum(axis=0)
+            seen = per_col > 0
+            pending.n[js] += per_col
+            row_ts = ts_arr[rows]
+            pending.first[js[seen]] = np.minimum(pending.first[js[seen]], row_ts.min())
+            pending.last[js[seen]] = np.maximum(pending.last[js[seen]], row_ts.max())
+            pending.sources.setdefault(g, set()).update(
+                s for s, keep in zip(sources, rows, strict=True) if keep)
+
+    def _columns(self, matrix: PatternMatrix) -> tuple[np.ndarray, _Pending]:
+        """The auto columns of `matrix` and their pending counts (computed once per matrix:
+        a change of queries builds a new one)."""
+        cached = self._by_matrix.get(matrix)
+        if cached is None:
+            auto = self._auto_columns(matrix)
+            cols = np.asarray([c for c, _ in auto], np.int64)
+            cached = (cols, _Pending([self.key(rq) for _, rq in auto],
+                                     [matrix.sources.group_of(c) for c, _ in auto]))
+            self._by_matrix[matrix] = cached
+        return cached
 
     def observe_vectors(self, center_key: str, vectors: torch.Tensor) -> None:
         """Add a batch's vectors to its modality's running mean (for centered queries)."""
@@ -224,33 +275,39 @@ class ThresholdKeeper:
 
     # --- Redis ---------------------------------------------------------------------------
     async def flush(self) -> None:
-        """Add the pending counts to Redis (one pipeline); they are dropped only once sent."""
-        if not self._pending:
+        """Add the pending counts to Redis (one pipeline); they are dropped only once sent
+        (a failed flush keeps them for the next one)."""
+        batches = []
+        for matrix, (cols, p) in list(self._by_matrix.items()):
+            if p.flats:  # batches observed while this flush awaits go to a fresh one
+                self._by_matrix[matrix] = (cols, _Pending(p.keys, p.groups))
+                batches.append((matrix, p))
+        if not batches:
             return
-        pending, self._pending = self._pending, {}
         if self._span is None:
             self._span = self._redis.register_script(_SPAN_SCRIPT)
         try:
             pipe = self._redis.pipeline(transaction=False)
-            for key, p in pending.items():
-                for b in np.nonzero(p.counts)[0]:
-                    pipe.hincrby(key, str(int(b)), int(p.counts[b]))
-                pipe.expire(key, BACKGROUND_TTL_S)
-                pipe.pfadd(f"{key}:src", *sorted(p.sources))
-                pipe.expire(f"{key}:src", BACKGROUND_TTL_S)
-                await self._span(keys=[f"{key}:meta"],
-                                 args=[p.n, p.first_ts, p.last_ts, BACKGROUND_TTL_S], client=pipe)
+            for _, p in batches:
+                await self._queue(pipe, p)
             await pipe.execute()
         except BaseException:
-            for key, p in pending.items():  # keep them for the next try
-                mine = self._pending.setdefault(key, _Pending(np.zeros_like(p.counts)))
-                mine.counts += p.counts
-                mine.n += p.n
-                if p.first_ts is not None and p.last_ts is not None:
-                    mine.first_ts = min(x for x in (mine.first_ts, p.first_ts) if x is not None)
-                    mine.last_ts = max(x for x in (mine.last_ts, p.last_ts) if x is not None)
-                mine.sources |= p.sources
+            for matrix, p in batches:
+                if matrix in self._by_matrix:
+                    self._by_matrix[matrix][1].absorb(p)
             raise
+
+    async def _queue(self, pipe: Any, p: _Pending) -> None:
+        for key, bins in p.merged():
+            for b, c in bins:
+                pipe.hincrby(key, str(b), c)
+            pipe.expire(key, BACKGROUND_TTL_S)
+        for j in np.nonzero(p.n)[0].tolist():
+            key = p.keys[j]
+            pipe.pfadd(f"{key}:src", *sorted(p.sources.get(p.groups[j], ())))
+            pipe.expire(f"{key}:src", BACKGROUND_TTL_S)
+            await self._span(keys=[f"{key}:meta"], client=pipe, args=[
+                int(p.n[j]), int(p.first[j]), int(p.last[j]), BACKGROUND_TTL_S])
 
     async def _sync_centers(self) -> None:
         """Write this process's running sums; read every process's, for the means."""

@@ -78,6 +78,15 @@ class SourceFilter:
     def matches_everything(self) -> bool:
         return self._all_match
 
+    def group_of(self, query_index: int) -> int:
+        """Queries with the same glob list share a group (and one answer per source)."""
+        return self._group_of[query_index]
+
+    def group_mask(self, group: int, sources: Sequence[str]) -> list[bool]:
+        """Which of `sources` the queries of `group` watch."""
+        index = self._group_of.index(group)
+        return [self.accepts(s, index) for s in sources]
+
     def accepts(self, source: str, query_index: int) -> bool:
         group = self._group_of[query_index]
         regex = self._regexes[group]
