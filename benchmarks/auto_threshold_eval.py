@@ -245,13 +245,16 @@ def measure_priors(roots: list[Path], cfg: CalibrationConfig, background: str = 
     from streams.queries.thresholds import _family
 
     values: dict[str, list[float]] = {}
+    pooled: dict[str, list[np.ndarray]] = {}  # too few per query: pool them per kind
     for mode in ("file", "bare"):
         for root in roots:
             for qs in query_scores(root, Settings(), mode, "auto", background):
                 negatives = background == "conditional" and bool(qs.suppressed.any())
                 kept = qs.score[~qs.suppressed] if negatives else qs.score
                 if negatives and len(kept) < cfg.min_background:
-                    continue  # too few unsuppressed items to say anything
+                    key = f"{_family(qs.encoder)}/{qs.kind}/negatives"
+                    pooled.setdefault(key, []).append(kept)
+                    continue  # too few unsuppressed items alone: pooled below
                 h = ScoreHistogram.of(kept)
                 span = max(float(qs.t_s.max() - qs.t_s.min()), 1.0)
                 c = choose_threshold(h, items_per_day=len(kept) / span * 86_400,
@@ -261,6 +264,15 @@ def measure_priors(roots: list[Path], cfg: CalibrationConfig, background: str = 
                                      full_background=0)
                 key = f"{_family(qs.encoder)}/{qs.kind}" + ("/negatives" if negatives else "")
                 values.setdefault(key, []).append(round(c.threshold, 3))
+    for key, parts in pooled.items():
+        if key in values:
+            continue
+        kept = np.concatenate(parts)
+        if len(kept) >= cfg.min_background:
+            c = choose_threshold(ScoreHistogram.of(kept), items_per_day=86_400.0,
+                                 target_per_day=cfg.target_per_source_day, prior=0.5,
+                                 min_background=cfg.min_background, full_background=0)
+            values[key + " (pooled)"] = [round(c.threshold, 3)]
     return {k: {"prior_p75": round(float(np.quantile(v, 0.75)), 3), "values": sorted(v)}
             for k, v in values.items()}
 
