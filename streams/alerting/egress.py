@@ -18,10 +18,10 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
+from yarl import URL
 
 from streams.core.errors import LookoutError
 
@@ -46,10 +46,8 @@ class EgressPolicy:
 
     def check(self, address: str, what: str = "") -> None:
         """Raise EgressRefused unless `address` (an IP) may be reached."""
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if ip.is_global and not ip.is_multicast:
+        ip = _embedded_ipv4(ipaddress.ip_address(address.split("%")[0]))
+        if ip.is_global and not ip.is_multicast and ip not in _SITE_LOCAL:
             return
         if any(ip in net for net in self.allow):
             return
@@ -58,13 +56,37 @@ class EgressPolicy:
             "network with LOOKOUT_WEBHOOK_ALLOW_NETWORKS if that is intended")
 
     def check_url(self, url: str) -> None:
-        """Refuse a URL whose host is an internal IP literal (these skip the resolver)."""
-        host = urlsplit(url).hostname or ""
+        """Refuse a URL whose host is an internal IP literal (these skip the resolver). The
+        host is read the way the HTTP client reads it (yarl normalises e.g. full-width
+        digits to ASCII), so no spelling slips past as a "name"."""
+        host = URL(url).raw_host or ""
         try:
             ipaddress.ip_address(host.split("%")[0])
         except ValueError:
+            if host and (":" in host or host.replace(".", "").isdigit()):
+                raise EgressRefused(f"webhook {url}: {host!r} is not a usable address") from None
             return  # a name: checked by GuardedResolver when the client connects
         self.check(host, url)
+
+
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_COMPAT = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+                   ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64, compatible), if any:
+    `::ffff:127.0.0.1`, `2002:a9fe:a9fe::` and `64:ff9b::a9fe:a9fe` reach IPv4 hosts."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ip
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or (ip in _COMPAT and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
 
 
 class GuardedResolver(AbstractResolver):

@@ -26,7 +26,7 @@ from streams.alerting.feed import AlertFeed, AlertTopicFollower
 from streams.alerting.feedback import FeedbackStore
 from streams.alerting.incidents import IncidentAction
 from streams.alerting.policy import AlertPolicy, Candidate, PolicyStateStore
-from streams.alerting.thresholds import ThresholdKeeper
+from streams.alerting.thresholds import MAX_FUTURE_SKEW_MS, ThresholdKeeper
 from streams.alerting.webhooks import WebhookSender
 from streams.config.kafka_security import aiokafka_kwargs
 from streams.config.settings import Settings
@@ -101,7 +101,8 @@ class AlertingObserver:
         sources = [it.record.source for it in items]
         batch = vectors.index_select(0, rows)
         center_key = f"{modality.value}:{self.s.registry.encoder(modality).short_id}"
-        self.s.thresholds.observe_vectors(center_key, batch)
+        if matrix.has_centered:  # only modalities with centered queries need their mean
+            self.s.thresholds.observe_vectors(center_key, batch)
         self.s.thresholds.apply(matrix, center_key)
         with torch.inference_mode():
             best, negative = matrix.scores(batch)
@@ -118,6 +119,8 @@ class AlertingObserver:
         for m in matches:
             item = items[m.row]
             self.s.metrics.match_scores.labels(query_id=m.query_id).observe(m.score)
+            if item.record.ts_ms > time.time() * 1000 + MAX_FUTURE_SKEW_MS:
+                continue  # a clock far ahead would hold the pair's incidents back for days
             candidates.append(Candidate(m.query_id, item.record.source, item.record.ts_ms,
                                         item.key, m.score))
         await self.raise_alerts(modality, candidates, {it.key: it for it in items})

@@ -17,7 +17,7 @@ nothing. Queries whose raw scores are degenerate (`thresholds.CENTERED`: aisfx e
 at 0.7-0.8 against plain room noise) are scored after subtracting their modality's mean
 vector; that mean is kept the same way, as a running sum per worker process:
 
-    <prefix>:center:<modality>:<model>:<process token>   bytes  float64 [n, sum...]
+    <prefix>:center:<modality>:<model>   hash  process token -> float64 [n, sum...]
  At registration `seed` scores the query against the items its modality still
 retains, so a query registered on a busy system starts from data, not from its prior.
 The background is a statistical summary, not a ledger: a batch redelivered after a crash is
@@ -64,6 +64,8 @@ BACKGROUND_TTL_S = 30 * 24 * 3600
 MOVE_EPSILON = 0.002
 #: Retained items scored at registration (enough for the tail fit, cheap to read).
 SEED_ITEMS = 2000
+#: How far ahead of the worker's clock an event time may be and still count as live.
+MAX_FUTURE_SKEW_MS = 86_400_000
 #: Items a modality's mean needs before centered queries may score at all.
 MIN_CENTER_ITEMS = 20
 
@@ -179,12 +181,15 @@ class ThresholdKeeper:
 
     # --- per batch (event loop, no I/O) --------------------------------------------------
     def observe(self, matrix: PatternMatrix, best: torch.Tensor, sources: Sequence[str],
-                ts: Sequence[int]) -> None:
+                ts: Sequence[int], only: str | None = None) -> None:
         """Count each item's best-positive score into the background of every auto query
-        that watches its source. `best` is [B, Q] as `PatternMatrix.scores` returns it."""
+        (or of the query `only`) that watches its source. `best` is [B, Q] as
+        `PatternMatrix.scores` returns it."""
         cols, pending = self._columns(matrix)
         if not cols.size or not sources:
             return
+        wanted = (np.ones(cols.size, bool) if only is None
+                  else cols == matrix.query_ids.index(only))
         host = best[:, torch.from_numpy(cols)].detach().float().cpu().numpy()  # [B, Qa]
         finite = np.isfinite(host)  # -inf: a centered query before its mean is known
         bins = np.minimum(((np.clip(np.nan_to_num(host, neginf=-1.0), -1.0, 1.0) + 1.0)
@@ -193,7 +198,9 @@ class ThresholdKeeper:
         groups = np.asarray(pending.groups)
         for g in np.unique(groups).tolist():
             rows = np.asarray(matrix.sources.group_mask(g, sources))
-            js = np.nonzero(groups == g)[0]
+            js = np.nonzero((groups == g) & wanted)[0]
+            if not js.size:
+                continue
             ok = finite[np.ix_(rows, js)] if rows.any() else np.zeros((0, js.size), bool)
             if not ok.any():
                 continue
@@ -206,8 +213,10 @@ class ThresholdKeeper:
             seen = per_col > 0
             pending.n[js] += per_col
             row_ts = ts_arr[rows]
-            pending.first[js[seen]] = np.minimum(pending.first[js[seen]], row_ts.min())
-            pending.last[js[seen]] = np.maximum(pending.last[js[seen]], row_ts.max())
+            row_ts = row_ts[plausible_now(row_ts)]
+            if row_ts.size:
+                pending.first[js[seen]] = np.minimum(pending.first[js[seen]], row_ts.min())
+                pending.last[js[seen]] = np.maximum(pending.last[js[seen]], row_ts.max())
             pending.sources.setdefault(g, set()).update(
                 s for s, keep in zip(sources, rows, strict=True) if keep)
 
@@ -306,6 +315,10 @@ class ThresholdKeeper:
             key = p.keys[j]
             pipe.pfadd(f"{key}:src", *sorted(p.sources.get(p.groups[j], ())))
             pipe.expire(f"{key}:src", BACKGROUND_TTL_S)
+            if p.first[j] > p.last[j]:  # no plausible event time in these: count only
+                pipe.hincrby(f"{key}:meta", "n", int(p.n[j]))
+                pipe.expire(f"{key}:meta", BACKGROUND_TTL_S)
+                continue
             await self._span(keys=[f"{key}:meta"], client=pipe, args=[
                 int(p.n[j]), int(p.first[j]), int(p.last[j]), BACKGROUND_TTL_S])
 
@@ -313,20 +326,19 @@ class ThresholdKeeper:
         """Write this process's running sums; read every process's, for the means."""
         if not self._sums:
             return
+        keys = list(self._sums)
         pipe = self._redis.pipeline(transaction=False)
-        for key, row in self._sums.items():
-            pipe.set(f"{self._prefix}:center:{key}:{self._token}", row.tobytes(),
-                     ex=BACKGROUND_TTL_S)
-        await pipe.execute()
-        for key in list(self._sums):
-            total = None
-            async for k in self._redis.scan_iter(match=f"{self._prefix}:center:{key}:*"):
-                raw = await self._redis.get(k)
-                if raw:
-                    row = np.frombuffer(raw, dtype=np.float64)
-                    total = row.copy() if total is None else total + row
-            if total is not None and total[0] >= MIN_CENTER_ITEMS:
-                self._means[key] = torch.from_numpy(total[1:] / total[0]).float()
+        for key in keys:
+            pipe.hset(f"{self._prefix}:center:{key}", self._token, self._sums[key].tobytes())
+            pipe.expire(f"{self._prefix}:center:{key}", BACKGROUND_TTL_S)
+            pipe.hvals(f"{self._prefix}:center:{key}")
+        replies = await pipe.execute()
+        for key, rows in zip(keys, replies[2::3], strict=True):
+            parts = [np.frombuffer(r, dtype=np.float64) for r in rows if r]
+            if parts and len({p.size for p in parts}) == 1:
+                total = np.sum(parts, axis=0)
+                if total[0] >= MIN_CENTER_ITEMS:
+                    self._means[key] = torch.from_numpy(total[1:] / total[0]).float()
 
     async def refresh(self) -> None:
         """Flush, then re-derive every auto query's threshold from the merged background."""
@@ -410,20 +422,20 @@ class ThresholdKeeper:
                 gauge.remove(query_id)
 
     async def seed(self, rq: RegisteredQuery, matrix: PatternMatrix, store: IndexStore) -> int:
-        """Score `rq` against the items its modality retains (its sources only) and count
-        them as its first background; returns how many. Skipped when it already has one."""
+        """Score `rq` against the newest items its modality retains (a sample of the stream,
+        not the items nearest to it) and count those its sources watch as its first
+        background; returns how many. Skipped when it already has one. Only `rq`'s own
+        background is touched, and the scoring runs off the event loop."""
         if not rq.query.auto_threshold or await self._redis.exists(self.key(rq)):
             return 0
-        column = matrix.query_ids.index(rq.id)
-        vector = matrix.positives[matrix.pos_owner == column][0]
-        hits = await store.range(vector, -1.0, sources=None, limit=SEED_ITEMS)
-        items = [s for s in await store.get_many([h.key for h in hits])
+        items = [s for s in await store.get_many(await store.recent(SEED_ITEMS))
                  if len(s.vector) == matrix.dim]
         if not items:
             return 0
         vectors = torch.stack([torch.as_tensor(np.asarray(s.vector, np.float32)) for s in items])
-        best, _ = matrix.scores(vectors)
-        self.observe(matrix, best, [s.source for s in items], [s.ts_ms for s in items])
+        best = await asyncio.to_thread(_scores, matrix, vectors)
+        self.observe(matrix, best, [s.source for s in items], [s.ts_ms for s in items],
+                     only=rq.id)
         await self.refresh()
         return len(items)
 
@@ -442,6 +454,11 @@ class ThresholdKeeper:
             await self.flush()
 
 
+def _scores(matrix: PatternMatrix, vectors: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return matrix.scores(vectors)[0]
+
+
 def _decoded(raw: dict[Any, Any]) -> dict[str, str]:
     return {(k.decode() if isinstance(k, bytes) else str(k)):
             (v.decode() if isinstance(v, bytes) else str(v)) for k, v in raw.items()}
@@ -456,12 +473,20 @@ def _float(value: str | None) -> float | None:
 
 
 def _items_per_source_day(meta: dict[str, str], n_sources: int) -> float | None:
-    """Items a day per watched source, from the background's count and event-time span."""
+    """Items a day per watched source, from the background's count and event-time span
+    (only plausible event times enter the span: see `_plausible`)."""
     n, lo, hi = _int(meta.get("n")), _int(meta.get("first_ts")), _int(meta.get("last_ts"))
     if not n or lo is None or hi is None or n < 2:
         return None
-    span_days = max(hi - lo, 1_000) / 86_400_000
-    return n / span_days / max(n_sources, 1)
+    return n / (max(hi - lo, 1_000) / 86_400_000) / max(n_sources, 1)
+
+
+def plausible_now(ts_ms: np.ndarray | int) -> np.ndarray | bool:
+    """Event times close enough to now to measure a live rate or drive an incident: not
+    more than a day ahead (a device clock in 2036 would stretch every span and freeze every
+    incident behind it) and not older than the longest retention a background keeps."""
+    now = time.time() * 1000
+    return (ts_ms <= now + MAX_FUTURE_SKEW_MS) & (ts_ms >= now - BACKGROUND_TTL_S * 1000)
 
 
 def _meta_fields(cal: Calibration) -> dict[str, str]:

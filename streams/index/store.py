@@ -20,7 +20,7 @@ import yaml
 from redis.asyncio import Redis
 from redisvl.exceptions import RedisVLError
 from redisvl.index import AsyncSearchIndex
-from redisvl.query import VectorQuery, VectorRangeQuery
+from redisvl.query import FilterQuery, VectorQuery, VectorRangeQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 from redisvl.schema import IndexSchema
 
@@ -351,6 +351,14 @@ class IndexStore:
         rows = await self._call("range search", lambda: self.index.query(query))
         hits = self._hits(rows)
         return sorted(hits, key=lambda h: h.score, reverse=True)
+
+    async def recent(self, limit: int) -> list[str]:
+        """Keys of the newest `limit` items of this model by event time: a sample of what
+        the modality has been seeing lately (not ranked by any query, unlike `range`)."""
+        query = FilterQuery(filter_expression=self._filter(None, None), return_fields=["ts"],
+                            num_results=int(limit), sort_by=("ts", "DESC"))
+        rows = await self._call("recent items", lambda: self.index.query(query))
+        return [row["id"] for row in rows]
 
     async def thumbnail(self, key: str) -> bytes | None:
         """The evidence JPEG of a frame (None: no such item, expired, or not a frame)."""

@@ -25,12 +25,21 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from encoders.modality import Modality
 from streams.core.metrics import Metrics
 from streams.core.retry import Backoff, retry_until_done
-from streams.core.wire import MAX_PAYLOAD_BYTES, deadletter_headers
+from streams.core.wire import (
+    HEADER_ERROR,
+    HEADER_ORIGIN_OFFSET,
+    HEADER_ORIGIN_PARTITION,
+    HEADER_ORIGIN_TOPIC,
+    MAX_PAYLOAD_BYTES,
+    deadletter_headers,
+)
 from streams.ingest.records import DeadLetter
 
 log = logging.getLogger(__name__)
 
 HEADER_ORIGINAL_SIZE = "lookout-original-size"
+DEADLETTER_HEADERS = frozenset({HEADER_ERROR, HEADER_ORIGIN_TOPIC, HEADER_ORIGIN_PARTITION,
+                                HEADER_ORIGIN_OFFSET})
 #: Largest value a dead letter carries as is (the wire format's own limit).
 MAX_DEADLETTER_VALUE = MAX_PAYLOAD_BYTES
 #: What is kept of a larger value: enough to recognise it.
@@ -55,9 +64,16 @@ def fit_for_kafka(key: bytes | None, value: bytes | None, headers: list[tuple[st
         extra.append(("lookout-original-key-size", str(len(key)).encode("ascii")))
         key = key[:MAX_KEY_BYTES]
     if sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
-        ours = [(k, v) for k, v in headers if k.startswith("lookout-")]
-        extra.append(("lookout-headers-dropped", str(len(headers) - len(ours)).encode()))
-        headers = [(k, v[:4096]) for k, v in ours]
+        ours = sorted((h for h in headers if h[0].startswith("lookout-")),
+                      key=lambda h: h[0] not in DEADLETTER_HEADERS)  # ours first, stable
+        kept, size = [], 0
+        for k, v in ours:  # our own headers first (the reason, the origin), within the cap
+            if size + len(k) + min(len(v), 4096) > MAX_HEADER_BYTES:
+                break
+            kept.append((k, v[:4096]))
+            size += len(k) + min(len(v), 4096)
+        extra.append(("lookout-headers-dropped", str(len(headers) - len(kept)).encode()))
+        headers = kept
     return key, value, [*headers, *extra]
 
 
@@ -105,8 +121,12 @@ class DeadLetterSink:
         async def attempt() -> None:
             try:
                 await self.sender.send(self.topic, key, value, headers)
-            except REFUSED_FOR_GOOD as e:  # no retry can fix it: record it, move on
-                refused.append(e)
+            except Exception as e:  # noqa: BLE001 - sorted below
+                # Faust wraps a producer-side refusal in ProducerSendError: look at the cause.
+                if isinstance(e, REFUSED_FOR_GOOD) or isinstance(e.__cause__, REFUSED_FOR_GOOD):
+                    refused.append(e)  # no retry can fix it: record it, move on
+                else:
+                    raise
 
         await retry_until_done(
             attempt,

@@ -81,6 +81,16 @@ def test_an_auto_query_learns_its_background_and_alerts_once_per_incident(
     assert sorted(a["source"] for a in alerts) == ["db-1", "web-1"]
     assert all(a["evidence"]["text"] in INCIDENT for a in alerts)
 
+    # A query registered now starts from the retained items (a sample of the stream, scored
+    # for it alone): the first query's background is left as it was.
+    status, late = call(worker.api_url, "POST", "/queries", {
+        "id": "db-down", "name": "database down", "modality": "logs",
+        "positives": ["database connection refused"]})
+    assert status == 201, late
+    assert late["calibration"]["background_items"] == len(lines)
+    assert call(worker.api_url, "GET", "/queries/disk-full")[1]["calibration"][
+        "background_items"] == len(lines)
+
     explained = call(worker.api_url, "GET", "/queries/disk-full/explain?bins=10&k=3")[1]
     assert sum(explained["histogram"]["counts"]) == len(lines)
     assert explained["best_matches"][0]["evidence"]["text"] in INCIDENT

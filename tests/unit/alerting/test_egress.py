@@ -72,3 +72,14 @@ def test_the_real_resolver_maps_numeric_spellings_of_loopback_and_refuses_them()
 def test_webhook_urls_with_control_characters_are_refused_at_registration(url: str) -> None:
     with pytest.raises(ValueError, match="control characters"):
         Webhook(url=url)
+
+
+@pytest.mark.parametrize("url", [
+    "http://１２７．０．０．１:6379/",               # full-width digits: yarl makes it 127.0.0.1
+    "http://①⑥⑨.②⑤④.①⑥⑨.②⑤④/latest/meta-data/",
+    "http://[::ffff:7f00:1]/", "http://[2002:a9fe:a9fe::]/", "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[fec0::1]/",
+])
+def test_unicode_and_ipv6_spellings_of_internal_addresses_are_refused(url: str) -> None:
+    with pytest.raises(EgressRefused):
+        EgressPolicy().check_url(url)

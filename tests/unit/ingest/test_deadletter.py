@@ -130,3 +130,29 @@ def test_oversize_values_keys_and_headers_are_cut_and_say_so():
     assert sum(len(k) + len(v) for k, v in out) < 10_000
     small = fit_for_kafka(b"k", b"v", [("content-type", b"text/plain")])
     assert small == (b"k", b"v", [("content-type", b"text/plain")])
+
+
+def test_hundreds_of_foreign_lookout_headers_never_push_out_the_reason():
+    headers = [(f"lookout-x{i}", b"z" * 4000) for i in range(500)]
+    headers.append((HEADER_ERROR, b"payload too large"))
+    _, _, out = fit_for_kafka(b"k", b"v", headers)
+    assert dict(out)[HEADER_ERROR] == b"payload too large"
+    assert sum(len(k) + len(v) for k, v in out) <= 70_000
+
+
+def test_a_refusal_wrapped_by_the_producer_is_still_a_refusal(caplog):
+    class Wrapped(Exception):
+        pass
+
+    class WrappingBroker:
+        async def send(self, topic, key, value, headers) -> None:
+            try:
+                raise MessageSizeTooLargeError("too large for max_request_size")
+            except MessageSizeTooLargeError as e:
+                raise Wrapped("ProducerSendError") from e  # what faust does
+
+    metrics = Metrics()
+    sink = DeadLetterSink(WrappingBroker(), "t.deadletter", metrics)
+    asyncio.run(asyncio.wait_for(sink.send(Modality.LOGS, _letters(1)), 5))
+    refused = metrics.deadletters_refused.labels(modality="logs", reason=STAGE_DECODE)
+    assert refused._value.get() == 1
