@@ -89,6 +89,9 @@ def positives_fingerprint(rq: RegisteredQuery) -> str:
     return hashlib.sha256(f"{rq.model_id}\x00{rq.positive_vectors_b64}".encode()).hexdigest()[:12]
 
 
+Layout = tuple[tuple[str, ...], tuple[int, ...]]  # background keys, source groups
+
+
 @dataclass
 class _Pending:
     """Background counts of one matrix's auto queries not yet in Redis, kept batch by batch
@@ -165,8 +168,12 @@ class ThresholdKeeper:
         self._metrics = metrics
         self.refresh_s = refresh_s
         self.config = config or CalibrationConfig()
-        self._by_matrix: weakref.WeakKeyDictionary[PatternMatrix, tuple[np.ndarray, _Pending]] = (
+        # Per matrix (weakly: a query change builds a new one) its auto columns and the
+        # identity of their pending counts; the counts themselves are held here strongly,
+        # so a matrix replaced before a flush (a query added, a verdict learned) loses none.
+        self._by_matrix: weakref.WeakKeyDictionary[PatternMatrix, tuple[np.ndarray, Layout]] = (
             weakref.WeakKeyDictionary())
+        self._pending: dict[Layout, _Pending] = {}
         self._current: dict[str, Calibration] = {}
         self._version = 1  # a new matrix has version 0: apply once at least
         self._task: asyncio.Task[None] | None = None
@@ -221,16 +228,20 @@ class ThresholdKeeper:
                 s for s, keep in zip(sources, rows, strict=True) if keep)
 
     def _columns(self, matrix: PatternMatrix) -> tuple[np.ndarray, _Pending]:
-        """The auto columns of `matrix` and their pending counts (computed once per matrix:
-        a change of queries builds a new one)."""
+        """The auto columns of `matrix` (computed once per matrix) and the pending counts of
+        their backgrounds."""
         cached = self._by_matrix.get(matrix)
         if cached is None:
             auto = self._auto_columns(matrix)
-            cols = np.asarray([c for c, _ in auto], np.int64)
-            cached = (cols, _Pending([self.key(rq) for _, rq in auto],
-                                     [matrix.sources.group_of(c) for c, _ in auto]))
+            layout = (tuple(self.key(rq) for _, rq in auto),
+                      tuple(matrix.sources.group_of(c) for c, _ in auto))
+            cached = (np.asarray([c for c, _ in auto], np.int64), layout)
             self._by_matrix[matrix] = cached
-        return cached
+        cols, layout = cached
+        pending = self._pending.get(layout)
+        if pending is None:
+            pending = self._pending[layout] = _Pending(list(layout[0]), list(layout[1]))
+        return cols, pending
 
     def observe_vectors(self, center_key: str, vectors: torch.Tensor) -> None:
         """Add a batch's vectors to its modality's running mean (for centered queries)."""
@@ -286,11 +297,9 @@ class ThresholdKeeper:
     async def flush(self) -> None:
         """Add the pending counts to Redis (one pipeline); they are dropped only once sent
         (a failed flush keeps them for the next one)."""
-        batches = []
-        for matrix, (cols, p) in list(self._by_matrix.items()):
-            if p.flats:  # batches observed while this flush awaits go to a fresh one
-                self._by_matrix[matrix] = (cols, _Pending(p.keys, p.groups))
-                batches.append((matrix, p))
+        # Batches observed while this flush awaits start fresh pending counts.
+        batches = [(layout, p) for layout, p in self._pending.items() if p.flats]
+        self._pending = {}
         if not batches:
             return
         if self._span is None:
@@ -301,9 +310,8 @@ class ThresholdKeeper:
                 await self._queue(pipe, p)
             await pipe.execute()
         except BaseException:
-            for matrix, p in batches:
-                if matrix in self._by_matrix:
-                    self._by_matrix[matrix][1].absorb(p)
+            for layout, p in batches:
+                self._pending.setdefault(layout, _Pending(p.keys, p.groups)).absorb(p)
             raise
 
     async def _queue(self, pipe: Any, p: _Pending) -> None:
@@ -474,7 +482,7 @@ def _float(value: str | None) -> float | None:
 
 def _items_per_source_day(meta: dict[str, str], n_sources: int) -> float | None:
     """Items a day per watched source, from the background's count and event-time span
-    (only plausible event times enter the span: see `_plausible`)."""
+    (only plausible event times enter the span: see `plausible_now`)."""
     n, lo, hi = _int(meta.get("n")), _int(meta.get("first_ts")), _int(meta.get("last_ts"))
     if not n or lo is None or hi is None or n < 2:
         return None
@@ -482,11 +490,10 @@ def _items_per_source_day(meta: dict[str, str], n_sources: int) -> float | None:
 
 
 def plausible_now(ts_ms: np.ndarray | int) -> np.ndarray | bool:
-    """Event times close enough to now to measure a live rate or drive an incident: not
-    more than a day ahead (a device clock in 2036 would stretch every span and freeze every
-    incident behind it) and not older than the longest retention a background keeps."""
-    now = time.time() * 1000
-    return (ts_ms <= now + MAX_FUTURE_SKEW_MS) & (ts_ms >= now - BACKGROUND_TTL_S * 1000)
+    """Event times that may measure a rate: not more than a day ahead of this worker's clock
+    (one device clock in 2036 would stretch every span for good). Old times are fine: a
+    replay of last year's recordings has a real event-time rate."""
+    return ts_ms <= time.time() * 1000 + MAX_FUTURE_SKEW_MS
 
 
 def _meta_fields(cal: Calibration) -> dict[str, str]:

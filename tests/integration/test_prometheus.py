@@ -247,6 +247,12 @@ def test_every_panel_and_rule_works_against_a_real_prometheus(
 
         assert wait_for(scraped, timeout_s=60, interval_s=0.5), prom.log_tail()
     assert WebhookReceiver.received, "the webhook got no alert"
+
+    def expected_exported() -> bool:  # the auto query's refresh has measured its rate
+        return "lookout_query_expected_alerts_per_day{" in worker.metrics_text()
+
+    assert wait_for(expected_exported, timeout_s=30, interval_s=0.5), (
+        get_json(worker.api_url + "/queries/disk-full-auto")["calibration"])
     time.sleep(3 * SCRAPE_S)  # a few more samples after the last event, for rate()
 
     end = time.time()
