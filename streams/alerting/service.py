@@ -106,10 +106,7 @@ class AlertingObserver:
         self.s.thresholds.apply(matrix, center_key)
         with torch.inference_mode():
             best, negative = matrix.scores(batch)
-        rules = self.s.registry.rules
-        slack = torch.tensor([rules[q].hysteresis if q in rules else 0.0
-                              for q in matrix.query_ids], dtype=torch.float32)
-        matches = matrix.select(best, negative, sources, slack)
+        matches = matrix.select(best, negative, sources, with_hysteresis=True)
         self.s.thresholds.observe(matrix, best, sources, [it.record.ts_ms for it in items])
         self.s.metrics.stage_seconds.labels(modality=modality.value, stage="match").observe(
             time.perf_counter() - started)

@@ -42,6 +42,7 @@ class QueryPatterns:
     negative_margin: float = 0.0
     sources: tuple[str, ...] = ("*",)
     centered: bool = False  # scored after subtracting the modality's mean vector
+    hysteresis: float = 0.0  # an open incident stays open this far below the threshold
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class SourceFilter:
         for patterns in globs:
             self._group_of.append(groups.setdefault(tuple(patterns), len(groups)))
         self._regexes: list[re.Pattern[str] | None] = [compile_globs(key) for key in groups]
+        self._first_of_group = {g: self._group_of.index(g) for g in range(len(groups))}
         self._all_match = all(r is None for r in self._regexes)
         self._cache: dict[tuple[str, int], bool] = {}
 
@@ -84,7 +86,7 @@ class SourceFilter:
 
     def group_mask(self, group: int, sources: Sequence[str]) -> list[bool]:
         """Which of `sources` the queries of `group` watch."""
-        index = self._group_of.index(group)
+        index = self._first_of_group[group]
         return [self.accepts(s, index) for s in sources]
 
     def accepts(self, source: str, query_index: int) -> bool:
@@ -136,6 +138,9 @@ class PatternMatrix:
         )
         self.margins = torch.tensor(
             [p.negative_margin for p in patterns], dtype=torch.float32, device=self.device
+        )
+        self.hysteresis = torch.tensor(
+            [p.hysteresis for p in patterns], dtype=torch.float32, device=self.device
         )
         self.sources = SourceFilter([p.sources for p in patterns])
         self.thresholds_version = 0
@@ -214,14 +219,14 @@ class PatternMatrix:
         return self.select(best, negative, sources)
 
     def select(self, best: torch.Tensor, negative: torch.Tensor | None,
-               sources: Sequence[str], slack: torch.Tensor | None = None) -> list[Match]:
+               sources: Sequence[str], with_hysteresis: bool = False) -> list[Match]:
         """`match` on scores already computed by `scores` (the observer also needs them);
-        `slack` [Q] lowers each query's threshold (its hysteresis: an open incident stays
-        open on scores just below the threshold)."""
+        `with_hysteresis` lowers each query's threshold by its hysteresis (an open incident
+        stays open on scores just below the threshold)."""
         if self.n_queries == 0 or len(sources) == 0:
             return []
         with torch.inference_mode():
-            floor = self.thresholds if slack is None else self.thresholds - slack.to(self.device)
+            floor = self.thresholds - self.hysteresis if with_hysteresis else self.thresholds
             keep = best >= floor
             if negative is not None:
                 keep &= negative < best - self.margins

@@ -170,7 +170,8 @@ def build_matrix(
         pos, neg = vectors[rq.id] if vectors and rq.id in vectors else decoded_vectors(rq)
         patterns.append(QueryPatterns(q.id, pos, neg, starting_threshold(q, encoder),
                                       q.negative_margin, tuple(q.sources),
-                                      centered=scored_centered(q, encoder)))
+                                      centered=scored_centered(q, encoder),
+                                      hysteresis=q.hysteresis))
     return PatternMatrix(patterns, encoder.dim, encoder.device), skipped
 
 

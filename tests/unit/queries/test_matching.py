@@ -132,12 +132,13 @@ def _near_edges(patterns, items, keys, threshold):
 
 
 def test_hysteresis_slack_lowers_each_querys_threshold_only_for_selection() -> None:
-    q = QueryPatterns("q", torch.tensor([[1.0, 0.0]]), torch.zeros(0, 2), threshold=0.8)
+    q = QueryPatterns("q", torch.tensor([[1.0, 0.0]]), torch.zeros(0, 2), threshold=0.8,
+                      hysteresis=0.02)
     m = PatternMatrix([q], 2, torch.device("cpu"))
     v = torch.nn.functional.normalize(torch.tensor([[0.79, 0.61]]), dim=1)  # cosine 0.79
     best, neg = m.scores(v)
     assert m.select(best, neg, ["s"]) == []
-    assert len(m.select(best, neg, ["s"], torch.tensor([0.02]))) == 1
+    assert len(m.select(best, neg, ["s"], with_hysteresis=True)) == 1
 
 
 def test_centered_queries_score_against_the_modality_mean_and_wait_for_it() -> None:
