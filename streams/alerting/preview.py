@@ -23,6 +23,13 @@ from streams.queries.registry import build_matrix
 from streams.queries.thresholds import ScoreHistogram
 
 
+def matrix_of(rq: RegisteredQuery, encoder: Any) -> PatternMatrix | None:
+    """A matrix of `rq` alone, enabled or not (None: bound to another model)."""
+    active = rq.model_copy(update={"query": rq.query.model_copy(update={"enabled": True})})
+    matrix, skipped = build_matrix([active], encoder)
+    return None if skipped else matrix
+
+
 async def preview_query(
     rq: RegisteredQuery,
     encoder: Any,
@@ -34,10 +41,8 @@ async def preview_query(
 ) -> dict[str, Any]:
     """What `rq` would have matched and fired on at `threshold` (the one in force)."""
     q = rq.query
-    matrix: PatternMatrix
-    active = rq.model_copy(update={"query": q.model_copy(update={"enabled": True})})
-    matrix, skipped = build_matrix([active], encoder)
-    if skipped:
+    matrix = matrix_of(rq, encoder)
+    if matrix is None:
         raise ValueError(
             f"query {q.id!r} was registered with {rq.model_id}; this worker's {q.modality} "
             f"encoder is {encoder.model_id}"
@@ -89,9 +94,8 @@ async def best_matches(rq: RegisteredQuery, encoder: Any, store: Any, *, k: int 
     if k == 0:
         return []
     q = rq.query
-    matrix, skipped = build_matrix(
-        [rq.model_copy(update={"query": q.model_copy(update={"enabled": True})})], encoder)
-    if skipped:
+    matrix = matrix_of(rq, encoder)
+    if matrix is None:
         return []
     seen: dict[str, float] = {}
     for vector in matrix.positives:
