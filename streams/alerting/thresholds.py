@@ -18,8 +18,11 @@ at 0.7-0.8 against plain room noise) are scored after subtracting their modality
 vector; that mean is kept the same way, as a running sum per worker process:
 
     <prefix>:center:<modality>:<model>   hash  process token -> float64 [n, sum...]
- At registration `seed` scores the query against the items its modality still
-retains, so a query registered on a busy system starts from data, not from its prior.
+
+At registration `seed` scores the query against the items its modality still retains, so
+a query registered on a busy system starts from data, not from its prior. A refresh
+re-reads a histogram only when its count moved (any worker's flush moves it), and writes
+the meta hash only when what it says changed.
 The background is a statistical summary, not a ledger: a batch redelivered after a crash is
 counted again (a few duplicate scores among thousands move no quantile that matters), so it
 needs none of the exactly-once machinery of alerts.
@@ -50,6 +53,7 @@ from streams.queries.model import RegisteredQuery
 from streams.queries.registry import QueryRegistry, starting_threshold
 from streams.queries.thresholds import (
     N_BINS,
+    BackgroundCentering,
     CalibrationConfig,
     ScoreHistogram,
     ThresholdChoice,
@@ -175,11 +179,12 @@ class ThresholdKeeper:
             weakref.WeakKeyDictionary())
         self._pending: dict[Layout, _Pending] = {}
         self._current: dict[str, Calibration] = {}
+        self._basis: dict[str, tuple[str, int]] = {}  # query id -> (fingerprint, count) derived
         self._version = 1  # a new matrix has version 0: apply once at least
         self._task: asyncio.Task[None] | None = None
         self._span = None
         self._token = uuid.uuid4().hex[:12]
-        self._sums: dict[str, np.ndarray] = {}  # center key -> [n, sum...] of this process
+        self._sums: dict[str, BackgroundCentering] = {}  # center key -> this process's
         self._means: dict[str, torch.Tensor] = {}  # center key -> mean of all processes
 
     # --- keys --------------------------------------------------------------------------
@@ -246,11 +251,7 @@ class ThresholdKeeper:
     def observe_vectors(self, center_key: str, vectors: torch.Tensor) -> None:
         """Add a batch's vectors to its modality's running mean (for centered queries)."""
         v = vectors.detach().to("cpu", torch.float64).numpy()
-        row = np.concatenate([[v.shape[0]], v.sum(axis=0)])
-        if center_key in self._sums:
-            self._sums[center_key] += row
-        else:
-            self._sums[center_key] = row
+        self._sums.setdefault(center_key, BackgroundCentering(v.shape[1])).update(v)
 
     def apply(self, matrix: PatternMatrix, center_key: str | None = None) -> None:
         """Put the current auto thresholds (and the modality's mean, for centered queries)
@@ -337,7 +338,9 @@ class ThresholdKeeper:
         keys = list(self._sums)
         pipe = self._redis.pipeline(transaction=False)
         for key in keys:
-            pipe.hset(f"{self._prefix}:center:{key}", self._token, self._sums[key].tobytes())
+            mine = self._sums[key]
+            pipe.hset(f"{self._prefix}:center:{key}", self._token,
+                      np.concatenate([[mine.n], mine.total]).tobytes())
             pipe.expire(f"{self._prefix}:center:{key}", BACKGROUND_TTL_S)
             pipe.hvals(f"{self._prefix}:center:{key}")
         replies = await pipe.execute()
@@ -349,38 +352,58 @@ class ThresholdKeeper:
                     self._means[key] = torch.from_numpy(total[1:] / total[0]).float()
 
     async def refresh(self) -> None:
-        """Flush, then re-derive every auto query's threshold from the merged background."""
+        """Flush, then re-derive the threshold of every auto query whose background count
+        moved since this worker last derived it (from the merged histogram in Redis)."""
         await self.flush()
         await self._sync_centers()
+        queries = []
         for rq in self._registry.all():
-            if not rq.query.auto_threshold:
+            if rq.query.auto_threshold:
+                queries.append(rq)
+            else:
                 self._metrics.query_threshold.labels(query_id=rq.id).set(self.threshold_of(rq))
-        queries = [rq for rq in self._registry.all() if rq.query.auto_threshold]
-        if not queries:
-            self._current = {}
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        for rq in queries:
-            key = self.key(rq)
-            pipe.hgetall(key)
-            pipe.hgetall(f"{key}:meta")
-            pipe.pfcount(f"{key}:src")
-        raw = await pipe.execute()
-        current: dict[str, Calibration] = {}
+        metas = await self._read_metas(queries)
+        # Re-derive what changed: the background's count (any worker's flush) or the query.
+        basis = {rq.id: (rq.fingerprint, _int(metas[rq.id][0].get("n")) or 0) for rq in queries}
+        moved = [rq for rq in queries
+                 if rq.id not in self._current or self._basis.get(rq.id) != basis[rq.id]]
+        stale = {rq.id for rq in moved}
+        current = {rq.id: self._current[rq.id] for rq in queries if rq.id not in stale}
+        hists = await self._read_histograms(moved)
         updates = self._redis.pipeline(transaction=False)
-        for i, rq in enumerate(queries):
-            hist_raw, meta_raw, n_sources = raw[3 * i], raw[3 * i + 1], int(raw[3 * i + 2] or 0)
-            cal = self._derive(rq, ScoreHistogram.from_dict(hist_raw, N_BINS),
-                               _decoded(meta_raw), n_sources)
-            current[rq.id] = cal
-            updates.hset(f"{self.key(rq)}:meta", mapping=_meta_fields(cal))
+        for rq in moved:
+            meta, n_sources = metas[rq.id]
+            cal = current[rq.id] = self._derive(rq, hists[rq.id], meta, n_sources)
+            fields = _meta_fields(cal)
+            if any(meta.get(k, "") != v for k, v in fields.items()):
+                updates.hset(f"{self.key(rq)}:meta", mapping=fields)
             self._export(rq.id, cal)
         await updates.execute()
         changed = {q: c.choice.threshold for q, c in current.items()} != {
             q: c.choice.threshold for q, c in self._current.items()}
-        self._current = current
+        self._current, self._basis = current, basis
         if changed:
             self._version += 1
+
+    async def _read_metas(self, queries: list[RegisteredQuery]
+                          ) -> dict[str, tuple[dict[str, str], int]]:
+        """Per query its meta hash and how many sources its background has seen."""
+        pipe = self._redis.pipeline(transaction=False)
+        for rq in queries:
+            pipe.hgetall(f"{self.key(rq)}:meta")
+            pipe.pfcount(f"{self.key(rq)}:src")
+        raw = await pipe.execute() if queries else []
+        return {rq.id: (_decoded(raw[2 * i]), int(raw[2 * i + 1] or 0))
+                for i, rq in enumerate(queries)}
+
+    async def _read_histograms(self, queries: list[RegisteredQuery]
+                               ) -> dict[str, ScoreHistogram]:
+        pipe = self._redis.pipeline(transaction=False)
+        for rq in queries:
+            pipe.hgetall(self.key(rq))
+        raw = await pipe.execute() if queries else []
+        return {rq.id: ScoreHistogram.from_dict(h, N_BINS) for rq, h in zip(queries, raw,
+                                                                         strict=True)}
 
     def _derive(self, rq: RegisteredQuery, hist: ScoreHistogram, meta: dict[str, str],
                 n_sources: int) -> Calibration:
@@ -397,12 +420,10 @@ class ThresholdKeeper:
             # often the prior would have fired
             choice = dataclasses.replace(
                 choice, expected_per_day=hist.survival(choice.threshold) * per_source_day)
-        old = self._current.get(rq.id)
+        previous = _float(meta.get("threshold"))  # what the last worker to derive it wrote
         moved_at = _int(meta.get("moved_at"))
-        if old is None or abs(old.choice.threshold - choice.threshold) > MOVE_EPSILON:
-            previous = _float(meta.get("threshold"))
-            if previous is None or abs(previous - choice.threshold) > MOVE_EPSILON:
-                moved_at = int(time.time() * 1000)
+        if previous is None or abs(previous - choice.threshold) > MOVE_EPSILON:
+            moved_at = int(time.time() * 1000)
         return Calibration(choice, per_source_day, n_sources, moved_at)
 
     def _export(self, query_id: str, cal: Calibration) -> None:
@@ -423,6 +444,7 @@ class ThresholdKeeper:
         if keys:
             await self._redis.delete(*keys)
         self._current.pop(query_id, None)
+        self._basis.pop(query_id, None)
         self._version += 1
         for gauge in (self._metrics.query_threshold, self._metrics.query_background_items,
                       self._metrics.query_expected_alerts, self._metrics.query_precision):
