@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from encoders.modality import Modality
 from streams.alerting.alerts import Alert, AlertStore
 from streams.core.errors import AlertNotFound, QueryValidationError
 from streams.core.metrics import Metrics
@@ -60,7 +62,7 @@ class FeedbackStore:
         return f"{self._prefix}:feedback:{query_id}"
 
     async def give(self, alert_id: str, verdict: str, *, by: str, note: str,
-                   store: IndexStore | None) -> FeedbackRecord:
+                   stores: Mapping[Modality, IndexStore]) -> FeedbackRecord:
         """Record a verdict and teach the alert's query its item (when still indexed)."""
         if verdict not in VERDICTS:
             raise QueryValidationError(f"verdict must be one of {', '.join(VERDICTS)}, "
@@ -68,7 +70,7 @@ class FeedbackStore:
         alert = await self._alerts.get(alert_id)
         if alert is None:
             raise AlertNotFound(f"no alert {alert_id} in the history (expired or never raised)")
-        learned = await self._learn(alert, verdict, store)
+        learned = await self._learn(alert, verdict, stores.get(Modality(alert.modality)))
         record = FeedbackRecord(alert.alert_id, alert.query_id, alert.item_key, verdict,
                                 by or "anonymous", int(time.time() * 1000), note, learned)
         pipe = self._redis.pipeline(transaction=True)

@@ -8,7 +8,6 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from encoders.modality import Modality
 from streams.alerting.feed import AlertFilter
 from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
@@ -77,13 +76,10 @@ def routes(service: AlertingService) -> list[Route]:
 
     async def feedback(request: web.Request) -> web.Response:
         body = await json_body(request)
-        alert = await service.alerts.get(request.match_info["id"])
-        modality = Modality(alert.modality) if alert is not None else None
         record = await service.feedback.give(
             request.match_info["id"], str(body.get("verdict", "")),
             by=str(body.get("by") or request.headers.get("X-Lookout-User", "")),
-            note=str(body.get("note") or "")[:500],
-            store=service.index_stores.get(modality) if modality else None)
+            note=str(body.get("note") or "")[:500], stores=service.index_stores)
         return web.json_response(asdict(record))
 
     return bind(ROUTES, {("GET", "/alerts"): history, ("GET", "/alerts/stream"): stream,
