@@ -24,17 +24,24 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 kafka-jars: $(STAMP)
 	@$(VENV)/bin/lookout stack install
 
+# Debian tools the tests use as an operator would: Prometheus + promtool, redis-cli.
+# A freshly installed Debian Prometheus starts as a service: stopped again at once.
+DEBIAN_TOOLS := prometheus:prometheus redis-cli:redis-tools
+
 prometheus:
-	@if ! command -v prometheus >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing prometheus (Debian package)"; \
-	    (apt-get install -y -qq prometheus >/dev/null 2>&1 || \
-	     (apt-get update -qq >/dev/null && apt-get install -y -qq prometheus >/dev/null)) && \
-	    (systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; \
-	     pkill -x prometheus-node-exporter >/dev/null 2>&1 || true; \
-	     pkill -x prometheus >/dev/null 2>&1 || true); \
-	  else echo "prometheus not installed and not root: the Prometheus test will be skipped"; fi; \
-	fi
+	@for pair in $(DEBIAN_TOOLS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  if ! command -v $$cmd >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	      echo "installing $$pkg (Debian package)"; \
+	      (apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
+	       (apt-get update -qq >/dev/null && apt-get install -y -qq $$pkg >/dev/null)) && \
+	      (systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; \
+	       pkill -x prometheus-node-exporter >/dev/null 2>&1 || true; \
+	       pkill -x prometheus >/dev/null 2>&1 || true); \
+	    else echo "$$cmd not installed and not root: the tests that use it will be skipped"; fi; \
+	  fi; \
+	done
 
 demo: setup
 	$(VENV)/bin/lookout demo

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from streams.alerting.alerts import Alert
 from streams.core.sources import matches as source_matches
-from streams.kafka.admin import assigned_consumer, ensure_topic
+from streams.kafka.admin import TopicLayout, assigned_consumer, ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +88,20 @@ class AlertTopicFollower:
         self,
         bootstrap: str,
         topic: str,
-        partitions: int,
+        layout: TopicLayout,
         feed: AlertFeed,
         client_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._client_kwargs = dict(client_kwargs or {})
         self._topic = topic
-        self._partitions = partitions
+        self._layout = layout
         self._feed = feed
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await ensure_topic(self._bootstrap, self._topic, self._partitions, self._client_kwargs)
+        await ensure_topic(self._bootstrap, self._topic, self._layout, self._client_kwargs)
         self._consumer, tps = await assigned_consumer(
             self._bootstrap, self._topic, self._client_kwargs)
         await self._consumer.seek_to_end(*tps)

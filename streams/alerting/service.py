@@ -35,6 +35,7 @@ from streams.core.metrics import Metrics
 from streams.index.store import IndexStore, StoredItem
 from streams.ingest.deadletter import RecordSender
 from streams.ingest.records import IndexedItem
+from streams.kafka.admin import topic_layout
 from streams.queries.registry import QueryRegistry
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ def build_alerting(
     registry = QueryRegistry(
         bootstrap=bootstrap, topic=settings.topic("queries"), encoders=encoders,
         run_encoder=inference.run, lookup=lookup, metrics=metrics, client_kwargs=kafka_kw,
+        layout=topic_layout(settings),
     )
     webhooks = WebhookSender(redis, prefix, metrics,
                              egress=EgressPolicy.parse(settings.webhook_allow_networks))
@@ -213,7 +215,8 @@ def build_alerting(
         policy_states=PolicyStateStore(redis, prefix, retention),
         webhooks=webhooks,
         feed=feed,
-        follower=AlertTopicFollower(bootstrap, alerts_topic, settings.partitions, feed, kafka_kw),
+        follower=AlertTopicFollower(bootstrap, alerts_topic, topic_layout(settings), feed,
+                                    kafka_kw),
         dispatcher=WebhookDispatcher(
             bootstrap, alerts_topic, webhook_group(settings.worker_id), registry, webhooks,
             settings.webhook_max_age_s, kafka_kw, metrics=metrics,

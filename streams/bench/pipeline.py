@@ -72,10 +72,10 @@ def _produce(settings: Settings, topic: str, modality: Modality, payloads: list[
     from encoders.benchmark import CONTENT_TYPES
     from streams.config.kafka_security import aiokafka_kwargs, kafka_python_kwargs
     from streams.core.wire import encode_headers
-    from streams.kafka.admin import ensure_topics_sync
+    from streams.kafka.admin import ensure_topics_sync, topic_layout
 
     security = kafka_python_kwargs(settings)
-    ensure_topics_sync(settings.resolved_kafka_bootstrap(), [topic], settings.partitions,
+    ensure_topics_sync(settings.resolved_kafka_bootstrap(), [topic], topic_layout(settings),
                        aiokafka_kwargs(settings))
     producer = KafkaProducer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
                              acks="all", linger_ms=20, batch_size=1_000_000,

@@ -118,7 +118,7 @@ def run_producer(
 ) -> ProduceSummary:
     """Send items, pacing them if asked; always returns a summary (error set on failure)."""
     from streams.config.kafka_security import aiokafka_kwargs
-    from streams.kafka.admin import ensure_topics_sync
+    from streams.kafka.admin import ensure_topics_sync, topic_layout
     from streams.kafka.media_readers import Pacer
     from streams.kafka.producer import LookoutProducer
 
@@ -130,7 +130,7 @@ def run_producer(
     producer: LookoutProducer | None = None
     try:
         bootstrap = bootstrap or resolve_kafka(settings)
-        ensure_topics_sync(bootstrap, [topic], settings.partitions, aiokafka_kwargs(settings))
+        ensure_topics_sync(bootstrap, [topic], topic_layout(settings), aiokafka_kwargs(settings))
         producer = LookoutProducer.from_settings(settings, bootstrap).start()
         with _Progress(f"{modality.value} {source}", show_progress) as progress, \
                 sigterm_as_interrupt():

@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     # --- topics ---------------------------------------------------------------------------
     topic_prefix: str = Field("lookout", description="Prefix of every topic: <prefix>.frames …")
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the input topics.")
+    replication_factor: int = Field(
+        1, ge=1, le=32,
+        description="Replication of every topic Lookout creates (1 fits the embedded broker; "
+        "3 for a production cluster). Existing topics are left as they are.",
+    )
+    min_insync_replicas: int | None = Field(
+        None, ge=1, le=32,
+        description="min.insync.replicas of the topics Lookout creates (unset: the broker's "
+        "default; 2 with replication 3 in production). At most the replication factor.",
+    )
 
     # --- worker ---------------------------------------------------------------------------
     worker_id: str = Field("lookout-worker", description="Faust app id = Kafka consumer group.")
@@ -142,6 +152,15 @@ class Settings(BaseSettings):
                 f"kafka_security_protocol {self.kafka_security_protocol} needs "
                 "kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_replication(self) -> Settings:
+        if self.min_insync_replicas is not None and self.min_insync_replicas > (
+                self.replication_factor):
+            raise ValueError(
+                f"min_insync_replicas {self.min_insync_replicas} is more than "
+                f"replication_factor {self.replication_factor}: every write would be refused")
         return self
 
     @classmethod

@@ -338,12 +338,12 @@ def _start_replay(settings: Settings, root: Path, truth: dict[str, Any], opts: D
                   failure: list[BaseException]) -> threading.Thread:
     """Send every record from a thread (the main thread keeps the view and Ctrl-C)."""
     from streams.config.kafka_security import aiokafka_kwargs
-    from streams.kafka.admin import ensure_topics_sync
+    from streams.kafka.admin import ensure_topics_sync, topic_layout
     from streams.kafka.producer import LookoutProducer, ProducerConfig
 
     bootstrap = settings.resolved_kafka_bootstrap()
     ensure_topics_sync(bootstrap, [settings.input_topic(m) for m in MODALITIES],
-                       settings.partitions, aiokafka_kwargs(settings))
+                       topic_layout(settings), aiokafka_kwargs(settings))
     producer = LookoutProducer.from_settings(
         settings, bootstrap, ProducerConfig(client_id="lookout-demo", linger_ms=5)).start()
 

@@ -8,13 +8,19 @@ One client (aiokafka) for admin work; synchronous callers (producers, demo, benc
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidReplicationFactorError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
+from streams.config.settings import Settings
 from streams.core.errors import LookoutError
 
 
@@ -22,15 +28,56 @@ class TopicSetupError(LookoutError):
     """A topic could not be listed or created; check the Kafka bootstrap address."""
 
 
+@dataclasses.dataclass(frozen=True)
+class TopicLayout:
+    """How Lookout creates the topics it needs (`LOOKOUT_PARTITIONS`,
+    `LOOKOUT_REPLICATION_FACTOR`, `LOOKOUT_MIN_INSYNC_REPLICAS`).
+
+    Replication 1 fits the embedded single broker; a production cluster wants 3 with
+    min.insync.replicas 2, so that the compacted queries topic (the only copy of the
+    standing queries) and every input record survive the loss of a broker. Producers
+    already send with acks=all, which is what makes min.insync.replicas bite.
+    """
+
+    partitions: int
+    replication: int = 1
+    min_insync_replicas: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1 or self.replication < 1:
+            raise ValueError("partitions and replication must be at least 1")
+        if self.min_insync_replicas is not None and not (
+                1 <= self.min_insync_replicas <= self.replication):
+            raise ValueError(
+                f"min.insync.replicas {self.min_insync_replicas} must be between 1 and the "
+                f"replication factor {self.replication}")
+
+    def single_partition(self) -> TopicLayout:
+        """The same replication for a one-partition topic (the compacted queries topic)."""
+        return dataclasses.replace(self, partitions=1)
+
+    def topic_configs(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        configs = dict(extra or {})
+        if self.min_insync_replicas is not None:
+            configs.setdefault("min.insync.replicas", str(self.min_insync_replicas))
+        return configs
+
+
+def topic_layout(settings: Settings) -> TopicLayout:
+    """The layout the settings ask for."""
+    return TopicLayout(settings.partitions, settings.replication_factor,
+                       settings.min_insync_replicas)
+
+
 async def ensure_topics(
     bootstrap: str,
     topics: Sequence[str],
-    partitions: int,
+    layout: TopicLayout,
     client_kwargs: Mapping[str, Any] | None = None,
     configs: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Create the missing ones of `topics` (replication 1 fits the embedded broker); returns
-    those it created. Existing topics are left as they are, whatever their partitions.
+    """Create the missing ones of `topics` with `layout`; returns those it created.
+    Existing topics are left as they are, whatever their partitions and replication.
 
     `client_kwargs` carries TLS/SASL settings (`kafka_security.aiokafka_kwargs`).
     """
@@ -41,10 +88,7 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # someone else was quicker
-                await admin.create_topics(
-                    [NewTopic(t, partitions, 1, topic_configs=dict(configs or {}))
-                     for t in missing])
+            await _create(admin, missing, layout, layout.topic_configs(configs))
         return missing
     except KafkaError as e:
         raise TopicSetupError(
@@ -54,23 +98,42 @@ async def ensure_topics(
         await admin.close()
 
 
+async def _create(admin: AIOKafkaAdminClient, topics: list[str], layout: TopicLayout,
+                  configs: dict[str, str]) -> None:
+    """CreateTopics reports per-topic errors in its response instead of raising: read them,
+    so that a refused topic (too few brokers for the replication, a bad config) is a clear
+    error at start instead of a worker that waits for a topic that never comes."""
+    new = [NewTopic(t, layout.partitions, layout.replication, topic_configs=configs)
+           for t in topics]
+    response = await admin.create_topics(new)
+    for topic, code, *message in getattr(response, "topic_errors", ()):
+        if code in (0, TopicAlreadyExistsError.errno):  # created, or someone was quicker
+            continue
+        reason = (message[0] if message else None) or for_code(code).__name__
+        hint = (" (set LOOKOUT_REPLICATION_FACTOR to at most the number of brokers)"
+                if code == InvalidReplicationFactorError.errno else "")
+        raise TopicSetupError(
+            f"cannot create topic {topic} ({layout.partitions} partitions, replication "
+            f"{layout.replication}, configs {configs or '{}'}): {reason}{hint}")
+
+
 async def ensure_topic(
     bootstrap: str,
     topic: str,
-    partitions: int,
+    layout: TopicLayout,
     client_kwargs: Mapping[str, Any] | None = None,
     **configs: str,
 ) -> None:
     """`ensure_topics` for one topic with its topic configs (e.g. cleanup.policy=compact)."""
-    await ensure_topics(bootstrap, [topic], partitions, client_kwargs, configs)
+    await ensure_topics(bootstrap, [topic], layout, client_kwargs, configs)
 
 
 def ensure_topics_sync(
-    bootstrap: str, topics: Sequence[str], partitions: int,
+    bootstrap: str, topics: Sequence[str], layout: TopicLayout,
     client_kwargs: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """`ensure_topics` for code without an event loop (the CLI producer, demo, benchmarks)."""
-    return asyncio.run(ensure_topics(bootstrap, topics, partitions, client_kwargs))
+    return asyncio.run(ensure_topics(bootstrap, topics, layout, client_kwargs))
 
 
 async def all_partitions(consumer: Any, topic: str, attempts: int = 50) -> list[Any]:

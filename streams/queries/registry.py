@@ -27,7 +27,7 @@ from encoders.base import Encoder
 from encoders.errors import EncoderInputError, NoTextSpace
 from encoders.modality import Modality
 from streams.core.errors import LookoutError, QueryNotFound, QueryValidationError
-from streams.kafka.admin import assigned_consumer, ensure_topic
+from streams.kafka.admin import TopicLayout, assigned_consumer, ensure_topic
 from streams.queries.matching import PatternMatrix, QueryPatterns
 from streams.queries.model import (
     PatternExample,
@@ -189,8 +189,10 @@ class QueryRegistry:
         metrics: Any | None = None,
         poll_ms: int = 100,
         client_kwargs: dict[str, Any] | None = None,
+        layout: TopicLayout = TopicLayout(1),
     ) -> None:
         self._bootstrap = bootstrap
+        self._layout = layout
         self._client_kwargs = dict(client_kwargs or {})
         self.topic = topic
         self._encoders = encoders
@@ -212,7 +214,8 @@ class QueryRegistry:
     async def start(self) -> None:
         """Create the topic if needed, load every query, then keep following the topic."""
         await ensure_topic(
-            self._bootstrap, self.topic, 1, self._client_kwargs, **{"cleanup.policy": "compact"}
+            self._bootstrap, self.topic, self._layout.single_partition(), self._client_kwargs,
+            **{"cleanup.policy": "compact"}
         )
         try:
             self._producer = AIOKafkaProducer(

@@ -44,7 +44,7 @@ from streams.index.store import IndexStore
 from streams.ingest.agents import register_agents
 from streams.ingest.deadletter import DeadLetterSink
 from streams.ingest.pipeline import BatchPipeline
-from streams.kafka.admin import ensure_topics
+from streams.kafka.admin import ensure_topics, topic_layout
 from streams.worker.encoders import load_missing_encoders
 from streams.worker.lag import FaustOffsets, LagMonitor
 from streams.worker.web import api_routes, register_routes
@@ -137,10 +137,12 @@ class LookoutApp(faust.App):
         await super().on_first_start()
         s = self.worker.settings
         topics = [s.input_topic(m) for m in MODALITIES] + [s.topic("deadletter")]
-        created = await ensure_topics(self.worker.services.kafka_bootstrap, topics,
-                                      s.partitions, aiokafka_kwargs(s))
+        layout = topic_layout(s)
+        created = await ensure_topics(self.worker.services.kafka_bootstrap, topics, layout,
+                                      aiokafka_kwargs(s))
         if created:
-            log.info("created topics %s with %d partitions", ", ".join(created), s.partitions)
+            log.info("created topics %s with %d partitions, replication %d",
+                     ", ".join(created), layout.partitions, layout.replication)
 
     def on_webserver_init(self, web_server: Any) -> None:
         """Error and auth middleware wrap every route (Faust has no middleware API)."""
@@ -174,7 +176,7 @@ def _faust_app(settings: Settings, services: Services) -> LookoutApp:
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=SESSION_TIMEOUT_S,

@@ -641,14 +641,14 @@ def test_alert_on_topic_finds_a_published_alert(settings: Settings):
     from aiokafka import AIOKafkaProducer
 
     from streams.alerting.alerts import alert_on_topic
-    from streams.kafka.admin import ensure_topic
+    from streams.kafka.admin import TopicLayout, ensure_topic
 
     bootstrap = settings.resolved_kafka_bootstrap()
     topic = settings.topic("alerts")
     alert = _sample_alert()
 
     async def run() -> tuple[bool, bool, bool]:
-        await ensure_topic(bootstrap, topic, 2)
+        await ensure_topic(bootstrap, topic, TopicLayout(2))
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
         await producer.start()
         try:

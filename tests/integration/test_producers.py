@@ -22,7 +22,7 @@ from streams.config.settings import Settings
 from streams.core.errors import ProducerError
 from streams.core.wire import HEADER_CONTENT_TYPE, HEADER_TS, WireRecord, parse_record
 from streams.demo.scenario import build_scenario
-from streams.kafka.admin import ensure_topics_sync
+from streams.kafka.admin import TopicLayout, ensure_topics_sync
 from streams.kafka.producer import LookoutProducer
 
 pytestmark = pytest.mark.integration
@@ -100,7 +100,7 @@ def test_each_producer_writes_the_documented_record(settings: Settings) -> None:
     }
     with LookoutProducer.from_settings(settings) as producer:
         ensure_topics_sync(settings.resolved_kafka_bootstrap(),
-                           [settings.input_topic(m) for m in MODALITIES], 1)
+                           [settings.input_topic(m) for m in MODALITIES], TopicLayout(1))
         source, payload, ctype, ts = sent[Modality.VIDEO]
         producer.send_frame(source, payload, ts, ctype)
         source, payload, ctype, ts = sent[Modality.AUDIO]
@@ -140,7 +140,7 @@ def test_thousand_log_lines_give_thousand_records_in_order(settings: Settings,
 
 def test_order_per_source_over_partitions(settings: Settings) -> None:
     bootstrap = settings.resolved_kafka_bootstrap()
-    ensure_topics_sync(bootstrap, [settings.input_topic(Modality.LOGS)], partitions=4)
+    ensure_topics_sync(bootstrap, [settings.input_topic(Modality.LOGS)], TopicLayout(4))
     sources = ["web-1", "db-1", "auth-1"]
     with LookoutProducer.from_settings(settings) as producer:
         for i in range(400):
