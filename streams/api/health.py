@@ -2,7 +2,8 @@
 
 Liveness only proves the event loop answers, which is what must stay true while a long
 batch embeds in the inference thread. Readiness means the worker can do its job: the
-encoders are loaded, the Redis indexes exist and the consumer group gave it an assignment.
+encoders are loaded, the Redis indexes exist, the consumer group gave it an assignment, and
+Kafka and Redis answer now (`streams.worker.probes`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ class Readiness:
     assigned_partitions: int = 0
     stopping: bool = False
     problems: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)  # service -> why (probes)
 
     @property
     def ready(self) -> bool:
         return (self.encoders_loaded and self.indexes_ensured and self.assignment_received
-                and not self.stopping and not self.problems)
+                and not self.stopping and not self.problems and not self.unreachable)
 
     def missing(self) -> list[str]:
         out = [*self.problems]
+        out += [f"{name} is unreachable: {why}" for name, why in self.unreachable.items()]
         if not self.encoders_loaded:
             out.append("encoders are still loading")
         if not self.indexes_ensured:

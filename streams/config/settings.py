@@ -56,7 +56,12 @@ class Settings(BaseSettings):
     )
 
     # --- embedded stack ports (loopback only) -------------------------------------------
-    kafka_port: int = Field(19092, ge=1, le=65535, description="Embedded Kafka broker port.")
+    kafka_port: int = Field(
+        19092, ge=1, le=65535,
+        description="Embedded Kafka broker port. The defaults of the three embedded ports lie "
+        "below the Linux ephemeral range (32768-60999), so no outgoing connection can hold "
+        "them when the stack starts.",
+    )
     kafka_controller_port: int = Field(
         19093, ge=1, le=65535, description="Embedded KRaft controller port."
     )

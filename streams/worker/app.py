@@ -47,6 +47,7 @@ from streams.ingest.pipeline import BatchPipeline
 from streams.kafka.admin import ensure_topics, topic_layout
 from streams.worker.encoders import load_missing_encoders
 from streams.worker.lag import FaustOffsets, LagMonitor
+from streams.worker.probes import DependencyProbe, KafkaMetadataCheck
 from streams.worker.web import api_routes, register_routes
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,14 @@ class Worker:
     pipeline: BatchPipeline
     alerting: AlertingService
     lag: LagMonitor
+    probe: DependencyProbe
     encoders: dict[Modality, Encoder] = field(default_factory=dict)
     index_stores: dict[Modality, IndexStore] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Encoders, then one index per modality, then alerting; then batches may flow."""
         s = self.settings
+        self.probe.start()
         if not self.readiness.encoders_loaded:
             await self.inference.run(load_missing_encoders, s, self.encoders)
             self.readiness.encoders_loaded = True
@@ -119,6 +122,7 @@ class Worker:
         """Stop the stages in reverse, then close Redis and the inference thread."""
         self.metrics.worker_up.set(0)
         await self.lag.stop()
+        await self.probe.stop()
         await self.alerting.stop()
         try:
             await self.redis.aclose()
@@ -224,6 +228,10 @@ def create_app(
         settings=settings, services=services, metrics=metrics, redis=redis,
         inference=inference, readiness=readiness, pipeline=pipeline, alerting=alerting,
         lag=LagMonitor(FaustOffsets(app), metrics, topics=frozenset(input_topics)),
+        probe=DependencyProbe(readiness, {
+            "Kafka": KafkaMetadataCheck(services.kafka_bootstrap, aiokafka_kwargs(settings)),
+            "Redis": redis.ping,
+        }),
         encoders=loaded, index_stores=stores,
     )
     register_routes(app, api_routes(alerting, readiness, metrics))

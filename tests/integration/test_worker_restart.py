@@ -16,7 +16,7 @@ import pytest
 
 from encoders.modality import Modality
 from streams.core.wire import item_key
-from tests.helpers import metric_value
+from tests.helpers import metric_value, wait_for
 from tests.integration.pipeline_records import item_keys, produce
 from tests.integration.progress import committed_and_end, wait_until_processed
 from tests.records import good_records
@@ -166,6 +166,9 @@ def test_redis_outage_pauses_the_worker_and_loses_nothing(settings, worker_proce
         time.sleep(0.2)
     assert "pausing and retrying" in worker.log_tail(200)
     assert worker.get("/healthz")[0] == 200  # alive while it waits
+    assert wait_for(lambda: worker.get("/readyz")[0] == 503, timeout_s=30)
+    assert any(m.startswith("Redis is unreachable")
+               for m in worker.get("/readyz")[1]["missing"]), worker.get("/readyz")
     private_redis.start()
 
     # No crash, so no redelivery: each record consumed once and upserted once (a batch
@@ -175,4 +178,5 @@ def test_redis_outage_pauses_the_worker_and_loses_nothing(settings, worker_proce
         done, worker.log_tail())
     assert len(item_keys(settings, Modality.LOGS)) == n
     assert _metric(worker, "lookout_redis_retries_total") >= 1
+    assert wait_for(lambda: worker.get("/readyz")[0] == 200, timeout_s=30), worker.get("/readyz")
     assert worker.stop() == 0

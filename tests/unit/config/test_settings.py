@@ -113,3 +113,17 @@ def test_unset_video_and_audio_batches_default_to_the_device_and_a_set_one_wins(
     pinned = Settings(batch_size_video=16)
     assert pinned.batch_size(Modality.VIDEO, on_gpu=False) == 16
     assert pinned.batch_size(Modality.VIDEO, on_gpu=True) == 16
+
+
+def test_embedded_default_ports_lie_outside_the_ephemeral_range() -> None:
+    """An outgoing connection takes a port from the ephemeral range; a default there could
+    be busy by chance when the stack starts."""
+    from pathlib import Path
+
+    low, high = 32768, 60999  # Linux default; the machine's own range when it says
+    range_file = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    if range_file.exists():
+        low, high = (int(x) for x in range_file.read_text().split())
+    for name in ("kafka_port", "kafka_controller_port", "redis_port"):
+        port = Settings.model_fields[name].default
+        assert not low <= port <= high, (name, port, (low, high))
