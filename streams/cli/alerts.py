@@ -31,7 +31,8 @@ def _filters(fn: Any) -> Any:
     fn = click.option("--severity", type=click.Choice(["info", "warning", "critical"]))(fn)
     fn = click.option("--source", "-s", default=None, help="Source glob.")(fn)
     return api_option(click.option("--json", "as_json", is_flag=True,
-                                   help="One JSON object per alert.")(fn))
+                                   help="JSON Lines: one JSON object per alert and line "
+                                        "(as `alerts tail --json`).")(fn))
 
 
 def register(root: click.Group) -> None:
@@ -54,7 +55,8 @@ def register(root: click.Group) -> None:
             "query": query_id, "severity": severity, "source": source, "since": since,
             "until": until, "limit": limit})
         if as_json:
-            print_json(result["alerts"])
+            for alert in result["alerts"]:
+                click.echo(json.dumps(alert, sort_keys=True))
             return
         table = Table("time (UTC)", "severity", "query", "source", "score", "evidence")
         for a in result["alerts"]:

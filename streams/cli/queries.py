@@ -111,11 +111,12 @@ def register(root: click.Group) -> None:
                   required=True)
     @click.option("--id", "query_id", default=None, help="Stable id (default: from NAME).")
     @click.option("--text", "-t", multiple=True, help="Positive text pattern (repeatable).")
-    @click.option("--example", "-e", multiple=True, type=click.Path(dir_okay=False),
+    @click.option("--example", "-e", multiple=True, type=click.Path(exists=True, dir_okay=False),
                   help="Positive example file (repeatable).")
     @click.option("--item", multiple=True, help="Key of an indexed item as positive example.")
     @click.option("--negative-text", multiple=True)
-    @click.option("--negative-example", multiple=True, type=click.Path(dir_okay=False))
+    @click.option("--negative-example", multiple=True,
+                  type=click.Path(exists=True, dir_okay=False))
     @click.option("--negative-item", multiple=True)
     @click.option("--threshold", type=ThresholdParam(), default="auto", show_default=True,
                   help="Cosine similarity to match, or auto: Lookout places it where this "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -114,12 +115,18 @@ def down_command(timeout_s: float) -> None:
 @stack_group.command(name="status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_command(as_json: bool) -> None:
-    """Show each service's address, health, pid and log file."""
+    """Show each service's address, health, pid and log file; exit 1 when one is down."""
     settings = load_settings()
     data = _status_data(settings)
     if as_json:
         print_json(data)
-        return
+    else:
+        _print_status(settings, data)
+    if not all(entry["healthy"] for entry in data.values()):
+        click.get_current_context().exit(1)
+
+
+def _print_status(settings: Settings, data: dict[str, Any]) -> None:
     table = Table(title=f"Lookout stack ({settings.home})")
     for column in ("service", "address", "healthy", "pid", "log"):
         table.add_column(column)
@@ -176,8 +183,12 @@ def _version_of(argv: list[str]) -> str | None:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    text = (out.stdout + out.stderr).strip().splitlines()
+    text = _ANSI.sub("", out.stdout + out.stderr).strip().splitlines()
     return text[0] if text else "present"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+"""Terminal colour codes some tools print even when not on a terminal (Maven 3.8)."""
 
 
 def _torch_device() -> str:

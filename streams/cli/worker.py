@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import click
@@ -21,12 +22,16 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     import faust
 
     from streams.api.auth import required_token
+    from streams.config.kafka_security import aiokafka_kwargs
     from streams.embedded import resolve_services
     from streams.worker.app import create_app
     from streams.worker.encoders import load_missing_encoders
+    from streams.worker.probes import preflight
 
     required_token(settings.web_host, settings.api_token)  # refuse early, not in the server
     services = resolve_services(settings)
+    asyncio.run(preflight(services.kafka_bootstrap, services.redis_url,
+                          kafka_kwargs=aiokafka_kwargs(settings)))
     encoders = load_missing_encoders(settings, {}, announce=lambda m, spec: click.echo(
         f"loading {m.value} encoder {spec!r} on {settings.device}", err=True))
     app = create_app(settings, services=services, encoders=encoders)

@@ -176,6 +176,8 @@ def _faust_app(settings: Settings, services: Services) -> LookoutApp:
         # headers (streams.ingest.deadletter.fit_for_kafka): always sendable.
         producer_max_request_size=MAX_PAYLOAD_BYTES + 512 * 1024,
         store="memory://",
+        # Faust's own data (worker state files) under LOOKOUT_HOME, not the current directory
+        datadir=str(settings.home.absolute() / "workers" / "{conf.name}-data"),
         autodiscover=False,
         key_serializer="raw",
         value_serializer="raw",

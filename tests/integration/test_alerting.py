@@ -452,7 +452,8 @@ queries:
     assert alert["evidence"]["text"] == paraphrase
 
     out = _lookout("alerts", "list", "--json", api=api)
-    assert [a["alert_id"] for a in json.loads(out.stdout)] == [alert["alert_id"]]
+    assert [json.loads(line)["alert_id"] for line in out.stdout.splitlines()] == [
+        alert["alert_id"]]  # JSON Lines
     out = _lookout("search", "no space left on disk", "-m", "logs", "-k", "2", "--json", api=api)
     assert json.loads(out.stdout)["results"][0]["evidence"]["text"] == paraphrase, out.stderr
     out = _lookout("query", "preview", "disk-full", "--json", api=api)

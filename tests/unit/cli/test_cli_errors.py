@@ -112,8 +112,60 @@ def test_status_json_of_a_stopped_stack_has_addresses_and_health(
     code, out, _ = _run(["stack", "status", "--json"], capsys)
 
     status = json.loads(out)
-    assert code == 0
+    assert code == 1  # a service is down: scripts can test the exit status
     assert status["kafka"]["bootstrap"] == "127.0.0.1:29555"
     assert status["kafka"]["healthy"] is False
     assert status["redis"]["url"] == "redis://127.0.0.1:29556"
     assert status["redis"]["log"] == str(isolated_home.absolute() / "logs" / "redis.log")
+
+
+@pytest.mark.parametrize("option", ["--example", "--negative-example"])
+def test_a_missing_example_file_is_a_usage_error(
+    option: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["query", "add", "glass", "-m", "audio", "-e", str(tmp_path / "missing.wav")]
+    if option == "--negative-example":
+        (tmp_path / "ok.wav").write_bytes(b"RIFF")
+        argv = ["query", "add", "glass", "-m", "audio", "-e", str(tmp_path / "ok.wav"),
+                option, str(tmp_path / "missing.wav")]
+    code, _, err = _run(argv, capsys)
+
+    assert code == 2
+    assert "missing.wav" in err and "does not exist" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_doctor_json_carries_no_terminal_colour_codes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Maven 3.8 prints ESC[0m before its version even when not on a terminal."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "mvn"
+    fake.write_text("#!/bin/sh\nprintf '\\033[0m\\033[1mApache Maven 3.8.7\\033[m\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    _, out, _ = _run(["doctor", "--json"], capsys)
+
+    assert "\x1b" not in out and "\\u001b" not in out
+    assert json.loads(out)["maven"]["detail"] == "Apache Maven 3.8.7"
+
+
+def test_a_worker_without_kafka_and_redis_stops_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ~40 s of consumer retries and ~125 log lines before the reason."""
+    from tests.helpers import free_ports
+
+    kafka_port, redis_port = free_ports(2)  # nothing listens there
+    monkeypatch.setenv("LOOKOUT_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}")
+    monkeypatch.setenv("LOOKOUT_REDIS_URL", f"redis://lookout:s3cret@127.0.0.1:{redis_port}/0")
+
+    code, out, err = _run(["worker"], capsys)
+
+    assert code == 1 and out == ""
+    (line,) = err.strip().splitlines()
+    assert f"Kafka at 127.0.0.1:{kafka_port} is unreachable" in line
+    assert f"Redis at redis://lookout:***@127.0.0.1:{redis_port}/0 is unreachable" in line
+    assert "s3cret" not in line and "lookout stack up" in line

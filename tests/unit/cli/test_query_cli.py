@@ -36,7 +36,7 @@ NOWHERE = ["--api", "http://127.0.0.1:1"]
     [
         (["query", "add", "x", "-m", "logs", "--threshold", "2", "-t", "a"], "threshold"),
         (["query", "add", "x", "-m", "logs"], "positives"),
-        (["query", "add", "x", "-m", "video", "-e", "missing.jpg"], "unreadable example file"),
+        (["query", "add", "x", "-m", "video", "-e", "missing.jpg"], "does not exist"),
         (["query", "add", "x", "-m", "logs", "-t", "a", "--label", "novalue"], "KEY=VALUE"),
         (["query", "add", "x", "-m", "logs", "-t", "a", "--webhook", "ftp://h"], "http://"),
         (["search", "-m", "logs"], "exactly one of"),

@@ -43,3 +43,14 @@ def test_every_documented_route_is_registered_through_faust(app) -> None:
     for spec in all_route_specs():
         assert (spec.method, spec.path) in served, spec
     assert ("GET", "/openapi.json") in served and HEALTH_ROUTES[-1].path == "/openapi.json"
+
+
+def test_faust_keeps_its_data_under_lookout_home_not_the_current_directory(app) -> None:
+    home = Settings().home.absolute()
+    assert app.conf.datadir == home / "workers" / "lookout-worker-data"
+    assert app.conf.datadir.is_relative_to(home)
+
+
+def test_readiness_follows_kafka_and_redis(app) -> None:
+    assert app.worker.probe.interval_s == 5.0
+    assert set(app.worker.probe._checks) == {"Kafka", "Redis"}  # noqa: SLF001
