@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 kafka-jars: $(STAMP)
 	@$(VENV)/bin/lookout stack install
 
-# Debian tools the tests use as an operator would: Prometheus + promtool, redis-cli.
+# Debian tools the tests use as an operator would: Prometheus + promtool, redis-cli, kcat.
 # A freshly installed Debian Prometheus starts as a service: stopped again at once.
-DEBIAN_TOOLS := prometheus:prometheus redis-cli:redis-tools
+DEBIAN_TOOLS := prometheus:prometheus redis-cli:redis-tools kcat:kcat
 
 prometheus:
 	@for pair in $(DEBIAN_TOOLS); do \

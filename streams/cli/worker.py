@@ -40,6 +40,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
         f"{services.redis_url}, API http://{settings.web_host}:{settings.web_port}",
         err=True,
     )
+    app.conf.datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
 
