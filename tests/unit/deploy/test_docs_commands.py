@@ -28,6 +28,8 @@ from tests.unit.deploy.compose_support import DOCKER, REPO, cli_envvars, publish
 
 DOCS = [REPO / "docs" / "deploy.md", REPO / "docs" / "observability.md"]
 FILES_WITH_USAGE = [DOCKER / "docker-compose.yml", DOCKER / "external.yml",
+                    DOCKER / "external-kafka-tls.yml", DOCKER / "external-kafka-sasl.yml",
+                    DOCKER / "external-redis-tls.yml",
                     DOCKER / "Dockerfile", DOCKER / "Dockerfile.gpu"]
 KNOWN_ENV = {f"LOOKOUT_{n.upper()}" for n in Settings.model_fields} | cli_envvars()
 COMPOSE_SUBCOMMANDS = {"up", "down", "ps", "port", "logs", "exec", "build", "run", "stop",
