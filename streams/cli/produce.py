@@ -69,24 +69,37 @@ def resolve_kafka(settings: Settings) -> str:
 
 
 class _Progress:
-    """Items and rate on a terminal (rich); silent when stderr is not a terminal."""
+    """Progress on a terminal (rich), silent when stderr is not one: a bar with the total,
+    rate and time left for files (`total`), a count and rate for streams (cameras, URLs,
+    followed logs, stdin) that have no end."""
 
-    def __init__(self, label: str, enabled: bool) -> None:
+    def __init__(self, label: str, enabled: bool, total: int | None = None) -> None:
         self._progress = None
         if enabled:
             from rich.console import Console
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
+            counts = ([BarColumn(), MofNCompleteColumn()] if total is not None
+                      else [TextColumn("{task.completed} sent")])
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("[bold]{task.description}"),
-                TextColumn("{task.completed} sent"),
+                *counts,
                 TextColumn("{task.fields[rate]:.1f}/s"),
                 TimeElapsedColumn(),
+                *([TimeRemainingColumn()] if total is not None else []),
                 console=Console(stderr=True),
                 transient=True,
             )
-            self._task = self._progress.add_task(label, total=None, rate=0.0)
+            self._task = self._progress.add_task(label, total=total, rate=0.0)
         self._start = time.monotonic()
 
     def __enter__(self) -> _Progress:
@@ -97,6 +110,12 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+    def step(self, what: str, done: int, total: int) -> None:
+        """A step of `total` finished (work counted in steps, not records)."""
+        if self._progress is not None:
+            self._progress.update(self._task, total=total, description=f"scenario: {what}")
+        self.update(done)
 
     def update(self, count: int) -> None:
         if self._progress is not None:
@@ -115,6 +134,7 @@ def run_producer(
     ts_base_ms: int | None,
     show_progress: bool,
     bootstrap: str | None = None,
+    total: int | None = None,
 ) -> ProduceSummary:
     """Send items, pacing them if asked; always returns a summary (error set on failure)."""
     from streams.config.kafka_security import aiokafka_kwargs
@@ -132,7 +152,7 @@ def run_producer(
         bootstrap = bootstrap or resolve_kafka(settings)
         ensure_topics_sync(bootstrap, [topic], topic_layout(settings), aiokafka_kwargs(settings))
         producer = LookoutProducer.from_settings(settings, bootstrap).start()
-        with _Progress(f"{modality.value} {source}", show_progress) as progress, \
+        with _Progress(f"{modality.value} {source}", show_progress, total) as progress, \
                 sigterm_as_interrupt():
             for offset, payload, content_type in items:
                 summary.read += 1
@@ -229,7 +249,7 @@ def register(root: click.Group) -> None:
                       ts_base_ms: int | None, as_json: bool, fps: float, max_width: int,
                       jpeg_quality: int, loop: bool, max_frames: int | None) -> None:
         """Send frames of SOURCE (a file, an RTSP/HTTP URL or a camera index)."""
-        from streams.kafka.media_readers import probe_video, video_payloads
+        from streams.kafka.media_readers import count_video_frames, probe_video, video_payloads
 
         # FFmpeg's own chatter ("moov atom not found") would bury our one-line error; set
         # OPENCV_FFMPEG_LOGLEVEL yourself to see it.
@@ -239,9 +259,12 @@ def register(root: click.Group) -> None:
         probe_video(source)
         items = video_payloads(source, fps=fps, max_width=max_width or None,
                                quality=jpeg_quality, loop=loop, max_frames=max_frames)
+        progress = sys.stderr.isatty() and not as_json
+        total = (count_video_frames(source, fps=fps, loop=loop, max_frames=max_frames)
+                 if progress else None)
         summary = run_producer(settings, Modality.VIDEO, source_id, items, realtime=realtime,
-                               speed=speed, ts_base_ms=ts_base_ms,
-                               show_progress=sys.stderr.isatty() and not as_json)
+                               speed=speed, ts_base_ms=ts_base_ms, show_progress=progress,
+                               total=total)
         _finish(summary, as_json)
 
     @produce.command("audio")
@@ -259,16 +282,18 @@ def register(root: click.Group) -> None:
                       ts_base_ms: int | None, as_json: bool, chunk_s: float, hop_s: float,
                       sample_rate: int, fmt: str) -> None:
         """Send chunks of an audio file (WAV, FLAC, OGG, MP3)."""
-        from streams.kafka.media_readers import audio_payloads, probe_audio
+        from streams.kafka.media_readers import audio_payloads, count_audio_chunks, probe_audio
 
         settings = load_settings()
         _check_source_id(source_id)
         probe_audio(source)
         items = audio_payloads(source, chunk_s=chunk_s, hop_s=hop_s, sample_rate=sample_rate,
                                fmt=fmt)
+        progress = sys.stderr.isatty() and not as_json
+        total = count_audio_chunks(source, chunk_s=chunk_s, hop_s=hop_s) if progress else None
         summary = run_producer(settings, Modality.AUDIO, source_id, items, realtime=realtime,
-                               speed=speed, ts_base_ms=ts_base_ms,
-                               show_progress=sys.stderr.isatty() and not as_json)
+                               speed=speed, ts_base_ms=ts_base_ms, show_progress=progress,
+                               total=total)
         _finish(summary, as_json)
 
     @produce.command("logs")
@@ -286,15 +311,17 @@ def register(root: click.Group) -> None:
                      ts_base_ms: int | None, as_json: bool, follow: bool, fmt: str,
                      offset_field: str | None) -> None:
         """Send the lines of PATH (or - for stdin), one record per line."""
-        from streams.kafka.media_readers import log_payloads, probe_log
+        from streams.kafka.media_readers import count_log_lines, log_payloads, probe_log
 
         settings = load_settings()
         _check_source_id(source_id)
         probe_log(path, follow)
         items = log_payloads(path, follow=follow, fmt=fmt, offset_field=offset_field)
+        progress = sys.stderr.isatty() and not as_json
+        total = count_log_lines(path, follow=follow) if progress else None
         summary = run_producer(settings, Modality.LOGS, source_id, items, realtime=realtime,
-                               speed=speed, ts_base_ms=ts_base_ms,
-                               show_progress=sys.stderr.isatty() and not as_json)
+                               speed=speed, ts_base_ms=ts_base_ms, show_progress=progress,
+                               total=total)
         if follow and summary.interrupted and not summary.error:
             summary.interrupted = False  # Ctrl-C is how a follow ends
         _finish(summary, as_json)
@@ -313,7 +340,9 @@ def register(root: click.Group) -> None:
         from streams.demo.scenario import build_scenario
 
         start = time.monotonic()
-        result = build_scenario(outdir, seed=seed, duration_s=duration_s, size=size)
+        with _Progress("scenario", sys.stderr.isatty() and not as_json, total=1) as progress:
+            result = build_scenario(outdir, seed=seed, duration_s=duration_s, size=size,
+                                    on_step=progress.step)
         elapsed = time.monotonic() - start
         if as_json:
             print_json({**result.as_dict(), "elapsed_s": round(elapsed, 2)})

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,12 @@ def plan_events(rng: np.random.Generator, source: SourceSpec, duration_s: float
 
 
 def build_scenario(outdir: str | Path, *, seed: int = 7, duration_s: float | None = None,
-                   size: str = "default") -> Scenario:
-    """Write the whole scenario into `outdir` (created; files of ours are overwritten)."""
+                   size: str = "default",
+                   on_step: Callable[[str, int, int], None] | None = None) -> Scenario:
+    """Write the whole scenario into `outdir` (created; files of ours are overwritten).
+
+    `on_step(what, done, total)` is called after each source and after the examples (the
+    CLI's progress bar: a default scenario takes about 10 s)."""
     if size not in SIZES:
         raise ScenarioError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
     spec = SIZES[size]
@@ -194,16 +199,21 @@ def build_scenario(outdir: str | Path, *, seed: int = 7, duration_s: float | Non
     except OSError as e:
         raise ScenarioError(f"cannot create scenario directory {root}: {e.strerror or e}") from e
     events: list[TruthEvent] = []
-    for source in spec.sources:
+    steps = len(spec.sources) + 1
+    for done, source in enumerate(spec.sources, start=1):
         planned = plan_events(_rng(seed, "plan", source.id), source, duration)
         for label, start, end in planned:
             events.append(TruthEvent("", source.id, source.modality, start, end, label,
                                      f"{source.modality}-{label}"))
         writer = {"video": _write_video, "audio": _write_audio, "logs": _write_logs}
         writer[source.modality](root, source, planned, duration, _rng(seed, "media", source.id))
+        if on_step is not None:
+            on_step(source.id, done, steps)
     events.sort(key=lambda e: (e.start_s, e.source))
     events = [replace(e, id=f"ev-{i + 1:03d}") for i, e in enumerate(events)]
     patterns = _write_examples_and_patterns(root, list(spec.sources), seed)
+    if on_step is not None:
+        on_step("examples and patterns", steps, steps)
     scenario = Scenario(root, seed, size, duration, list(spec.sources), events, patterns)
     (root / "truth.json").write_text(json.dumps(scenario.truth(), indent=2) + "\n")
     return scenario

@@ -438,6 +438,48 @@ def probe_log(path: str, follow: bool) -> None:
         raise MediaReadError(f"cannot read log {path}: not a readable file")
 
 
+# --- how many items a file will give (progress bars: total, ETA) -------------------------
+
+
+def count_video_frames(source: str | int, *, fps: float | None, loop: bool = False,
+                       max_frames: int | None = None) -> int | None:
+    """Frames `video_payloads` sends for a file (the container's frame count, sampled to
+    `fps` the way `iter_video_frames` samples); None for live sources, loops and files that
+    do not declare a frame count."""
+    if is_live_video(source) or loop:
+        return max_frames
+    cap = _open_capture(source)
+    try:
+        n, native = int(cap.get(7)), cap.get(5)  # CAP_PROP_FRAME_COUNT, CAP_PROP_FPS
+    finally:
+        cap.release()
+    if n <= 0 or not (native and native > 0 and math.isfinite(native)):
+        return max_frames
+    # sampling keeps one frame per slot: every slot up to the last is hit when fps < native,
+    # and every frame is its own slot otherwise
+    count = n if fps is None else min(n, _slot((n - 1) / native, fps) + 1)
+    return min(count, max_frames) if max_frames is not None else count
+
+
+def count_audio_chunks(path: str, *, chunk_s: float, hop_s: float) -> int:
+    """Chunks `iter_audio_chunks` yields: one per hop until a chunk reaches the end."""
+    with _open_sound(path) as snd:
+        rate, total = int(snd.samplerate), int(snd.frames)
+    chunk_n, hop_n = max(1, round(chunk_s * rate)), max(1, round(hop_s * rate))
+    if total <= 0:
+        return 0
+    # until a chunk reaches the end, and never a start past it (hop longer than a chunk)
+    return min(1 + max(0, math.ceil((total - chunk_n) / hop_n)), math.ceil(total / hop_n))
+
+
+def count_log_lines(path: str, *, follow: bool = False) -> int | None:
+    """Non-empty lines of a log file (None for stdin and followed files: no end)."""
+    if path == "-" or follow:
+        return None
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
 # --- pacing -----------------------------------------------------------------------------
 
 

@@ -188,3 +188,15 @@ def test_demo_data_command(tmp_path: Path) -> None:
     summary = json.loads(result.output)
     assert summary["duration_s"] == 8 and summary["events"] >= 3
     assert json.loads((out / "truth.json").read_text())["duration_s"] == 8
+
+
+def test_building_reports_each_source_then_the_examples(tmp_path) -> None:
+    """What `lookout demo-data` draws its progress bar from."""
+    from streams.demo.scenario import build_scenario
+
+    steps: list[tuple[str, int, int]] = []
+    result = build_scenario(tmp_path / "s", size="small", on_step=lambda *a: steps.append(a))
+    total = len(result.sources) + 1
+    assert [s[1] for s in steps] == list(range(1, total + 1))
+    assert {s[2] for s in steps} == {total}
+    assert [s[0] for s in steps] == [src.id for src in result.sources] + ["examples and patterns"]
