@@ -1,8 +1,10 @@
 """One webhook delivery of one alert: signed, retried with backoff, recorded once done.
 
 Body: the alert's canonical JSON (`Alert.to_bytes()`). Headers: `X-Lookout-Alert-Id`,
-`X-Lookout-Signature: sha256=<hex HMAC-SHA256 of the raw body with the query's secret>`
-(when the webhook has a secret). 2xx = delivered; 408/425/429/5xx and connection errors
+`X-Lookout-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` (when the
+webhook has a secret; signed again for every attempt). The timestamp is inside the MAC, so
+a receiver that checks it against a tolerance window (`verify_signature`) refuses a
+captured delivery replayed later. 2xx = delivered; 408/425/429/5xx and connection errors
 are retried with exponential backoff and full jitter; other 4xx are permanent.
 A delivered (alert_id, url) is recorded in Redis, so a redelivered alert record, a
 rebalance or a restart does not call the same webhook again for one alert.
@@ -16,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,14 +57,56 @@ return 0
 """
 
 
-def sign(body: bytes, secret: str) -> str:
-    """Header value for `X-Lookout-Signature`: `sha256=<hex digest>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+#: How far a signature's timestamp may be from the receiver's clock (seconds).
+DEFAULT_TOLERANCE_S = 300
 
 
-def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
-    """Receiver side: constant-time check of the signature header against the raw body."""
-    return bool(header) and hmac.compare_digest(sign(body, secret), header or "")
+def _mac(body: bytes, secret: str, timestamp: int) -> str:
+    return hmac.new(secret.encode(), b"%d." % timestamp + body, hashlib.sha256).hexdigest()
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """Header value for `X-Lookout-Signature`: `t=<unix s>,v1=<hex HMAC of "t.body">`.
+
+    The timestamp is signed with the body (Stripe's scheme), so it cannot be changed to
+    make an old delivery look fresh.
+    """
+    t = int(time.time()) if timestamp is None else int(timestamp)
+    return f"t={t},v1={_mac(body, secret, t)}"
+
+
+def _parse_signature(header: str) -> tuple[int, list[str]] | None:
+    """(timestamp, v1 signatures) of a header; None when it has no integer `t`."""
+    t: int | None = None
+    v1: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isascii() and value.isdigit():
+            t = int(value)
+        elif name == "v1":
+            v1.append(value)
+    return (t, v1) if t is not None else None
+
+
+def verify_signature(
+    body: bytes,
+    secret: str,
+    header: str | None,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """Receiver side: True when `header` signs the raw `body` with `secret` and its
+    timestamp is within `tolerance_s` of `now` (either way: a replay is stale, a clock
+    far ahead is not trusted either). Comparison is constant-time; several `v1=` entries
+    are allowed (any may match), as during a secret rotation."""
+    parsed = _parse_signature(header or "")
+    if parsed is None:
+        return False
+    t, candidates = parsed
+    if abs((time.time() if now is None else now) - t) > tolerance_s:
+        return False
+    expected = _mac(body, secret, t).encode()
+    return any(hmac.compare_digest(expected, c.encode("utf-8", "replace")) for c in candidates)
 
 
 def backoff_delay(
@@ -155,9 +200,9 @@ class WebhookSender:
         assert self._session is not None
         body = alert.to_bytes()
         headers = {"Content-Type": "application/json", ALERT_ID_HEADER: alert.alert_id}
-        if webhook.secret:
-            headers[SIGNATURE_HEADER] = sign(body, webhook.secret)
         for attempt in range(1, self.policy.max_attempts + 1):
+            if webhook.secret:  # per attempt: a retry minutes later carries a fresh time
+                headers[SIGNATURE_HEADER] = sign(body, webhook.secret)
             if not await self._hold(lock, token, 0.0):
                 self._count("handed_over")  # our lease ran out and another worker took over
                 return False

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -527,6 +528,52 @@ def test_webhook_retries_with_backoff_then_never_again(settings: Settings):
         assert outcomes == {"retried": 2, "delivered": 1, "duplicate_skipped": 1}
     finally:
         hook.stop()
+
+
+def _replay(url: str, headers: dict[str, str], body: bytes) -> int:
+    """POST a captured delivery again, byte for byte (what an eavesdropper could do)."""
+    keep = {k: v for k, v in headers.items() if k.lower().startswith(("x-lookout", "content-t"))}
+    req = urllib.request.Request(url, data=body, method="POST", headers=keep)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_a_receiver_verifies_the_timestamped_signature_and_refuses_a_late_replay(
+        settings: Settings):
+    """Real Redis, real HTTP: a receiver checking `X-Lookout-Signature` as documented
+    accepts the delivery; the same bytes replayed after the tolerance window are refused,
+    and a receiver holding another secret refuses the delivery (final, no retries)."""
+    hook = WebhookReceiver(secret=SECRET).start()
+    other = WebhookReceiver(secret="not-" + SECRET).start()
+    metrics = Metrics()
+
+    async def run() -> list[bool]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        sender = WebhookSender(redis, settings.topic_prefix, metrics, egress=LOOPBACK)
+        try:
+            alert = _sample_alert("lookout:item:logs:t:0:7")
+            return [await sender.deliver(alert, Webhook(url=h.url, secret=SECRET))
+                    for h in (hook, other)]
+        finally:
+            await sender.close()
+            await redis.aclose()
+
+    try:
+        assert asyncio.run(run()) == [True, False]
+        (headers, body), = hook.received
+        t, v1 = headers[SIGNATURE_HEADER].split(",")
+        assert abs(int(t.removeprefix("t=")) - time.time()) < 30 and len(v1) == len("v1=") + 64
+        assert _replay(hook.url, headers, body) == 204  # within the window: receivers dedupe
+        hook.clock = lambda: time.time() + 301  # the receiver's clock, 5 min + 1 s later
+        assert _replay(hook.url, headers, body) == 401
+        assert len(hook.refused) == 1 and len(hook.received) == 2
+        assert len(other.refused) == 1 and not other.received
+    finally:
+        hook.stop()
+        other.stop()
 
 
 def test_two_deliveries_of_one_alert_at_once_post_it_once(settings: Settings):
