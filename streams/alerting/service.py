@@ -127,11 +127,12 @@ class AlertingObserver:
         """Incidents (state from Redis), then publish each new one's alert once."""
         started = time.perf_counter()
         policy = AlertPolicy(self.s.registry.rules, self._threshold_of)
-        states = await self.s.policy_states.load((c.query_id, c.source) for c in candidates)
-        decisions, changed = policy.evaluate(candidates, states)
-        # State first: a crash after this redelivers the batch, and the confirming item
-        # re-issues its alert (same alert_id), which publish_once then completes.
-        await self.s.policy_states.save(changed)
+        # State first (compare-and-set; decided again if another worker saved meanwhile):
+        # a crash after this redelivers the batch, and the confirming item re-issues its
+        # alert (same alert_id), which publish_once then completes.
+        decisions = await self.s.policy_states.update(
+            {(c.query_id, c.source) for c in candidates},
+            lambda states: policy.evaluate(candidates, states))
         raised = []
         for d in decisions:
             if d.action.kind == "open":

@@ -28,6 +28,7 @@ import aiohttp
 
 from streams.alerting.alerts import Alert
 from streams.alerting.egress import EgressPolicy, EgressRefused, GuardedResolver
+from streams.alerting.leases import Leases
 from streams.queries.model import Webhook
 
 log = logging.getLogger(__name__)
@@ -35,27 +36,6 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Lookout-Signature"
 ALERT_ID_HEADER = "X-Lookout-Alert-Id"
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
-
-#: Take the lock if free, extend it if ours; 0 when another delivery holds it.
-_HOLD_LOCK = """
-local owner = redis.call('GET', KEYS[1])
-if owner == false then
-  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) and 1 or 0
-elseif owner == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
-#: Delete the lock only if it is still ours (its lease may have passed to another).
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 
 #: How far a signature's timestamp may be from the receiver's clock (seconds).
 DEFAULT_TOLERANCE_S = 300
@@ -138,6 +118,7 @@ class WebhookSender:
         egress: EgressPolicy | None = None,
     ) -> None:
         self._redis = redis
+        self._leases = Leases(redis)
         self._prefix = prefix
         self._metrics = metrics
         self.policy = policy or DeliveryPolicy()
@@ -186,12 +167,12 @@ class WebhookSender:
                 return True
             return await self._post_with_retries(alert, webhook, key, lock, token)
         finally:
-            await self._redis.eval(_RELEASE_LOCK, 1, lock, token)
+            await self._leases.release(lock, token)
 
     async def _hold(self, lock: str, token: str, extra_s: float) -> bool:
         """Take or extend the lease for one POST plus `extra_s`; False if another holds it."""
         ms = int((self.policy.timeout_s + 5.0 + extra_s) * 1000)
-        return bool(await self._redis.eval(_HOLD_LOCK, 1, lock, token, ms))
+        return await self._leases.hold(lock, token, ms)
 
     async def _post_with_retries(
         self, alert: Alert, webhook: Webhook, key: str, lock: str, token: str

@@ -25,6 +25,12 @@ from encoders.modality import Modality
 from encoders.registry import build_encoder
 from streams.alerting.alerts import Alert, AlertClaimBusy, AlertStore
 from streams.alerting.egress import EgressPolicy
+from streams.alerting.policy import (
+    AlertPolicy,
+    Candidate,
+    PolicyStateConflict,
+    PolicyStateStore,
+)
 from streams.alerting.webhooks import (
     ALERT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -34,7 +40,7 @@ from streams.alerting.webhooks import (
 )
 from streams.config.settings import Settings
 from streams.core.metrics import Metrics
-from streams.queries.model import Webhook
+from streams.queries.model import PolicyRule, Webhook
 from tests.helpers import metric_value, wait_for
 from tests.integration.alerting_helpers import (
     SseClient,
@@ -780,3 +786,126 @@ def test_search_source_filter_and_live_alerts_agree_including_case(
                          f"/search?modality=logs&text={quote(DISK)}&sources=web-*&k=10")
     assert status == 200, found
     assert [r["source"] for r in found["results"]] == ["web-1"]
+
+
+class _LeaseRunsOutOnRelease:
+    """A Redis client on which the alert claim's lease runs out, and another worker takes
+    it, right after the first command that touches the claim once `sent` is set: the
+    releasing worker's check (GET, or an atomic script) happened, its delete did not."""
+
+    def __init__(self, redis: Redis, other_token: str) -> None:
+        self._redis = redis
+        self._other = other_token
+        self.sent = False
+        self.taken_over = False
+
+    def __getattr__(self, name: str):
+        return getattr(self._redis, name)
+
+    async def _after(self, key) -> None:
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        if self.sent and not self.taken_over and key.endswith(":claim"):
+            self.taken_over = True
+            await self._redis.set(key, self._other, px=60_000)
+
+    async def get(self, key):
+        value = await self._redis.get(key)
+        await self._after(key)
+        return value
+
+    def register_script(self, source: str):
+        script = self._redis.register_script(source)
+
+        async def run(keys=(), args=()):
+            result = await script(keys=keys, args=args)
+            await self._after(keys[0])
+            return result
+        return run
+
+
+def test_releasing_a_claim_never_deletes_another_workers_claim(settings: Settings):
+    """A publisher whose lease runs out while it releases must not delete the claim the
+    next worker just took (that would let a third worker publish the same alert at once)."""
+
+    async def run() -> bytes | None:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        proxy = _LeaseRunsOutOnRelease(redis, "worker-b")
+        store = AlertStore(proxy, settings.topic_prefix, 3600)
+
+        async def send(topic: str, key: bytes, value: bytes) -> None:
+            proxy.sent = True
+
+        alert = _sample_alert("lookout:item:logs:t:0:11")
+        try:
+            assert await store.publish_once(alert, "alerts", send)
+            assert proxy.taken_over
+            return await redis.get(store.key(alert.alert_id) + ":claim")
+        finally:
+            await redis.aclose()
+
+    assert asyncio.run(run()) == b"worker-b"
+
+
+def test_a_zombie_workers_state_save_keeps_what_the_new_owner_saved(settings: Settings):
+    """After a rebalance, a zombie worker computed a pair's incident state from what it
+    loaded; the partition's new owner saved a newer state meanwhile. The zombie's save
+    must not overwrite it: it decides again from the fresh state, keeping both items."""
+    import redis as sync_redis
+
+    rules = {"q": PolicyRule(min_hits=1, window_s=10, clear_s=5, hysteresis=0.02)}
+    policy = AlertPolicy(rules, lambda _: 0.5)
+    owner_items = [Candidate("q", "s", 1_000, "owner-item", 0.9)]
+    zombie_items = [Candidate("q", "s", 60_000, "zombie-item", 0.9)]
+    owner_state = policy.evaluate(owner_items, {})[1][("q", "s")]
+    loads: list[dict] = []
+
+    async def run() -> tuple[list, str]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        other = sync_redis.Redis.from_url(settings.resolved_redis_url())
+        store = PolicyStateStore(redis, settings.topic_prefix, 3600)
+
+        def zombie_decides(states: dict) -> tuple:
+            loads.append(dict(states))
+            if len(loads) == 1:  # the new owner saves between the zombie's load and save
+                other.hset(store.key("q"), "s", owner_state)
+            return policy.evaluate(zombie_items, states)
+
+        try:
+            decisions = await store.update({("q", "s")}, zombie_decides)
+            return decisions, (await store.load([("q", "s")]))[("q", "s")]
+        finally:
+            other.close()
+            await redis.aclose()
+
+    decisions, saved = asyncio.run(run())
+    assert [s[("q", "s")] for s in loads] == [None, owner_state]
+    kept = {key for _, key, _, _ in json.loads(saved)["o"]}
+    assert kept == {"owner-item", "zombie-item"}
+    assert [d.candidate.item_key for d in decisions if d.action.kind == "open"] == [
+        "zombie-item"]
+
+
+def test_a_state_that_keeps_changing_gives_up_with_a_retryable_error(settings: Settings):
+    async def run() -> int:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        store = PolicyStateStore(redis, settings.topic_prefix, 3600)
+        calls = 0
+
+        def always_overtaken(states: dict) -> tuple:
+            nonlocal calls
+            calls += 1
+            sync.hset(store.key("q"), "s", f"other-{calls}")
+            return None, {("q", "s"): "mine"}
+
+        try:
+            with pytest.raises(PolicyStateConflict):
+                await store.update([("q", "s")], always_overtaken, attempts=3)
+            assert (await store.load([("q", "s")]))[("q", "s")] == "other-3"
+            return calls
+        finally:
+            sync.close()
+            await redis.aclose()
+
+    import redis as sync_redis
+    sync = sync_redis.Redis.from_url(settings.resolved_redis_url())
+    assert asyncio.run(run()) == 3
