@@ -41,13 +41,23 @@ class PolicyStateConflict(LookoutError):
 
 @dataclass(frozen=True)
 class Candidate:
-    """A scored item the policy should judge for one query."""
+    """A scored item the policy should judge for one query.
+
+    `item_key` names a Kafka position; `incarnation` (the topic id) tells apart the
+    positions of a topic deleted and created again (`streams.alerting.incarnations`).
+    """
 
     query_id: str
     source: str
     ts_ms: int
     item_key: str
     score: float
+    incarnation: str = ""
+
+    @property
+    def uid(self) -> str:
+        """What identifies the item to incidents and alert ids: never reused."""
+        return f"{self.item_key}@{self.incarnation}" if self.incarnation else self.item_key
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,7 @@ class AlertPolicy:
         """The decisions, and the new JSON state of every pair that changed."""
         trackers: dict[Pair, IncidentTracker] = {}
         decisions: list[Decision] = []
-        for cand in sorted(candidates, key=lambda c: (c.ts_ms, c.item_key)):
+        for cand in sorted(candidates, key=lambda c: (c.ts_ms, c.uid)):
             pair = (cand.query_id, cand.source)
             tracker = trackers.get(pair)
             if tracker is None:
@@ -88,7 +98,7 @@ class AlertPolicy:
                     continue
                 tracker = trackers[pair] = IncidentTracker.from_json(
                     cand.query_id, rule, states.get(pair))
-            for action in tracker.observe(cand.ts_ms / 1000, cand.item_key, cand.score):
+            for action in tracker.observe(cand.ts_ms / 1000, cand.uid, cand.score):
                 decisions.append(Decision(cand, action))
         changed = {pair: tr.to_json() for pair, tr in trackers.items()}
         return decisions, {p: s for p, s in changed.items() if s != states.get(p)}

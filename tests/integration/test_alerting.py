@@ -8,6 +8,7 @@ computed here with the same encoder, so the premises are checked, not assumed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -909,3 +910,71 @@ def test_a_state_that_keeps_changing_gives_up_with_a_retryable_error(settings: S
     import redis as sync_redis
     sync = sync_redis.Redis.from_url(settings.resolved_redis_url())
     assert asyncio.run(run()) == 3
+
+
+def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Settings):
+    """Issue 14.6: delete and create a topic again; its records start again at offset 0,
+    so they have the item keys of the old ones. Their alerts get new ids (from the topic's
+    new Kafka topic id): neither the old `published` flags nor the old incident state
+    suppress them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.alerting.incarnations import TopicIncarnations
+    from streams.core.wire import item_key
+    from streams.kafka.admin import ensure_topic, topic_ids
+
+    bootstrap = settings.resolved_kafka_bootstrap()
+    topic = settings.topic("logs")
+    policy = AlertPolicy({"q": PolicyRule(min_hits=1, window_s=10, clear_s=5)}, lambda _: 0.5)
+    keys = [item_key("logs", topic, 0, offset) for offset in (0, 1)]
+    sent: list[str] = []
+
+    async def send(topic: str, key: bytes, value: bytes) -> None:
+        sent.append(json.loads(value)["alert_id"])
+
+    async def recreate() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+            while topic in await admin.list_topics():
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+        await ensure_topic(bootstrap, topic, 1)
+
+    async def raise_for(incarnations: TopicIncarnations, states: PolicyStateStore,
+                        store: AlertStore, t0_ms: int) -> list[str]:
+        incarnation = await incarnations.of(topic, 0, [0, 1])
+        cands = [Candidate("q", "s", t0_ms + i * 60_000, key, 0.9, incarnation)
+                 for i, key in enumerate(keys)]
+        decisions = await states.update({("q", "s")}, lambda st: policy.evaluate(cands, st))
+        ids = []
+        for d in decisions:
+            if d.action.kind == "open":
+                alert = Alert.build(alert_id=d.action.alert_id, query_id="q",
+                                    item_key=d.candidate.item_key, query_name="q",
+                                    modality="logs", source="s", ts=d.candidate.ts_ms,
+                                    score=0.9, threshold=0.5, severity="warning")
+                if await store.publish_once(alert, "alerts", send):
+                    ids.append(alert.alert_id)
+        return ids
+
+    async def run() -> tuple[list[str], list[str]]:
+        await ensure_topic(bootstrap, topic, 1)
+        redis = Redis.from_url(settings.resolved_redis_url())
+        incarnations = TopicIncarnations(functools.partial(topic_ids, bootstrap))
+        states = PolicyStateStore(redis, settings.topic_prefix, 3600)
+        store = AlertStore(redis, settings.topic_prefix, 3600)
+        now = int(time.time() * 1000)
+        try:
+            before = await raise_for(incarnations, states, store, now - 600_000)
+            await recreate()
+            return before, await raise_for(incarnations, states, store, now - 300_000)
+        finally:
+            await redis.aclose()
+
+    before, after = asyncio.run(run())
+    assert len(before) == 2 and len(after) == 2
+    assert not set(before) & set(after)
+    assert sent == before + after
