@@ -181,9 +181,16 @@ class WebhookSender:
         assert self._session is not None
         body = alert.to_bytes()
         headers = {"Content-Type": "application/json", ALERT_ID_HEADER: alert.alert_id}
+        try:
+            secret = webhook.resolve_secret()
+        except KeyError as e:  # never post unsigned what the receiver expects signed
+            log.error("webhook %s for alert %s not sent: its secret_env %s is not set on "
+                      "this worker", webhook.url, alert.alert_id, e)
+            self._count("refused")
+            return False
         for attempt in range(1, self.policy.max_attempts + 1):
-            if webhook.secret:  # per attempt: a retry minutes later carries a fresh time
-                headers[SIGNATURE_HEADER] = sign(body, webhook.secret)
+            if secret:  # per attempt: a retry minutes later carries a fresh time
+                headers[SIGNATURE_HEADER] = sign(body, secret)
             if not await self._hold(lock, token, 0.0):
                 self._count("handed_over")  # our lease ran out and another worker took over
                 return False

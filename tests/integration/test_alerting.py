@@ -67,6 +67,8 @@ PAYMENT = "payment failed for order 4411 card declined"
 PAYMENT_TEST = "payment failed for order test-account sandbox card declined"
 NOISE = [f"user u{i} logged in from 10.0.0.{i} session ok" for i in range(20)]
 SECRET = "hunter2"
+SECRET_ENV = "LOOKOUT_WEBHOOK_SECRET_TEST"
+WITH_SECRET = {SECRET_ENV: SECRET}  # the workers' environment holds it, the topic not
 
 
 def _scores(a: str, others: list[str]) -> list[float]:
@@ -80,7 +82,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def test_alerts_fire_filter_stream_and_sign(settings: Settings, worker_process):
-    worker = worker_process()
+    worker = worker_process(**WITH_SECRET)
     base = worker.api_url
     hook = WebhookReceiver().start()
     try:
@@ -95,7 +97,7 @@ def test_alerts_fire_filter_stream_and_sign(settings: Settings, worker_process):
             "id": "disk-full", "name": "Disk full", "modality": "logs", "positives": [DISK],
             "threshold": threshold, "cooldown_s": 0, "severity": "critical",
             "labels": {"team": "storage"},
-            "webhooks": [{"url": hook.url, "secret": SECRET}],
+            "webhooks": [{"url": hook.url, "secret_env": SECRET_ENV}],
         })
         assert status == 201, disk
         status, pay = call(base, "POST", "/queries", {
@@ -198,6 +200,16 @@ BAD_REQUESTS = [
     ("GET", "/search?modality=logs&text=a&since=yesterday", None, "since="),
     ("GET", "/alerts?severity=loud", None, "unknown severity"),
     ("GET", "/items/foo/thumb", None, "item keys start with"),
+    ("POST", "/queries", {"name": "x", "modality": "logs", "positives": ["a"],
+                          "webhooks": [{"url": "https://h.example/", "secret": "s"}]},
+     "webhook secrets are not stored in the query topic"),
+    ("POST", "/queries", {"name": "x", "modality": "logs", "positives": ["a"],
+                          "webhooks": [{"url": "https://h.example/", "secret_env": "HOME"}]},
+     "secret_env"),
+    ("POST", "/queries", {"name": "x", "modality": "logs", "positives": ["a"],
+                          "webhooks": [{"url": "https://h.example/",
+                                        "secret_env": "LOOKOUT_WEBHOOK_SECRET_UNSET"}]},
+     "is not set in the worker's environment"),
 ]
 
 
@@ -216,11 +228,11 @@ def test_sigkill_between_matching_and_commit_no_duplicates(settings: Settings, w
     receiver had it, the worker had not yet recorded it), carrying the same alert id."""
     hook = WebhookReceiver().start()
     try:
-        worker = worker_process()
+        worker = worker_process(**WITH_SECRET)
         status, body = call(worker.api_url, "POST", "/queries", {
             "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
             "threshold": 0.75, "cooldown_s": 0,
-            "webhooks": [{"url": hook.url, "secret": SECRET}],
+            "webhooks": [{"url": hook.url, "secret_env": SECRET_ENV}],
         })
         assert status == 201, body
         logs_topic = settings.input_topic("logs")
@@ -237,11 +249,11 @@ def test_sigkill_between_matching_and_commit_no_duplicates(settings: Settings, w
             committed, end = committed_and_end(settings, settings.worker_id, logs_topic)
             if committed < end:
                 break
-            worker = worker_process()  # the kill came after the commit; try again
+            worker = worker_process(**WITH_SECRET)  # the kill came after the commit; try again
         else:
             pytest.fail("could not kill the worker before its offset commit in 4 tries")
         published_before = len(alerts_on_topic(settings))  # no worker runs: this is final
-        restarted = worker_process()
+        restarted = worker_process(**WITH_SECRET)
         # The restarted worker resumes at the commit: the uncommitted records are consumed
         # and matched again, each once, and committed to the end.
         done = wait_until_processed(settings, [restarted], {Modality.LOGS: end - committed})
@@ -549,12 +561,15 @@ def _replay(url: str, headers: dict[str, str], body: bytes) -> int:
 
 
 def test_a_receiver_verifies_the_timestamped_signature_and_refuses_a_late_replay(
-        settings: Settings):
+        settings: Settings, monkeypatch: pytest.MonkeyPatch):
     """Real Redis, real HTTP: a receiver checking `X-Lookout-Signature` as documented
-    accepts the delivery; the same bytes replayed after the tolerance window are refused,
-    and a receiver holding another secret refuses the delivery (final, no retries)."""
+    accepts the delivery (secret from the worker's environment); the same bytes replayed
+    after the tolerance window are refused, a receiver holding another secret refuses the
+    delivery (final, no retries), and a secret_env unset on the worker posts nothing."""
+    monkeypatch.setenv(SECRET_ENV, SECRET)
     hook = WebhookReceiver(secret=SECRET).start()
     other = WebhookReceiver(secret="not-" + SECRET).start()
+    unset = WebhookReceiver(secret=SECRET).start()
     metrics = Metrics()
 
     async def run() -> list[bool]:
@@ -562,14 +577,15 @@ def test_a_receiver_verifies_the_timestamped_signature_and_refuses_a_late_replay
         sender = WebhookSender(redis, settings.topic_prefix, metrics, egress=LOOPBACK)
         try:
             alert = _sample_alert("lookout:item:logs:t:0:7")
-            return [await sender.deliver(alert, Webhook(url=h.url, secret=SECRET))
-                    for h in (hook, other)]
+            return [await sender.deliver(alert, Webhook(url=h.url, secret_env=env))
+                    for h, env in ((hook, SECRET_ENV), (other, SECRET_ENV),
+                                   (unset, "LOOKOUT_WEBHOOK_SECRET_UNSET"))]
         finally:
             await sender.close()
             await redis.aclose()
 
     try:
-        assert asyncio.run(run()) == [True, False]
+        assert asyncio.run(run()) == [True, False, False]
         (headers, body), = hook.received
         t, v1 = headers[SIGNATURE_HEADER].split(",")
         assert abs(int(t.removeprefix("t=")) - time.time()) < 30 and len(v1) == len("v1=") + 64
@@ -578,9 +594,15 @@ def test_a_receiver_verifies_the_timestamped_signature_and_refuses_a_late_replay
         assert _replay(hook.url, headers, body) == 401
         assert len(hook.refused) == 1 and len(hook.received) == 2
         assert len(other.refused) == 1 and not other.received
+        assert not unset.refused and not unset.received
+        outcomes = {s.labels["outcome"]: s.value
+                    for s in metrics.webhook_deliveries.collect()[0].samples
+                    if s.name.endswith("_total")}
+        assert outcomes == {"delivered": 1, "rejected": 1, "refused": 1}
     finally:
         hook.stop()
         other.stop()
+        unset.stop()
 
 
 def test_two_deliveries_of_one_alert_at_once_post_it_once(settings: Settings):
