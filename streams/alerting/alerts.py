@@ -11,7 +11,8 @@ rebalance never puts a second record with the same `alert_id` on the alerts topi
    look for the alert_id on the alerts topic (records since the mark); found -> record it
    as published and skip.
 4. `HSET sending <now>`, send to Kafka and wait for the broker's ack.
-5. `HSET published 1` + the record + the time index, in one MULTI; release the claim.
+5. `HSET published 1` + the record + the time index, in one MULTI; release the claim
+   (atomically, only if it is still ours: `streams.alerting.leases`).
 
 What remains: step 3 reads the topic, so a record the broker had received but not yet
 appended when the scan ran (the dead worker's last request, seconds earlier) would be
@@ -32,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streams.alerting.leases import Leases
 from streams.core.errors import LookoutError
 from streams.core.sources import matches as source_matches
 from streams.queries.model import Severity
@@ -102,6 +104,7 @@ class AlertStore:
     ) -> None:
         self._verify_sent = verify_sent
         self._redis = redis
+        self._leases = Leases(redis)
         self._prefix = prefix
         self._retention_s = retention_s
         self._lease_ms = int(claim_lease_s * 1000)
@@ -147,8 +150,7 @@ class AlertStore:
             await self._record(alert, body)
             return True
         finally:
-            if await self._redis.get(claim) in (self._token, self._token.encode()):
-                await self._redis.delete(claim)
+            await self._leases.release(claim, self._token)
 
     def recorded_key(self) -> str:
         """When each alert was recorded (wall clock): what retention trims by."""

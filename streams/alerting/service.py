@@ -24,18 +24,19 @@ from streams.alerting.dispatch import WebhookDispatcher, webhook_group
 from streams.alerting.egress import EgressPolicy
 from streams.alerting.feed import AlertFeed, AlertTopicFollower
 from streams.alerting.feedback import FeedbackStore
+from streams.alerting.incarnations import TopicIncarnations
 from streams.alerting.incidents import IncidentAction
 from streams.alerting.policy import AlertPolicy, Candidate, PolicyStateStore
 from streams.alerting.thresholds import MAX_FUTURE_SKEW_MS, ThresholdKeeper
 from streams.alerting.webhooks import WebhookSender
-from streams.config.kafka_security import aiokafka_kwargs
+from streams.config.kafka_security import aiokafka_kwargs, kafka_python_kwargs
 from streams.config.settings import Settings
 from streams.core.inference import InferenceThread
 from streams.core.metrics import Metrics
 from streams.index.store import IndexStore, StoredItem
 from streams.ingest.deadletter import RecordSender
 from streams.ingest.records import IndexedItem
-from streams.kafka.admin import topic_layout
+from streams.kafka.admin import topic_ids, topic_layout
 from streams.queries.registry import QueryRegistry
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class AlertingService:
     inference: InferenceThread
     thresholds: ThresholdKeeper
     feedback: FeedbackStore
+    incarnations: TopicIncarnations
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
         await self.sender.send(topic, key, value, [("content-type", b"application/json")])
@@ -113,6 +115,7 @@ class AlertingObserver:
             time.perf_counter() - started)
         if not matches:
             return
+        incarnation = await self._incarnations([items[m.row] for m in matches])
         candidates = []
         for m in matches:
             item = items[m.row]
@@ -120,19 +123,30 @@ class AlertingObserver:
             if item.record.ts_ms > time.time() * 1000 + MAX_FUTURE_SKEW_MS:
                 continue  # a clock far ahead would hold the pair's incidents back for days
             candidates.append(Candidate(m.query_id, item.record.source, item.record.ts_ms,
-                                        item.key, m.score))
+                                        item.key, m.score, incarnation[item.record.topic]))
         await self.raise_alerts(modality, candidates, {it.key: it for it in items})
+
+    async def _incarnations(self, matched: list[IndexedItem]) -> dict[str, str]:
+        """Topic id of each topic the matched items came from (alert ids must not repeat
+        when a topic is recreated and its offsets start again)."""
+        offsets: dict[tuple[str, int], list[int]] = {}
+        for it in matched:
+            offsets.setdefault((it.record.topic, it.record.partition), []).append(
+                it.record.offset)
+        return {topic: await self.s.incarnations.of(topic, partition, offs)
+                for (topic, partition), offs in offsets.items()}
 
     async def raise_alerts(self, modality: Modality, candidates: list[Candidate],
                            items: dict[str, IndexedItem]) -> list[Alert]:
         """Incidents (state from Redis), then publish each new one's alert once."""
         started = time.perf_counter()
         policy = AlertPolicy(self.s.registry.rules, self._threshold_of)
-        states = await self.s.policy_states.load((c.query_id, c.source) for c in candidates)
-        decisions, changed = policy.evaluate(candidates, states)
-        # State first: a crash after this redelivers the batch, and the confirming item
-        # re-issues its alert (same alert_id), which publish_once then completes.
-        await self.s.policy_states.save(changed)
+        # State first (compare-and-set; decided again if another worker saved meanwhile):
+        # a crash after this redelivers the batch, and the confirming item re-issues its
+        # alert (same alert_id), which publish_once then completes.
+        decisions = await self.s.policy_states.update(
+            {(c.query_id, c.source) for c in candidates},
+            lambda states: policy.evaluate(candidates, states))
         raised = []
         for d in decisions:
             if d.action.kind == "open":
@@ -225,6 +239,8 @@ def build_alerting(
         index_stores=index_stores, inference=inference,
         thresholds=ThresholdKeeper(redis, prefix, registry, metrics),
         feedback=FeedbackStore(redis, prefix, alerts, registry, metrics),
+        incarnations=TopicIncarnations(functools.partial(
+            topic_ids, bootstrap, client_kwargs=kafka_python_kwargs(settings))),
     )
 
 

@@ -1,8 +1,10 @@
 """One webhook delivery of one alert: signed, retried with backoff, recorded once done.
 
 Body: the alert's canonical JSON (`Alert.to_bytes()`). Headers: `X-Lookout-Alert-Id`,
-`X-Lookout-Signature: sha256=<hex HMAC-SHA256 of the raw body with the query's secret>`
-(when the webhook has a secret). 2xx = delivered; 408/425/429/5xx and connection errors
+`X-Lookout-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` (when the
+webhook has a secret; signed again for every attempt). The timestamp is inside the MAC, so
+a receiver that checks it against a tolerance window (`verify_signature`) refuses a
+captured delivery replayed later. 2xx = delivered; 408/425/429/5xx and connection errors
 are retried with exponential backoff and full jitter; other 4xx are permanent.
 A delivered (alert_id, url) is recorded in Redis, so a redelivered alert record, a
 rebalance or a restart does not call the same webhook again for one alert.
@@ -16,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ import aiohttp
 
 from streams.alerting.alerts import Alert
 from streams.alerting.egress import EgressPolicy, EgressRefused, GuardedResolver
+from streams.alerting.leases import Leases
 from streams.queries.model import Webhook
 
 log = logging.getLogger(__name__)
@@ -33,35 +37,56 @@ SIGNATURE_HEADER = "X-Lookout-Signature"
 ALERT_ID_HEADER = "X-Lookout-Alert-Id"
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
-#: Take the lock if free, extend it if ours; 0 when another delivery holds it.
-_HOLD_LOCK = """
-local owner = redis.call('GET', KEYS[1])
-if owner == false then
-  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) and 1 or 0
-elseif owner == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
-#: Delete the lock only if it is still ours (its lease may have passed to another).
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+#: How far a signature's timestamp may be from the receiver's clock (seconds).
+DEFAULT_TOLERANCE_S = 300
 
 
-def sign(body: bytes, secret: str) -> str:
-    """Header value for `X-Lookout-Signature`: `sha256=<hex digest>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def _mac(body: bytes, secret: str, timestamp: int) -> str:
+    return hmac.new(secret.encode(), b"%d." % timestamp + body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
-    """Receiver side: constant-time check of the signature header against the raw body."""
-    return bool(header) and hmac.compare_digest(sign(body, secret), header or "")
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """Header value for `X-Lookout-Signature`: `t=<unix s>,v1=<hex HMAC of "t.body">`.
+
+    The timestamp is signed with the body (Stripe's scheme), so it cannot be changed to
+    make an old delivery look fresh.
+    """
+    t = int(time.time()) if timestamp is None else int(timestamp)
+    return f"t={t},v1={_mac(body, secret, t)}"
+
+
+def _parse_signature(header: str) -> tuple[int, list[str]] | None:
+    """(timestamp, v1 signatures) of a header; None when it has no integer `t`."""
+    t: int | None = None
+    v1: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isascii() and value.isdigit():
+            t = int(value)
+        elif name == "v1":
+            v1.append(value)
+    return (t, v1) if t is not None else None
+
+
+def verify_signature(
+    body: bytes,
+    secret: str,
+    header: str | None,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """Receiver side: True when `header` signs the raw `body` with `secret` and its
+    timestamp is within `tolerance_s` of `now` (either way: a replay is stale, a clock
+    far ahead is not trusted either). Comparison is constant-time; several `v1=` entries
+    are allowed (any may match), as during a secret rotation."""
+    parsed = _parse_signature(header or "")
+    if parsed is None:
+        return False
+    t, candidates = parsed
+    if abs((time.time() if now is None else now) - t) > tolerance_s:
+        return False
+    expected = _mac(body, secret, t).encode()
+    return any(hmac.compare_digest(expected, c.encode("utf-8", "replace")) for c in candidates)
 
 
 def backoff_delay(
@@ -93,6 +118,7 @@ class WebhookSender:
         egress: EgressPolicy | None = None,
     ) -> None:
         self._redis = redis
+        self._leases = Leases(redis)
         self._prefix = prefix
         self._metrics = metrics
         self.policy = policy or DeliveryPolicy()
@@ -141,12 +167,12 @@ class WebhookSender:
                 return True
             return await self._post_with_retries(alert, webhook, key, lock, token)
         finally:
-            await self._redis.eval(_RELEASE_LOCK, 1, lock, token)
+            await self._leases.release(lock, token)
 
     async def _hold(self, lock: str, token: str, extra_s: float) -> bool:
         """Take or extend the lease for one POST plus `extra_s`; False if another holds it."""
         ms = int((self.policy.timeout_s + 5.0 + extra_s) * 1000)
-        return bool(await self._redis.eval(_HOLD_LOCK, 1, lock, token, ms))
+        return await self._leases.hold(lock, token, ms)
 
     async def _post_with_retries(
         self, alert: Alert, webhook: Webhook, key: str, lock: str, token: str
@@ -155,9 +181,16 @@ class WebhookSender:
         assert self._session is not None
         body = alert.to_bytes()
         headers = {"Content-Type": "application/json", ALERT_ID_HEADER: alert.alert_id}
-        if webhook.secret:
-            headers[SIGNATURE_HEADER] = sign(body, webhook.secret)
+        try:
+            secret = webhook.resolve_secret()
+        except KeyError as e:  # never post unsigned what the receiver expects signed
+            log.error("webhook %s for alert %s not sent: its secret_env %s is not set on "
+                      "this worker", webhook.url, alert.alert_id, e)
+            self._count("refused")
+            return False
         for attempt in range(1, self.policy.max_attempts + 1):
+            if secret:  # per attempt: a retry minutes later carries a fresh time
+                headers[SIGNATURE_HEADER] = sign(body, secret)
             if not await self._hold(lock, token, 0.0):
                 self._count("handed_over")  # our lease ran out and another worker took over
                 return False

@@ -133,7 +133,9 @@ def register(root: click.Group) -> None:
                   default="warning", show_default=True)
     @click.option("--label", "labels", multiple=True, help="KEY=VALUE (repeatable).")
     @click.option("--webhook", "webhooks", multiple=True, help="Webhook URL (repeatable).")
-    @click.option("--webhook-secret", default=None, help="HMAC secret for every --webhook.")
+    @click.option("--webhook-secret-env", default=None, metavar="NAME",
+                  help="Workers' environment variable (LOOKOUT_WEBHOOK_SECRET_...) holding "
+                       "the HMAC secret for every --webhook; the secret itself is never sent.")
     @click.option("--disabled", is_flag=True, help="Register without activating.")
     @click.option("--json", "as_json", is_flag=True)
     @api_option
@@ -143,7 +145,7 @@ def register(root: click.Group) -> None:
             threshold: float | str, target_per_day: float, negative_margin: float,
             sources: tuple[str, ...],
             cooldown_s: float, min_hits: int, window_s: float, severity: str,
-            labels: tuple[str, ...], webhooks: tuple[str, ...], webhook_secret: str | None,
+            labels: tuple[str, ...], webhooks: tuple[str, ...], webhook_secret_env: str | None,
             disabled: bool, as_json: bool, api_url: str | None) -> None:
         """Register a standing query NAME (replaces one with the same id)."""
         body: dict[str, Any] = {
@@ -155,7 +157,7 @@ def register(root: click.Group) -> None:
             "sources": list(sources) or ["*"], "cooldown_s": cooldown_s,
             "min_hits": min_hits, "window_s": window_s, "severity": severity,
             "labels": _labels(labels), "enabled": not disabled,
-            "webhooks": [{"url": u, "secret": webhook_secret} for u in webhooks],
+            "webhooks": [{"url": u, "secret_env": webhook_secret_env} for u in webhooks],
         }
         if query_id:
             body["id"] = query_id

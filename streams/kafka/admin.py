@@ -168,3 +168,33 @@ async def assigned_consumer(
         raise
     consumer.assign(tps)
     return consumer, tps
+
+
+def _topic_ids_sync(bootstrap: str, topics: Sequence[str],
+                    client_kwargs: Mapping[str, Any]) -> dict[str, str]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lookout-topic-ids",
+                             **dict(client_kwargs))
+    try:
+        described = admin.describe_topics(list(topics))
+    finally:
+        admin.close()
+    return {t["name"]: str(t["topic_id"]) for t in described
+            if t.get("topic_id") and not t.get("error_code")}
+
+
+async def topic_ids(
+    bootstrap: str, topics: Sequence[str], client_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Kafka's topic id (KIP-516: a UUID per topic incarnation, new when a topic is deleted
+    and created again) of each existing one of `topics`.
+
+    kafka-python, not aiokafka: aiokafka's metadata request predates topic ids. So
+    `client_kwargs` are `kafka_security.kafka_python_kwargs`; runs in a thread.
+    """
+    try:
+        return await asyncio.to_thread(_topic_ids_sync, bootstrap, topics, client_kwargs or {})
+    except Exception as e:  # kafka-python raises KafkaError, OSError, ValueError
+        raise TopicSetupError(f"cannot read the topic ids of {', '.join(topics)} at "
+                              f"{bootstrap}: {e}") from e

@@ -14,8 +14,10 @@ import binascii
 import hashlib
 import json
 import mimetypes
+import os
 import re
 import time
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,7 +25,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from encoders.modality import Modality
 from streams.core.errors import QueryValidationError
@@ -129,13 +139,30 @@ class PatternExample(BaseModel):
         return f"example:{self.file or (self.sha256 or '')[:12]}"
 
 
+SECRET_ENV_PREFIX = "LOOKOUT_WEBHOOK_SECRET_"
+#: Validation context of what people send (API, CLI, YAML), as opposed to stored records.
+USER_INPUT = {"user_input": True}
+
+
 class Webhook(BaseModel):
-    """Where alerts of one query are POSTed; `secret` signs the body (HMAC-SHA256)."""
+    """Where alerts of one query are POSTed, and the secret that signs them (HMAC-SHA256).
+
+    The secret is named, not stored: `secret_env` is an environment variable of the
+    workers, so the query topic (readable by whoever may read Kafka) never holds it
+    (docs/security.md). `secret` is read only from queries stored before that rule.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(..., description="http(s) URL receiving alert JSON.")
-    secret: str | None = Field(None, description="Shared secret for X-Lookout-Signature.")
+    secret_env: str | None = Field(
+        None, pattern=rf"^{SECRET_ENV_PREFIX}[A-Z0-9_]+$",
+        description=f"Name of the workers' environment variable holding the shared secret "
+                    f"for X-Lookout-Signature; must start with {SECRET_ENV_PREFIX}.")
+    secret: str | None = Field(
+        None, repr=False,
+        description="Legacy, refused on registration: a secret stored in the query topic. "
+                    "Use secret_env.")
 
     @field_validator("url")
     @classmethod
@@ -146,6 +173,43 @@ class Webhook(BaseModel):
             raise ValueError("webhook url must not contain spaces or control characters "
                              "(CR/LF would inject headers)")
         return value
+
+    @field_validator("secret")
+    @classmethod
+    def _not_stored_from_now_on(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and (info.context or {}).get("user_input"):
+            raise ValueError(
+                "webhook secrets are not stored in the query topic: set "
+                f"{SECRET_ENV_PREFIX}<NAME>=<secret> in every worker's environment and give "
+                f"secret_env: {SECRET_ENV_PREFIX}<NAME>")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Webhook:
+        if self.secret is not None and self.secret_env is not None:
+            raise ValueError("give secret_env only (secret is a legacy stored form)")
+        return self
+
+    def resolve_secret(self, environ: Mapping[str, str] = os.environ) -> str | None:
+        """The signing secret (None: unsigned); raises KeyError when `secret_env` is
+        named but unset here, so a misconfigured worker never posts unsigned."""
+        if self.secret_env is None:
+            return self.secret
+        value = environ.get(self.secret_env)
+        if not value:
+            raise KeyError(self.secret_env)
+        return value
+
+
+def require_secret_envs(query: StandingQuery, environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse a query whose webhooks name a secret this worker's environment lacks (it
+    could not sign their alerts; workers of one group share their environment)."""
+    missing = [w.secret_env for w in query.webhooks
+               if w.secret_env is not None and not environ.get(w.secret_env)]
+    if missing:
+        raise QueryValidationError(
+            f"query {query.id!r}: webhook secret_env {', '.join(missing)} is not set in the "
+            "worker's environment; set it on every worker (and restart them) first")
 
 
 class StandingQuery(BaseModel):
@@ -285,7 +349,7 @@ def validation_message(exc: ValidationError, what: str = "query") -> str:
 def parse_query(data: Any) -> StandingQuery:
     """Validate a query body; errors become `QueryValidationError` naming the fields to fix."""
     try:
-        return StandingQuery.model_validate(data)
+        return StandingQuery.model_validate(data, context=USER_INPUT)
     except ValidationError as e:
         name = (data.get("id") or data.get("name")) if isinstance(data, dict) else None
         what = f"query {name!r}" if name else "query"
@@ -361,7 +425,7 @@ def parse_queries_document(
             "negatives": [_inline_file(e, base_dir) for e in entry.get("negatives") or []],
         }
         try:
-            query = StandingQuery.model_validate(entry)
+            query = StandingQuery.model_validate(entry, context=USER_INPUT)
         except ValidationError as e:
             label = entry.get("id") or entry.get("name") or f"#{index}"
             message = validation_message(e, f"query {label!r}")

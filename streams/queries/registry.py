@@ -36,6 +36,7 @@ from streams.queries.model import (
     StandingQuery,
     Webhook,
     parse_query,
+    require_secret_envs,
 )
 from streams.queries.thresholds import needs_centering, prior_for
 
@@ -366,6 +367,7 @@ class QueryRegistry:
     # --- writing ----------------------------------------------------------------------
     async def register(self, query: StandingQuery) -> RegisteredQuery:
         """Compute the pattern vectors and publish; returns once active on this worker."""
+        require_secret_envs(query)
         encoder = self.encoder(query.modality)
         rq = await compute_pattern_vectors(query, encoder, self._run_encoder, self._lookup)
         old = self._queries.get(query.id)
@@ -384,6 +386,7 @@ class QueryRegistry:
             )
         body = {**current.query.model_dump(mode="json"), **changes}
         query = parse_query(body)
+        require_secret_envs(query)
         rq = current.model_copy(
             update={"query": query, "fingerprint": query.fingerprint(), "updated_at": time.time()}
         )

@@ -8,12 +8,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from encoders.modality import Modality
+from streams.alerting.webhooks import SIGNATURE_HEADER, verify_signature
 from streams.config.settings import Settings
 from streams.core.wire import encode_headers
 from tests.helpers import free_port
@@ -43,7 +45,9 @@ class WebhookReceiver:
 
     `received_at[i]` is the `time.monotonic()` at which `received[i]` arrived. While
     `hanging`, a POST is counted in `hung` and left unanswered for 30 s (then 503): a
-    receiver that is down from the sender's point of view.
+    receiver that is down from the sender's point of view. With a `secret` it verifies
+    `X-Lookout-Signature` as docs/alerting.md tells receivers to (at its own `clock`,
+    which a test can move): a bad or stale signature gets 401 and is kept in `refused`.
     """
 
     port: int = field(default_factory=free_port)
@@ -52,6 +56,9 @@ class WebhookReceiver:
     hung: int = 0
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     received_at: list[float] = field(default_factory=list)
+    secret: str | None = None
+    clock: Callable[[], float] = time.time
+    refused: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -69,6 +76,10 @@ class WebhookReceiver:
         if self.fail_first > 0:
             self.fail_first -= 1
             return web.Response(status=503)
+        if self.secret is not None and not verify_signature(
+                body, self.secret, request.headers.get(SIGNATURE_HEADER), now=self.clock()):
+            self.refused.append((dict(request.headers), body))
+            return web.Response(status=401)
         self.received_at.append(time.monotonic())
         self.received.append((dict(request.headers), body))
         return web.Response(status=204)

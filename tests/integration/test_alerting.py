@@ -8,10 +8,12 @@ computed here with the same encoder, so the premises are checked, not assumed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -24,6 +26,12 @@ from encoders.modality import Modality
 from encoders.registry import build_encoder
 from streams.alerting.alerts import Alert, AlertClaimBusy, AlertStore
 from streams.alerting.egress import EgressPolicy
+from streams.alerting.policy import (
+    AlertPolicy,
+    Candidate,
+    PolicyStateConflict,
+    PolicyStateStore,
+)
 from streams.alerting.webhooks import (
     ALERT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -33,7 +41,7 @@ from streams.alerting.webhooks import (
 )
 from streams.config.settings import Settings
 from streams.core.metrics import Metrics
-from streams.queries.model import Webhook
+from streams.queries.model import PolicyRule, Webhook
 from tests.helpers import metric_value, wait_for
 from tests.integration.alerting_helpers import (
     SseClient,
@@ -59,6 +67,8 @@ PAYMENT = "payment failed for order 4411 card declined"
 PAYMENT_TEST = "payment failed for order test-account sandbox card declined"
 NOISE = [f"user u{i} logged in from 10.0.0.{i} session ok" for i in range(20)]
 SECRET = "hunter2"
+SECRET_ENV = "LOOKOUT_WEBHOOK_SECRET_TEST"
+WITH_SECRET = {SECRET_ENV: SECRET}  # the workers' environment holds it, the topic not
 
 
 def _scores(a: str, others: list[str]) -> list[float]:
@@ -72,7 +82,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def test_alerts_fire_filter_stream_and_sign(settings: Settings, worker_process):
-    worker = worker_process()
+    worker = worker_process(**WITH_SECRET)
     base = worker.api_url
     hook = WebhookReceiver().start()
     try:
@@ -87,7 +97,7 @@ def test_alerts_fire_filter_stream_and_sign(settings: Settings, worker_process):
             "id": "disk-full", "name": "Disk full", "modality": "logs", "positives": [DISK],
             "threshold": threshold, "cooldown_s": 0, "severity": "critical",
             "labels": {"team": "storage"},
-            "webhooks": [{"url": hook.url, "secret": SECRET}],
+            "webhooks": [{"url": hook.url, "secret_env": SECRET_ENV}],
         })
         assert status == 201, disk
         status, pay = call(base, "POST", "/queries", {
@@ -190,6 +200,16 @@ BAD_REQUESTS = [
     ("GET", "/search?modality=logs&text=a&since=yesterday", None, "since="),
     ("GET", "/alerts?severity=loud", None, "unknown severity"),
     ("GET", "/items/foo/thumb", None, "item keys start with"),
+    ("POST", "/queries", {"name": "x", "modality": "logs", "positives": ["a"],
+                          "webhooks": [{"url": "https://h.example/", "secret": "s"}]},
+     "webhook secrets are not stored in the query topic"),
+    ("POST", "/queries", {"name": "x", "modality": "logs", "positives": ["a"],
+                          "webhooks": [{"url": "https://h.example/", "secret_env": "HOME"}]},
+     "secret_env"),
+    ("POST", "/queries", {"name": "x", "modality": "logs", "positives": ["a"],
+                          "webhooks": [{"url": "https://h.example/",
+                                        "secret_env": "LOOKOUT_WEBHOOK_SECRET_UNSET"}]},
+     "is not set in the worker's environment"),
 ]
 
 
@@ -208,11 +228,11 @@ def test_sigkill_between_matching_and_commit_no_duplicates(settings: Settings, w
     receiver had it, the worker had not yet recorded it), carrying the same alert id."""
     hook = WebhookReceiver().start()
     try:
-        worker = worker_process()
+        worker = worker_process(**WITH_SECRET)
         status, body = call(worker.api_url, "POST", "/queries", {
             "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
             "threshold": 0.75, "cooldown_s": 0,
-            "webhooks": [{"url": hook.url, "secret": SECRET}],
+            "webhooks": [{"url": hook.url, "secret_env": SECRET_ENV}],
         })
         assert status == 201, body
         logs_topic = settings.input_topic("logs")
@@ -229,11 +249,11 @@ def test_sigkill_between_matching_and_commit_no_duplicates(settings: Settings, w
             committed, end = committed_and_end(settings, settings.worker_id, logs_topic)
             if committed < end:
                 break
-            worker = worker_process()  # the kill came after the commit; try again
+            worker = worker_process(**WITH_SECRET)  # the kill came after the commit; try again
         else:
             pytest.fail("could not kill the worker before its offset commit in 4 tries")
         published_before = len(alerts_on_topic(settings))  # no worker runs: this is final
-        restarted = worker_process()
+        restarted = worker_process(**WITH_SECRET)
         # The restarted worker resumes at the commit: the uncommitted records are consumed
         # and matched again, each once, and committed to the end.
         done = wait_until_processed(settings, [restarted], {Modality.LOGS: end - committed})
@@ -530,6 +550,62 @@ def test_webhook_retries_with_backoff_then_never_again(settings: Settings):
         hook.stop()
 
 
+def _replay(url: str, headers: dict[str, str], body: bytes) -> int:
+    """POST a captured delivery again, byte for byte (what an eavesdropper could do)."""
+    keep = {k: v for k, v in headers.items() if k.lower().startswith(("x-lookout", "content-t"))}
+    req = urllib.request.Request(url, data=body, method="POST", headers=keep)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_a_receiver_verifies_the_timestamped_signature_and_refuses_a_late_replay(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch):
+    """Real Redis, real HTTP: a receiver checking `X-Lookout-Signature` as documented
+    accepts the delivery (secret from the worker's environment); the same bytes replayed
+    after the tolerance window are refused, a receiver holding another secret refuses the
+    delivery (final, no retries), and a secret_env unset on the worker posts nothing."""
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    hook = WebhookReceiver(secret=SECRET).start()
+    other = WebhookReceiver(secret="not-" + SECRET).start()
+    unset = WebhookReceiver(secret=SECRET).start()
+    metrics = Metrics()
+
+    async def run() -> list[bool]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        sender = WebhookSender(redis, settings.topic_prefix, metrics, egress=LOOPBACK)
+        try:
+            alert = _sample_alert("lookout:item:logs:t:0:7")
+            return [await sender.deliver(alert, Webhook(url=h.url, secret_env=env))
+                    for h, env in ((hook, SECRET_ENV), (other, SECRET_ENV),
+                                   (unset, "LOOKOUT_WEBHOOK_SECRET_UNSET"))]
+        finally:
+            await sender.close()
+            await redis.aclose()
+
+    try:
+        assert asyncio.run(run()) == [True, False, False]
+        (headers, body), = hook.received
+        t, v1 = headers[SIGNATURE_HEADER].split(",")
+        assert abs(int(t.removeprefix("t=")) - time.time()) < 30 and len(v1) == len("v1=") + 64
+        assert _replay(hook.url, headers, body) == 204  # within the window: receivers dedupe
+        hook.clock = lambda: time.time() + 301  # the receiver's clock, 5 min + 1 s later
+        assert _replay(hook.url, headers, body) == 401
+        assert len(hook.refused) == 1 and len(hook.received) == 2
+        assert len(other.refused) == 1 and not other.received
+        assert not unset.refused and not unset.received
+        outcomes = {s.labels["outcome"]: s.value
+                    for s in metrics.webhook_deliveries.collect()[0].samples
+                    if s.name.endswith("_total")}
+        assert outcomes == {"delivered": 1, "rejected": 1, "refused": 1}
+    finally:
+        hook.stop()
+        other.stop()
+        unset.stop()
+
+
 def test_two_deliveries_of_one_alert_at_once_post_it_once(settings: Settings):
     """Real Redis, real HTTP: the same (alert, url) twice in one batch, or on two workers,
     races for one lease; the loser finds it delivered and posts nothing."""
@@ -734,3 +810,194 @@ def test_search_source_filter_and_live_alerts_agree_including_case(
                          f"/search?modality=logs&text={quote(DISK)}&sources=web-*&k=10")
     assert status == 200, found
     assert [r["source"] for r in found["results"]] == ["web-1"]
+
+
+class _LeaseRunsOutOnRelease:
+    """A Redis client on which the alert claim's lease runs out, and another worker takes
+    it, right after the first command that touches the claim once `sent` is set: the
+    releasing worker's check (GET, or an atomic script) happened, its delete did not."""
+
+    def __init__(self, redis: Redis, other_token: str) -> None:
+        self._redis = redis
+        self._other = other_token
+        self.sent = False
+        self.taken_over = False
+
+    def __getattr__(self, name: str):
+        return getattr(self._redis, name)
+
+    async def _after(self, key) -> None:
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        if self.sent and not self.taken_over and key.endswith(":claim"):
+            self.taken_over = True
+            await self._redis.set(key, self._other, px=60_000)
+
+    async def get(self, key):
+        value = await self._redis.get(key)
+        await self._after(key)
+        return value
+
+    def register_script(self, source: str):
+        script = self._redis.register_script(source)
+
+        async def run(keys=(), args=()):
+            result = await script(keys=keys, args=args)
+            await self._after(keys[0])
+            return result
+        return run
+
+
+def test_releasing_a_claim_never_deletes_another_workers_claim(settings: Settings):
+    """A publisher whose lease runs out while it releases must not delete the claim the
+    next worker just took (that would let a third worker publish the same alert at once)."""
+
+    async def run() -> bytes | None:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        proxy = _LeaseRunsOutOnRelease(redis, "worker-b")
+        store = AlertStore(proxy, settings.topic_prefix, 3600)
+
+        async def send(topic: str, key: bytes, value: bytes) -> None:
+            proxy.sent = True
+
+        alert = _sample_alert("lookout:item:logs:t:0:11")
+        try:
+            assert await store.publish_once(alert, "alerts", send)
+            assert proxy.taken_over
+            return await redis.get(store.key(alert.alert_id) + ":claim")
+        finally:
+            await redis.aclose()
+
+    assert asyncio.run(run()) == b"worker-b"
+
+
+def test_a_zombie_workers_state_save_keeps_what_the_new_owner_saved(settings: Settings):
+    """After a rebalance, a zombie worker computed a pair's incident state from what it
+    loaded; the partition's new owner saved a newer state meanwhile. The zombie's save
+    must not overwrite it: it decides again from the fresh state, keeping both items."""
+    import redis as sync_redis
+
+    rules = {"q": PolicyRule(min_hits=1, window_s=10, clear_s=5, hysteresis=0.02)}
+    policy = AlertPolicy(rules, lambda _: 0.5)
+    owner_items = [Candidate("q", "s", 1_000, "owner-item", 0.9)]
+    zombie_items = [Candidate("q", "s", 60_000, "zombie-item", 0.9)]
+    owner_state = policy.evaluate(owner_items, {})[1][("q", "s")]
+    loads: list[dict] = []
+
+    async def run() -> tuple[list, str]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        other = sync_redis.Redis.from_url(settings.resolved_redis_url())
+        store = PolicyStateStore(redis, settings.topic_prefix, 3600)
+
+        def zombie_decides(states: dict) -> tuple:
+            loads.append(dict(states))
+            if len(loads) == 1:  # the new owner saves between the zombie's load and save
+                other.hset(store.key("q"), "s", owner_state)
+            return policy.evaluate(zombie_items, states)
+
+        try:
+            decisions = await store.update({("q", "s")}, zombie_decides)
+            return decisions, (await store.load([("q", "s")]))[("q", "s")]
+        finally:
+            other.close()
+            await redis.aclose()
+
+    decisions, saved = asyncio.run(run())
+    assert [s[("q", "s")] for s in loads] == [None, owner_state]
+    kept = {key for _, key, _, _ in json.loads(saved)["o"]}
+    assert kept == {"owner-item", "zombie-item"}
+    assert [d.candidate.item_key for d in decisions if d.action.kind == "open"] == [
+        "zombie-item"]
+
+
+def test_a_state_that_keeps_changing_gives_up_with_a_retryable_error(settings: Settings):
+    async def run() -> int:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        store = PolicyStateStore(redis, settings.topic_prefix, 3600)
+        calls = 0
+
+        def always_overtaken(states: dict) -> tuple:
+            nonlocal calls
+            calls += 1
+            sync.hset(store.key("q"), "s", f"other-{calls}")
+            return None, {("q", "s"): "mine"}
+
+        try:
+            with pytest.raises(PolicyStateConflict):
+                await store.update([("q", "s")], always_overtaken, attempts=3)
+            assert (await store.load([("q", "s")]))[("q", "s")] == "other-3"
+            return calls
+        finally:
+            sync.close()
+            await redis.aclose()
+
+    import redis as sync_redis
+    sync = sync_redis.Redis.from_url(settings.resolved_redis_url())
+    assert asyncio.run(run()) == 3
+
+
+def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Settings):
+    """Issue 14.6: delete and create a topic again; its records start again at offset 0,
+    so they have the item keys of the old ones. Their alerts get new ids (from the topic's
+    new Kafka topic id): neither the old `published` flags nor the old incident state
+    suppress them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.alerting.incarnations import TopicIncarnations
+    from streams.core.wire import item_key
+    from streams.kafka.admin import ensure_topic, topic_ids
+
+    bootstrap = settings.resolved_kafka_bootstrap()
+    topic = settings.topic("logs")
+    policy = AlertPolicy({"q": PolicyRule(min_hits=1, window_s=10, clear_s=5)}, lambda _: 0.5)
+    keys = [item_key("logs", topic, 0, offset) for offset in (0, 1)]
+    sent: list[str] = []
+
+    async def send(topic: str, key: bytes, value: bytes) -> None:
+        sent.append(json.loads(value)["alert_id"])
+
+    async def recreate() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+            while topic in await admin.list_topics():
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+        await ensure_topic(bootstrap, topic, 1)
+
+    async def raise_for(incarnations: TopicIncarnations, states: PolicyStateStore,
+                        store: AlertStore, t0_ms: int) -> list[str]:
+        incarnation = await incarnations.of(topic, 0, [0, 1])
+        cands = [Candidate("q", "s", t0_ms + i * 60_000, key, 0.9, incarnation)
+                 for i, key in enumerate(keys)]
+        decisions = await states.update({("q", "s")}, lambda st: policy.evaluate(cands, st))
+        ids = []
+        for d in decisions:
+            if d.action.kind == "open":
+                alert = Alert.build(alert_id=d.action.alert_id, query_id="q",
+                                    item_key=d.candidate.item_key, query_name="q",
+                                    modality="logs", source="s", ts=d.candidate.ts_ms,
+                                    score=0.9, threshold=0.5, severity="warning")
+                if await store.publish_once(alert, "alerts", send):
+                    ids.append(alert.alert_id)
+        return ids
+
+    async def run() -> tuple[list[str], list[str]]:
+        await ensure_topic(bootstrap, topic, 1)
+        redis = Redis.from_url(settings.resolved_redis_url())
+        incarnations = TopicIncarnations(functools.partial(topic_ids, bootstrap))
+        states = PolicyStateStore(redis, settings.topic_prefix, 3600)
+        store = AlertStore(redis, settings.topic_prefix, 3600)
+        now = int(time.time() * 1000)
+        try:
+            before = await raise_for(incarnations, states, store, now - 600_000)
+            await recreate()
+            return before, await raise_for(incarnations, states, store, now - 300_000)
+        finally:
+            await redis.aclose()
+
+    before, after = asyncio.run(run())
+    assert len(before) == 2 and len(after) == 2
+    assert not set(before) & set(after)
+    assert sent == before + after

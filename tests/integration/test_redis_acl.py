@@ -51,13 +51,13 @@ def test_the_documented_acl_runs_a_worker_end_to_end(settings: Settings, worker_
         refused = redis_cli(settings, "SET", "elsewhere:x", "1", user=user)
         assert "NOPERM" in refused, refused
         url = settings.resolved_redis_url().replace("redis://", f"redis://{user}:{PASSWORD}@")
-        worker = worker_process(LOOKOUT_REDIS_URL=url)
+        worker = worker_process(LOOKOUT_REDIS_URL=url, LOOKOUT_WEBHOOK_SECRET_ACL="s")
         hook = WebhookReceiver().start()
         try:
             status, body = call(worker.api_url, "POST", "/queries", {
                 "id": "disk", "name": "Disk full", "modality": "logs", "cooldown_s": 0,
                 "positives": ["disk full on volume /data"], "min_hits": 1,
-                "webhooks": [{"url": hook.url, "secret": "s"}]})
+                "webhooks": [{"url": hook.url, "secret_env": "LOOKOUT_WEBHOOK_SECRET_ACL"}]})
             assert status == 201, body
             lines = [(f"app-{i}", f"user u{i} logged in from 10.0.0.{i}") for i in range(5)]
             lines.append(("app-9", "disk full on volume /data"))

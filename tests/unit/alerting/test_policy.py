@@ -67,3 +67,17 @@ def test_batches_in_any_order_open_each_incident_once(times, rnd, n_batches) -> 
         merged |= {d.action.alert_id for d in decisions if d.action.kind == "merge"}
     assert len(ids) == len(set(ids))
     assert len(set(ids) - merged) == len(reference)
+
+
+def test_a_recreated_topics_repeated_position_is_a_new_alert() -> None:
+    """The same item key (topic, partition, offset) in a new topic incarnation is a new
+    item: a new incident with a new alert id, not a redelivery of the old one."""
+    policy = AlertPolicy(RULES, lambda _: 0.5)
+    old = Candidate("q", "s", 1000, "lookout:item:logs:t:0:0", 0.9, incarnation="id-1")
+    new = Candidate("q", "s", 60_000, "lookout:item:logs:t:0:0", 0.9, incarnation="id-2")
+    first, states = policy.evaluate([old], {})
+    second, _ = policy.evaluate([new], states)
+    assert opened(first) == [incident_alert_id("q", "lookout:item:logs:t:0:0@id-1")]
+    assert opened(second) == [incident_alert_id("q", "lookout:item:logs:t:0:0@id-2")]
+    again, _ = policy.evaluate([old], states)  # a true redelivery re-issues the same id
+    assert opened(again) == opened(first)
