@@ -6,11 +6,15 @@ from aiohttp import web
 
 from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
-from streams.api.openapi import Route, RouteSpec, bind
+from streams.api.models import ErrorBody
+from streams.api.openapi import Reply, Route, RouteSpec, bind
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/items/{key}/thumb", "JPEG thumbnail of an indexed frame.", "search",
-              responses={200: "image/jpeg", 404: "no such item or no thumbnail"}),
+              operation_id="getThumbnail",
+              responses={200: Reply("the thumbnail", media_type="image/jpeg",
+                                    schema={"type": "string", "contentMediaType": "image/jpeg"}),
+                         404: Reply("no such item or no thumbnail", ErrorBody)}),
 )
 
 
