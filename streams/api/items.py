@@ -26,7 +26,8 @@ def routes(service: AlertingService) -> list[Route]:
         store = next((s for s in stores.values() if key.startswith(s.key_prefix)), None)
         if store is None:
             prefixes = sorted(s.key_prefix for s in stores.values())
-            raise ApiError(400, f"item keys start with one of {prefixes}; got {key!r}")
+            raise ApiError(404, f"no such item: item keys start with one of {prefixes}; "
+                                f"got {key!r}")
         data = await store.thumbnail(key)
         if not data:
             raise ApiError(404, f"item {key} has no thumbnail (not a frame, or expired)")

@@ -18,8 +18,18 @@ from streams.queries.model import Severity, StandingQuery
 
 _REQUEST = ConfigDict(extra="forbid")
 _RESPONSE = ConfigDict(extra="allow")
-#: A time bound: ms since epoch, ISO-8601, or a duration ago (`15m`, `2h`, `7d`).
-TimeBound = Annotated[int | str | None, Field(
+#: A duration ago (`15m`, `2h`, `7d`), ms since epoch as text, or an ISO-8601 date or time;
+#: the documented pattern has days 01-28 so that every string it admits is a real date (the
+#: parser accepts the rest of the calendar too). `params.parse_time_ms` turns each into ms.
+TIME_PATTERN = (r"^(\d{1,12}(\.\d{1,3})?(ms|s|m|h|d)|-?\d{1,16}|[1-9]\d{3}-(0[1-9]|1[0-2])-"
+                r"(0[1-9]|[12]\d|3[01])(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+                r"(Z|[+-](0\d|1[0-3]):[0-5]\d)?)?)$")
+_TIME_SCHEMA_PATTERN = TIME_PATTERN.replace("(0[1-9]|[12]\\d|3[01])", "(0[1-9]|1\\d|2[0-8])")
+_MS = Annotated[int, Field(ge=-(2**53), le=2**53)]
+# The pattern is documented, not enforced: `parse_time_ms` says what is wrong in words.
+_TEXT_TIME = Annotated[str, Field(max_length=64,
+                                  json_schema_extra={"pattern": _TIME_SCHEMA_PATTERN})]
+TimeBound = Annotated[_MS | _TEXT_TIME | None, Field(
     None, description="ms since epoch, ISO-8601, or a duration ago such as 15m, 2h, 7d.")]
 
 

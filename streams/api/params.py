@@ -44,7 +44,7 @@ def parse_time_ms(value: Any, name: str, *, now_ms: int | None = None) -> int | 
         return now - int(float(match.group(1)) * _UNIT_MS[match.group(2)])
     try:
         return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ApiError(
             400, f"{name}={text!r}: give ms since epoch, ISO-8601 or a duration ago like 15m"
         ) from None
