@@ -16,6 +16,7 @@ from streams.core.errors import (
     AlertNotFound,
     IndexStoreError,
     QueryNotFound,
+    QueryTooLarge,
     QueryValidationError,
     RedisUnavailable,
 )
@@ -28,6 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATUS_OF: tuple[tuple[type[LookoutError], int], ...] = (
     (QueryNotFound, 404),
     (AlertNotFound, 404),
+    (QueryTooLarge, 413),
     (QueryValidationError, 400),
     (EncoderInputError, 400),
     (NoTextSpace, 400),
@@ -74,7 +76,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else (
             f"{exc.reason}: {request.method} {request.path}")
-        return json_error(exc.status, message)
+        response = json_error(exc.status, message)
+        if "Allow" in exc.headers:  # 405: which methods the path serves (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("%s %s crashed", request.method, request.path)
         return json_error(500, "internal error; see the worker log for the traceback")

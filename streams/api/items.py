@@ -6,11 +6,15 @@ from aiohttp import web
 
 from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
-from streams.api.openapi import Route, RouteSpec, bind
+from streams.api.models import ErrorBody
+from streams.api.openapi import Reply, Route, RouteSpec, bind
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/items/{key}/thumb", "JPEG thumbnail of an indexed frame.", "search",
-              responses={200: "image/jpeg", 404: "no such item or no thumbnail"}),
+              operation_id="getThumbnail",
+              responses={200: Reply("the thumbnail", media_type="image/jpeg",
+                                    schema={"type": "string", "contentMediaType": "image/jpeg"}),
+                         404: Reply("no such item or no thumbnail", ErrorBody)}),
 )
 
 
@@ -22,7 +26,8 @@ def routes(service: AlertingService) -> list[Route]:
         store = next((s for s in stores.values() if key.startswith(s.key_prefix)), None)
         if store is None:
             prefixes = sorted(s.key_prefix for s in stores.values())
-            raise ApiError(400, f"item keys start with one of {prefixes}; got {key!r}")
+            raise ApiError(404, f"no such item: item keys start with one of {prefixes}; "
+                                f"got {key!r}")
         data = await store.thumbnail(key)
         if not data:
             raise ApiError(404, f"item {key} has no thumbnail (not a frame, or expired)")

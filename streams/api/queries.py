@@ -9,29 +9,48 @@ from aiohttp import web
 from streams.alerting.preview import best_matches, coarse_histogram, preview_query
 from streams.alerting.service import AlertingService
 from streams.api.errors import ApiError
-from streams.api.openapi import Route, RouteSpec, bind
-from streams.api.params import json_body, parse_int, parse_modality, parse_time_ms
-from streams.queries.model import RegisteredQuery, StandingQuery, parse_query
+from streams.api.models import (
+    Deleted,
+    ErrorBody,
+    ExplainQuery,
+    ExplainResult,
+    PreviewRequest,
+    PreviewResult,
+    QueryChanges,
+    QueryList,
+    QueryListQuery,
+    QueryView,
+)
+from streams.api.openapi import Reply, Route, RouteSpec, bind
+from streams.api.params import parse_time_ms, validated_as
+from streams.queries.model import RegisteredQuery, StandingQuery
 
-QUERY_SCHEMA = {"type": "object", "description": "A standing query (see docs: standing queries)",
-                "required": ["name", "modality", "positives"]}
-
+_VIEW = {200: Reply("the query", QueryView), 404: Reply("no such query", ErrorBody)}
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("POST", "/queries", "Register (or replace) a standing query.", "queries",
-              request_body=QUERY_SCHEMA, responses={200: "replaced", 201: "created"}),
-    RouteSpec("GET", "/queries", "List standing queries.", "queries", query_params=("modality",)),
-    RouteSpec("GET", "/queries/{id}", "Show one standing query.", "queries"),
+              operation_id="registerQuery", body=StandingQuery,
+              responses={200: Reply("replaced", QueryView), 201: Reply("created", QueryView),
+                         413: Reply("more examples than one Kafka record holds", ErrorBody)}),
+    RouteSpec("GET", "/queries", "List standing queries.", "queries",
+              operation_id="listQueries", query=QueryListQuery,
+              responses={200: Reply("the queries, by id", QueryList)}),
+    RouteSpec("GET", "/queries/{id}", "Show one standing query.", "queries",
+              operation_id="getQuery", responses=_VIEW),
     RouteSpec("PATCH", "/queries/{id}", "Change threshold, sources, enabled, ... of a query.",
-              "queries", request_body={"type": "object"}),
-    RouteSpec("DELETE", "/queries/{id}", "Delete a standing query.", "queries"),
+              "queries", operation_id="changeQuery", body=QueryChanges, responses=_VIEW),
+    RouteSpec("DELETE", "/queries/{id}", "Delete a standing query.", "queries",
+              operation_id="deleteQuery",
+              responses={200: Reply("deleted", Deleted), 404: Reply("no such query", ErrorBody)}),
     RouteSpec("GET", "/queries/{id}/explain",
               "How the threshold in force was chosen: background histogram, threshold, "
-              "best recent matches.", "queries", query_params=("bins", "k")),
+              "best recent matches.", "queries", operation_id="explainQuery",
+              query=ExplainQuery, responses={200: Reply("the explanation", ExplainResult),
+                                             404: Reply("no such query", ErrorBody)}),
     RouteSpec("POST", "/queries/{id}/preview",
               "What the query would have matched and fired on retained history.", "queries",
-              request_body={"type": "object", "properties": {
-                  "since": {"type": "string"}, "until": {"type": "string"},
-                  "limit": {"type": "integer"}}}),
+              operation_id="previewQuery", body=PreviewRequest, body_required=False,
+              responses={200: Reply("matches and the alerts they would raise", PreviewResult),
+                         404: Reply("no such query", ErrorBody)}),
 )
 
 
@@ -47,10 +66,7 @@ def routes(service: AlertingService) -> list[Route]:
             raise ApiError(503, "standing queries are still loading on this worker; retry")
 
     async def create(request: web.Request) -> web.Response:
-        body = await json_body(request)
-        if "modality" in body:
-            parse_modality(body["modality"])  # the clearer message for a bad modality
-        query: StandingQuery = parse_query(body)
+        query = validated_as(request, StandingQuery)
         writable()
         existed = registry.find(query.id) is not None
         rq = await registry.register(query)
@@ -60,8 +76,7 @@ def routes(service: AlertingService) -> list[Route]:
         return web.json_response(describe(rq), status=200 if existed else 201)
 
     async def list_queries(request: web.Request) -> web.Response:
-        raw = request.query.get("modality")
-        modality = parse_modality(raw) if raw else None
+        modality = validated_as(request, QueryListQuery).modality
         return web.json_response(
             {"queries": [describe(q) for q in registry.all(modality)]})
 
@@ -72,7 +87,8 @@ def routes(service: AlertingService) -> list[Route]:
 
     async def patch(request: web.Request) -> web.Response:
         writable()
-        rq = await registry.update_settings(request.match_info["id"], await json_body(request))
+        changes = validated_as(request, QueryChanges).model_dump(mode="json", exclude_unset=True)
+        rq = await registry.update_settings(request.match_info["id"], changes)
         return web.json_response(describe(rq))
 
     async def delete(request: web.Request) -> web.Response:
@@ -98,10 +114,8 @@ def _history_handlers(service: AlertingService) -> tuple[Any, Any]:
 
     async def preview(request: web.Request) -> web.Response:
         rq = registry.get(request.match_info["id"])
-        body = await json_body(request, required=False)
-        since = parse_time_ms(body.get("since", request.query.get("since")), "since")
-        until = parse_time_ms(body.get("until", request.query.get("until")), "until")
-        limit = parse_int(body.get("limit", request.query.get("limit")), "limit", 200, 1, 10_000)
+        body = validated_as(request, PreviewRequest)
+        since, until = parse_time_ms(body.since, "since"), parse_time_ms(body.until, "until")
         modality = rq.query.modality
         store = service.index_stores.get(modality)
         if store is None:
@@ -109,15 +123,15 @@ def _history_handlers(service: AlertingService) -> tuple[Any, Any]:
         try:
             result = await preview_query(rq, registry.encoder(modality), store,
                                          threshold=thresholds.threshold_of(rq),
-                                         ts_range=(since, until), limit=limit)
+                                         ts_range=(since, until), limit=body.limit)
         except ValueError as e:
             raise ApiError(409, str(e)) from e
         return web.json_response(result)
 
     async def explain(request: web.Request) -> web.Response:
         rq = registry.get(request.match_info["id"])
-        bins = parse_int(request.query.get("bins"), "bins", 40, 5, 400)
-        k = parse_int(request.query.get("k"), "k", 5, 0, 100)
+        params = validated_as(request, ExplainQuery)
+        bins, k = params.bins, params.k
         store = service.index_stores.get(rq.query.modality)
         if store is None:
             raise ApiError(503, f"this worker has no {rq.query.modality} index yet; retry")

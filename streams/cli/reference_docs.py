@@ -27,14 +27,20 @@ API_HEADER = """# HTTP API reference
 
 Every worker serves this API on `LOOKOUT_WEB_HOST:LOOKOUT_WEB_PORT` (default
 `127.0.0.1:6066`); `GET /openapi.json` returns the same as OpenAPI 3. Errors are JSON,
-`{"error": "<what to fix>", "status": 4xx}`. When the server listens beyond loopback, every
+`{"error": "<what to fix>", "status": 4xx}`: a field of the wrong type or out of range, an
+unknown field or parameter, or a parameter given twice is a 400 naming it; too many examples
+or too large a query is a 413; a body over 1 MiB is a 413; a method a path does not serve is
+a 405 with `Allow`. Request lines over 65,536 bytes are refused by the HTTP server itself
+(400, plain text): send long text in a `POST /search` body. The parameters, bodies and
+responses of each operation, with their types: `GET /openapi.json`, generated from the
+models that validate the requests. When the server listens beyond loopback, every
 route marked *token* needs `Authorization: Bearer $LOOKOUT_API_TOKEN`. Request and response
 details, the alert record and the SSE format: [alerting.md](alerting.md).
 
 Generated from the route specs by `python -m streams.cli.reference_docs api`.
 
-| method | path | token | what it does | query parameters |
-|---|---|---|---|---|
+| method | path | operationId | token | what it does | query parameters |
+|---|---|---|---|---|---|
 """
 
 
@@ -73,7 +79,7 @@ def all_route_specs() -> list:
 
 def render_api() -> str:
     rows = [
-        f"| {s.method} | `{s.path}` | {'token' if s.auth else '-'} | {s.summary} | "
+        f"| {s.method} | `{s.path}` | `{s.op_id}` | {'token' if s.auth else '-'} | {s.summary} | "
         f"{', '.join(f'`{p}`' for p in s.query_params) or '-'} |"
         for s in all_route_specs()
     ]

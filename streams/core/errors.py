@@ -13,6 +13,7 @@ __all__ = [
     "WireFormatError",
     "ProducerError",
     "QueryValidationError",
+    "QueryTooLarge",
     "QueryNotFound",
     "IndexStoreError",
     "RedisUnavailable",
@@ -45,6 +46,10 @@ class ProducerError(LookoutError):
 
 class QueryValidationError(LookoutError):
     """A standing query or search request is invalid; the message says which field to fix."""
+
+
+class QueryTooLarge(QueryValidationError):
+    """A registered query would not fit in one record of the queries topic."""
 
 
 class QueryNotFound(LookoutError):

@@ -40,6 +40,11 @@ from streams.core.errors import QueryValidationError
 
 QUERY_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _QUERY_ID_RE = re.compile(QUERY_ID_PATTERN)
+#: Bounds on examples: a registered query (one pattern vector per example) is one record on
+#: the compacted queries topic and must stay under Kafka's 1 MiB message limit
+#: (`registry.MAX_RECORD_BYTES` is the exact check); these fail fast before any embedding.
+MAX_POSITIVES = 64
+MAX_NEGATIVES = 256
 
 
 @dataclass(frozen=True)
@@ -212,16 +217,25 @@ def require_secret_envs(query: StandingQuery, environ: Mapping[str, str] = os.en
             "worker's environment; set it on every worker (and restart them) first")
 
 
+def _id_is_optional(schema: dict[str, Any]) -> None:
+    """`id` defaults to the slug of `name` (`_id_from_name`), so a body may leave it out."""
+    schema["required"] = [f for f in schema.get("required", []) if f != "id"]
+
+
 class StandingQuery(BaseModel):
     """A watched pattern as users declare it (DESIGN.md "Standing queries")."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_id_is_optional)
 
     id: str = Field(..., pattern=QUERY_ID_PATTERN, description="Stable id; default from name.")
     name: str = Field(..., min_length=1, max_length=200)
     modality: Modality
-    positives: list[PatternExample] = Field(..., min_length=1)
-    negatives: list[PatternExample] = Field(default_factory=list)
+    positives: list[PatternExample] = Field(
+        ..., min_length=1, max_length=MAX_POSITIVES,
+        description="What to watch for; each is one pattern vector in the Kafka record.")
+    negatives: list[PatternExample] = Field(
+        default_factory=list, max_length=MAX_NEGATIVES,
+        description="What not to alert on (false alarms' items are added here).")
     threshold: float | Literal["auto"] = Field(
         "auto",
         description=("Cosine similarity to match, or `auto` (the default): Lookout places the "
@@ -336,14 +350,27 @@ class RegisteredQuery(BaseModel):
         }
 
 
+_BOUNDS = {"greater_than_equal": ("ge", ">="), "less_than_equal": ("le", "<="),
+           "greater_than": ("gt", ">"), "less_than": ("lt", "<")}
+
+
+def _problem(err: Any) -> str:
+    """`field.path: message`; an unknown enum value and a number out of range in words
+    that say what is allowed."""
+    loc = ".".join(str(p) for p in err["loc"])
+    ctx = err.get("ctx") or {}
+    if err["type"] == "enum" and loc:
+        return f"unknown {loc} {str(err['input'])[:80]!r}; use one of {ctx.get('expected')}"
+    if err["type"] in _BOUNDS and loc:
+        key, op = _BOUNDS[err["type"]]
+        return f"{loc} must be {op} {ctx.get(key)}, not {str(err['input'])[:40]}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
 def validation_message(exc: ValidationError, what: str = "query") -> str:
-    """One readable line per problem: `field.path: message`."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or what
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return f"invalid {what}: " + "; ".join(parts)
+    """One readable problem per field, `invalid <what>: a: ...; b: ...`."""
+    return f"invalid {what}: " + "; ".join(_problem(e) for e in exc.errors())
 
 
 def parse_query(data: Any) -> StandingQuery:

@@ -26,7 +26,12 @@ from pydantic import ValidationError
 from encoders.base import Encoder
 from encoders.errors import EncoderInputError, NoTextSpace
 from encoders.modality import Modality
-from streams.core.errors import LookoutError, QueryNotFound, QueryValidationError
+from streams.core.errors import (
+    LookoutError,
+    QueryNotFound,
+    QueryTooLarge,
+    QueryValidationError,
+)
 from streams.kafka.admin import TopicLayout, assigned_consumer, ensure_topic
 from streams.queries.matching import PatternMatrix, QueryPatterns
 from streams.queries.model import (
@@ -124,6 +129,20 @@ async def compute_pattern_vectors(
         positive_vectors_b64=vectors_to_b64(positives),
         negative_vectors_b64=vectors_to_b64(negatives),
     )
+
+
+#: A query record must fit Kafka's default 1 MiB message limit (producer and topic), with
+#: room for the key and the record overhead.
+MAX_RECORD_BYTES = 1_000_000
+
+
+def check_record_size(query_id: str, value: bytes | None) -> None:
+    """Refuse, before sending, a query record Kafka would refuse (MessageSizeTooLarge)."""
+    if value is not None and len(value) > MAX_RECORD_BYTES:
+        raise QueryTooLarge(
+            f"query {query_id!r} is {len(value):,} bytes as a registered record (one pattern "
+            f"vector per example); the queries topic takes at most {MAX_RECORD_BYTES:,}: "
+            "use fewer or shorter examples")
 
 
 def decoded_vectors(rq: RegisteredQuery) -> tuple[torch.Tensor, torch.Tensor]:
@@ -424,6 +443,7 @@ class QueryRegistry:
         await self._publish(query_id, None)
 
     async def _publish(self, query_id: str, value: bytes | None) -> None:
+        check_record_size(query_id, value)
         if self._producer is None:
             raise RegistryError("query registry is not started")
         try:

@@ -48,7 +48,7 @@ from streams.kafka.admin import ensure_topics, topic_layout
 from streams.worker.encoders import load_missing_encoders
 from streams.worker.lag import FaustOffsets, LagMonitor
 from streams.worker.probes import DependencyProbe, KafkaMetadataCheck
-from streams.worker.web import api_routes, register_routes
+from streams.worker.web import APPLICATION_OPTIONS, api_routes, register_routes
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ def _faust_app(settings: Settings, services: Services) -> LookoutApp:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        web_application_options=APPLICATION_OPTIONS,
     )
 
 

@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import faust
+from aiohttp import web
 from faust.web import View
 
 from streams.alerting.service import AlertingService
@@ -21,6 +22,16 @@ from streams.api import alerts, health, items, openapi, queries, search
 from streams.api.health import Readiness
 from streams.api.openapi import Handler, Route
 from streams.core.metrics import Metrics
+
+#: aiohttp refuses a request line over its 8,190-byte default with a plain-text 400 before
+#: any middleware runs (it has no hook there), so the limit is raised: GET URLs up to this
+#: many bytes reach the API and get its JSON answers. Longer ones still get aiohttp's text.
+MAX_REQUEST_LINE_BYTES = 65_536
+#: Faust's `web_application_options` (kwargs of the aiohttp `Application`). Bodies over
+#: aiohttp's `client_max_size` (1 MiB) are refused with a JSON 413 by the error middleware.
+APPLICATION_OPTIONS: dict[str, Any] = {
+    "handler_args": {"max_line_size": MAX_REQUEST_LINE_BYTES},
+}
 
 
 def api_routes(alerting: AlertingService, readiness: Readiness, metrics: Metrics) -> list[Route]:
@@ -39,6 +50,8 @@ def register_routes(app: faust.App, routes: Sequence[Route]) -> None:
         by_path[route.spec.path].append(route)
     for path, group in by_path.items():
         methods = {r.spec.method.lower(): _view_method(r.handler) for r in group}
+        if "get" not in methods:  # Faust serves HEAD on every view; without GET it is a 405
+            methods["head"] = _not_allowed(sorted(r.spec.method for r in group))
         name = "api" + re.sub(r"\W+", "_", path)
         app.page(path, name=name)(type(name, (View,), methods))
 
@@ -48,6 +61,13 @@ def _view_method(handler: Handler) -> Any:
         return await handler(request)
 
     method.__doc__ = handler.__doc__
+    return method
+
+
+def _not_allowed(allowed: list[str]) -> Any:
+    async def method(self: View, request: Any, **_match_info: Any) -> Any:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+
     return method
 
 

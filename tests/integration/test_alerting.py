@@ -196,7 +196,7 @@ BAD_REQUESTS = [
     ("PATCH", "/queries/nope", {"threshold": 0.5}, "no standing query"),
     ("GET", "/search?modality=logs", None, "exactly one of"),
     ("GET", "/search?modality=smell&text=a", None, "unknown modality"),
-    ("GET", "/search?modality=logs&text=a&k=0", None, "k must be within"),
+    ("GET", "/search?modality=logs&text=a&k=0", None, "k must be >= 1"),
     ("GET", "/search?modality=logs&text=a&since=yesterday", None, "since="),
     ("GET", "/alerts?severity=loud", None, "unknown severity"),
     ("GET", "/items/foo/thumb", None, "item keys start with"),

@@ -5,14 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from streams.api.errors import ApiError
-from streams.api.params import (
-    parse_int,
-    parse_modality,
-    parse_sources,
-    parse_time_ms,
-)
+from streams.api.models import SearchQuery
+from streams.api.params import parse_time_ms
 
 
 def test_time_forms():
@@ -29,13 +26,10 @@ def test_relative_times_are_in_the_past(n, unit):
     assert parse_time_ms(f"{n}{unit}", "t", now_ms=10**15) <= 10**15
 
 
-def test_modality_int_sources():
-    assert parse_modality("logs") == "logs"
-    with pytest.raises(ApiError, match="unknown modality 'smell'"):
-        parse_modality("smell")
-    with pytest.raises(ApiError, match="required"):
-        parse_modality(None)
-    assert parse_int("5", "k", 10, 1, 100) == 5 and parse_int(None, "k", 10, 1, 100) == 10
-    with pytest.raises(ApiError, match="k must be within 1..100"):
-        parse_int("0", "k", 10, 1, 100)
-    assert parse_sources("a, b,") == ["a", "b"] and parse_sources(None) is None
+def test_search_parameters_from_a_query_string():
+    params = SearchQuery.model_validate({"modality": "logs", "text": "disk", "k": "5",
+                                         "sources": "a, b,"})
+    assert (params.modality, params.k, params.sources) == ("logs", 5, ["a", "b"])
+    assert SearchQuery.model_validate({"modality": "logs"}).sources is None
+    with pytest.raises(ValidationError, match="less than or equal to 1000"):
+        SearchQuery.model_validate({"modality": "logs", "k": "1001"})

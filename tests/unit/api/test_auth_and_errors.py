@@ -103,5 +103,6 @@ def test_openapi_lists_each_operation_with_path_parameters_and_security():
     assert doc["openapi"].startswith("3.")
     op = doc["paths"]["/items/{key}/thumb"]["get"]
     assert op["parameters"][0]["name"] == "key"
+    assert op["operationId"] == "get_items_key_thumb"
     assert op["security"] == [{"bearer": []}]
     assert doc["paths"]["/healthz"]["get"]["security"] == []

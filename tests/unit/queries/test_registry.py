@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from encoders.modality import Modality
 from encoders.registry import build_encoder
-from streams.core.errors import QueryValidationError
+from streams.core.errors import QueryTooLarge, QueryValidationError
 from streams.queries.model import parse_query
 from streams.queries.registry import (
     QueryRegistry,
@@ -115,3 +115,19 @@ def test_item_key_examples_use_the_stored_vector(logs_encoder):
     q2 = parse_query({"name": "p", "modality": "logs", "positives": [{"item_key": "gone"}]})
     with pytest.raises(QueryValidationError, match="not in the index"):
         _compute(q2, logs_encoder, lookup)
+
+
+def test_a_query_too_large_for_one_kafka_record_is_refused_before_sending(logs_encoder):
+    """64 positives of 20,000 characters each are valid examples, but the registered record
+    (about 1.3 MB) is more than the queries topic takes: a clear QueryTooLarge, nothing sent."""
+    registry = QueryRegistry(bootstrap="unused:9092", topic="t.queries",
+                             encoders={Modality.LOGS: logs_encoder}, run_encoder=_direct)
+    query = parse_query({"name": "big", "modality": "logs",
+                         "positives": [f"{i} " + "x" * 20_000 for i in range(64)]})
+    with pytest.raises(QueryTooLarge, match="queries topic takes at most 1,000,000"):
+        asyncio.run(registry.register(query))
+
+
+def test_the_example_bounds_are_part_of_the_query_model():
+    with pytest.raises(QueryValidationError, match="positives: List should have at most 64"):
+        parse_query({"name": "a", "modality": "logs", "positives": ["x"] * 65})
