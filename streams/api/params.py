@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from streams.api.errors import ApiError
-from streams.queries.model import validation_message
+from streams.queries.model import USER_INPUT, validation_message
 
 M = TypeVar("M", bound=BaseModel)
 _VALIDATED = web.RequestKey("lookout.validated", dict)
@@ -93,7 +93,7 @@ def read_strings(values: Any, model: type[M], what: str) -> M:
         else:
             data[name] = given[0]
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=USER_INPUT)
     except ValidationError as e:
         raise request_error(e, what) from None
 
@@ -107,7 +107,8 @@ async def read_body(request: web.Request, model: type[M], *, required: bool = Tr
             raise ApiError(400, "request body must be a JSON object")
         raw = b"{}"
     try:
-        return model.model_validate_json(raw, strict=True)
+        # user_input: rules that only new input must meet (no inline webhook secret)
+        return model.model_validate_json(raw, strict=True, context=USER_INPUT)
     except ValidationError as e:
         raise request_error(e, "request body") from None
 
