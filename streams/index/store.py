@@ -92,6 +92,39 @@ def build_schema(
     }
 
 
+def _field_layout(schema: IndexSchema) -> dict[str, tuple[str, ...]]:
+    """name -> (type[, vector dims, datatype, algorithm, distance metric]), lower case."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, f in schema.fields.items():
+        kind = str(getattr(f.type, "value", f.type)).lower()
+        if kind == "vector":
+            attrs = f.attrs
+            out[name] = (kind, str(attrs.dims), *(
+                str(getattr(getattr(attrs, a), "value", getattr(attrs, a))).lower()
+                for a in ("datatype", "algorithm", "distance_metric")))
+        else:
+            out[name] = (kind,)
+    return out
+
+
+def schema_differences(existing: IndexSchema, expected: IndexSchema) -> list[str]:
+    """What an existing index does differently from the one this worker would create:
+    vector dims, datatype, algorithm or metric, fields missing, extra or of another type,
+    another key prefix. Before, only dims were compared: switching LOOKOUT_VECTOR_DTYPE to
+    float16 kept the FLOAT32 index, new hashes were never indexed and old vectors were
+    decoded as float16."""
+    have, want = _field_layout(existing), _field_layout(expected)
+    out = [f"field {n}: {' '.join(have[n])} instead of {' '.join(want[n])}"
+           for n in sorted(have.keys() & want.keys()) if have[n] != want[n]]
+    out += [f"field {n} missing" for n in sorted(want.keys() - have.keys())]
+    out += [f"extra field {n}" for n in sorted(have.keys() - want.keys())]
+    prefixes = (list(existing.index.prefix) if isinstance(existing.index.prefix, list)
+                else [existing.index.prefix])
+    if expected.index.prefix not in prefixes:
+        out.append(f"key prefix {prefixes} instead of {expected.index.prefix!r}")
+    return out
+
+
 @dataclass(frozen=True)
 class ItemDoc:
     """What is written to Redis for one item (a hash under `key`)."""
@@ -209,13 +242,14 @@ class IndexStore:
             existing = await AsyncSearchIndex.from_existing(
                 self.name, redis_client=self.client
             )
-            vec = existing.schema.fields.get(VECTOR_FIELD)
-            dims = getattr(getattr(vec, "attrs", None), "dims", None)
-            if dims != self.dims:
+            differences = schema_differences(existing.schema, self.index.schema)
+            if differences:
                 raise IndexStoreError(
-                    f"Redis index {self.name} exists with {dims}-d vectors but model "
-                    f"{self.model} makes {self.dims}-d ones; drop it (FT.DROPINDEX {self.name}) "
-                    "or configure the model it was built for"
+                    f"Redis index {self.name} exists with another layout than this worker "
+                    f"writes ({'; '.join(differences)}): its items would not be indexed or "
+                    f"would be read as garbage. Drop it (FT.DROPINDEX {self.name}; the items "
+                    "stay and are indexed again on re-creation only if their vectors fit) or "
+                    "configure what it was built for (LOOKOUT_VECTOR_DTYPE, the encoder)"
                 )
 
         await self._call("ensure index", run)
