@@ -130,6 +130,13 @@ def test_every_exported_metric_is_shown_somewhere() -> None:
     assert not missing, f"no panel shows {sorted(missing)}"
 
 
+def test_worker_memory_is_on_the_overview() -> None:
+    (target,) = [t for t in panel_exprs() if t.panel_title == "Worker memory"]
+    assert target.dashboard == "lookout-overview"
+    assert "process_resident_memory_bytes" in metric_names(target.expr)
+    assert "process_resident_memory_bytes" in EXPORTED
+
+
 def test_provisioning_points_at_the_dashboards_folder() -> None:
     ds = yaml.safe_load((DASHBOARDS / "provisioning/datasources/prometheus.yml").read_text())
     assert [d["type"] for d in ds["datasources"]] == ["prometheus"]
