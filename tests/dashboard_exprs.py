@@ -17,8 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = REPO / "dashboards"
 RULES_FILE = DASHBOARDS / "prometheus" / "lookout-rules.yml"
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
-_NAME = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)")
+#: Prefixes of the metrics a worker exports: its own and prometheus_client's standard ones.
+WORKER_PREFIXES = ("lookout_", "process_", "python_")
+_TOKEN = re.compile(
+    r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\''  # string literal
+    r"|\[[^\]]*\]|\{[^}]*\}"                        # range / subquery, label matchers
+    r"|\d+(?:\.\d+)?(?:e[+-]?\d+|[smhdwy]+)*"           # number or duration
+    r"|[A-Za-z_:][\w:]*|\S"                            # identifier, any other character
+)
+_MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+_LABEL_LIST = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "atan2"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,66 @@ def rules() -> list[dict]:
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
+@dataclass(frozen=True)
+class Selector:
+    """One vector selector of a PromQL expression, as Grafana's dashboard linter sees it."""
+
+    name: str  # "" for a bare `{...}` selector
+    matchers: dict[str, tuple[str, str]]  # label -> (operator, value)
+    range: str | None  # what is between [ and ], if a range selector
+    enclosing: str  # the function or aggregation whose parentheses hold it ("" if none)
+
+
+def selectors(expr: str) -> list[Selector]:
+    """Every vector selector of `expr`.
+
+    A small tokenizer rather than a PromQL parser (none ships for Python): enough for the
+    expressions Lookout writes, and it errs towards finding too many selectors, not too few.
+    """
+    tokens = _TOKEN.findall(expr)
+    out: list[Selector] = []
+    stack: list[str] = []  # opener of each open parenthesis
+    last_call = ""
+    i = 0
+    while i < len(tokens):
+        tok, nxt = tokens[i], tokens[i + 1] if i + 1 < len(tokens) else ""
+        if tok in _LABEL_LIST and nxt == "(":
+            i = tokens.index(")", i) + 1  # skip the label list
+            continue
+        if tok == "(":
+            stack.append(last_call)
+            last_call = ""
+        elif tok == ")":
+            if stack:
+                stack.pop()
+        elif re.fullmatch(r"[A-Za-z_:][\w:]*", tok) and tok not in _KEYWORDS:
+            if nxt == "(" or nxt in _LABEL_LIST:
+                last_call = tok  # a function or an aggregation (maybe with `by (...)` first)
+            else:
+                i = _selector(tokens, i, tok, stack, out)
+                continue
+        elif tok.startswith("{"):
+            i = _selector(tokens, i - 1, "", stack, out)
+            continue
+        i += 1
+    return out
+
+
+def _selector(tokens: list[str], i: int, name: str, stack: list[str],
+              out: list[Selector]) -> int:
+    """Append the selector whose name is token `i` (or nothing); return the next index."""
+    i += 1
+    braces = ""
+    if i < len(tokens) and tokens[i].startswith("{"):
+        braces, i = tokens[i], i + 1
+    range_ = None
+    if i < len(tokens) and tokens[i].startswith("["):
+        range_, i = tokens[i][1:-1].strip(), i + 1
+    matchers = {m[0]: (m[1], m[2]) for m in _MATCHER.findall(braces)}
+    out.append(Selector(name, matchers, range_, stack[-1] if stack else ""))
+    return i
+
+
 def metric_names(expr: str) -> set[str]:
-    """Names of the Lookout metrics an expression reads (string literals ignored)."""
-    bare = _STRING.sub('""', expr)
-    return {m for m in _NAME.findall(bare) if m.startswith("lookout_")}
+    """Names of the worker's metrics an expression reads (string literals ignored)."""
+    return {s.name for s in selectors(expr) if s.name.startswith(WORKER_PREFIXES)}

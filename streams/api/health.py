@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from streams.api.openapi import HEALTH_ROUTES, Route, bind
 
@@ -64,11 +65,11 @@ def routes(readiness: Readiness, registry: CollectorRegistry) -> list[Route]:
             body["missing"] = readiness.missing()
         return web.json_response(body, status=200 if readiness.ready else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
-        resp = web.Response(body=generate_latest(registry))
-        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-        resp.charset = "utf-8"
-        return resp
+    async def metrics(request: web.Request) -> web.Response:
+        # The client's own negotiation: OpenMetrics for a Prometheus that asks for it, else
+        # text 0.0.4, with a Content-Type that names the format the body is really in.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encode(registry), headers={"Content-Type": content_type})
 
     return bind(HEALTH_ROUTES[:3], {("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz,
                                     ("GET", "/metrics"): metrics})

@@ -3,18 +3,43 @@
 Label cardinality is bounded: modality (3), stage (decode/encode/index/match), reason
 (a short fixed vocabulary), query id (bounded by the number of standing queries), and
 topic/partition for lag. Source ids are never labels unless `source_label_limit` allows.
+
+Error counters start at zero for every label set known in advance: a labelled counter
+has no series until its first `.labels()` call, and `rate()` (so every error panel and
+alert) sees nothing until a series exists and has been scraped twice. The registry also
+carries prometheus_client's standard process, platform and GC collectors, so the usual
+`process_*` / `python_*` panels and alerts see the worker.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from encoders.modality import MODALITIES
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SCORE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 STAGES = ("decode", "encode", "index", "match", "alert")
+#: `reason` of dead letters: the stage that rejected the record (streams.ingest.records'
+#: STAGE_* constants; tests/unit/observability/test_metrics.py keeps the two equal).
+DEADLETTER_REASONS = ("wire_format", "decode", "encode")
+#: `op` of the Redis operations `retry_until_done` counts (it is passed `metrics=`).
+REDIS_OPS = ("ensure", "upsert")
+#: `outcome` of webhook deliveries (streams.alerting counts exactly these).
+WEBHOOK_OUTCOMES = ("delivered", "retried", "rejected", "failed", "duplicate_skipped",
+                    "refused", "handed_over", "too_old")
 
 
 @dataclass
@@ -61,6 +86,23 @@ class Metrics:
             ["modality"], buckets=LATENCY_BUCKETS, registry=r,
         )
         self._query_metrics(r)
+        self._start_error_counters_at_zero()
+        if r is not REGISTRY:  # the client's global registry has them already
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+
+    def _start_error_counters_at_zero(self) -> None:
+        """Create every known label set now, so error rates are 0 rather than absent."""
+        for modality in MODALITIES:
+            for reason in DEADLETTER_REASONS:
+                self.deadletters.labels(modality=modality.value, reason=reason)
+                self.deadletters_refused.labels(modality=modality.value, reason=reason)
+        for op in REDIS_OPS:
+            self.redis_errors.labels(op=op)
+            self.redis_retries.labels(op=op)
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_deliveries.labels(outcome=outcome)
 
     def _query_metrics(self, r: CollectorRegistry) -> None:
         """Standing queries, their thresholds and their alerts."""

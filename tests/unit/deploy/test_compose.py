@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import PurePosixPath
 
 import jsonschema
 import pytest
@@ -116,8 +117,9 @@ def test_prometheus_gets_config_and_rules_where_the_config_says() -> None:
 
     mounts = {target: host for host, target in bind_mounts(SERVICES["prometheus"])}
     config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
-    for rule_file in config["rule_files"]:
-        assert rule_file in mounts, f"{rule_file} is not mounted"
+    for rule_file in config["rule_files"]:  # relative paths resolve from the config's dir
+        in_container = str(PurePosixPath("/etc/prometheus", rule_file))
+        assert in_container in mounts, f"{in_container} is not mounted"
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "lookout"]
     (sd,) = job["dns_sd_configs"]
     assert set(sd["names"]) == set(WORKERS), "Prometheus must discover every worker service"
