@@ -37,6 +37,7 @@ from streams.index.store import IndexStore, StoredItem
 from streams.ingest.deadletter import RecordSender
 from streams.ingest.records import IndexedItem
 from streams.kafka.admin import topic_ids, topic_layout
+from streams.queries.matching import Match, PatternMatrix
 from streams.queries.registry import QueryRegistry
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,16 @@ class AlertingService:
         await self.webhooks.close()
 
 
+def score_batch(matrix: PatternMatrix, batch: torch.Tensor, sources: list[str]
+                ) -> tuple[torch.Tensor, list[Match]]:
+    """Scores of `batch` against every query ([B, Q] best positive, on the host) and the
+    matches; pure tensor work, run in the inference thread."""
+    with torch.inference_mode():
+        best, negative = matrix.scores(batch)
+        matches = matrix.select(best, negative, sources, with_hysteresis=True)
+        return best.cpu(), matches
+
+
 class AlertingObserver:
     """The `BatchObserver` that turns matches of a batch into alerts."""
 
@@ -107,9 +118,9 @@ class AlertingObserver:
         if matrix.has_centered:  # only modalities with centered queries need their mean
             self.s.thresholds.observe_vectors(center_key, batch)
         self.s.thresholds.apply(matrix, center_key)
-        with torch.inference_mode():
-            best, negative = matrix.scores(batch)
-        matches = matrix.select(best, negative, sources, with_hysteresis=True)
+        # Scoring runs where the encoder runs (the inference thread): on CUDA its
+        # device->host copy would otherwise wait for the encoder's kernels on the event loop.
+        best, matches = await self.s.inference.run(score_batch, matrix, batch, sources)
         self.s.thresholds.observe(matrix, best, sources, [it.record.ts_ms for it in items])
         self.s.metrics.stage_seconds.labels(modality=modality.value, stage="match").observe(
             time.perf_counter() - started)
