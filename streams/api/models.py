@@ -7,14 +7,14 @@ forbid unknown fields; response models allow extra fields (a newer worker may ad
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from encoders.modality import Modality
 from streams.alerting.alerts import Alert
-from streams.queries.model import Severity, StandingQuery
+from streams.queries.model import Severity, StandingQuery, ThresholdSetting
 
 _REQUEST = ConfigDict(extra="forbid")
 _RESPONSE = ConfigDict(extra="allow")
@@ -123,8 +123,15 @@ class QueryListQuery(BaseModel):
 _FIXED = ("id", "modality", "positives", "negatives")
 
 
-def _optional(info: FieldInfo) -> FieldInfo:
-    return FieldInfo.merge_field_infos(info, default=None, default_factory=None)
+def _optional(info: FieldInfo) -> tuple[Any, FieldInfo]:
+    """(annotation | None, field info with default None) of a StandingQuery field. The
+    field's own constraints and schema (`ThresholdSetting`'s) move into the annotation, so
+    that they apply to a given value and None stays allowed."""
+    annotation = (Annotated[(info.annotation, *info.metadata)]  # type: ignore[valid-type]
+                  if info.metadata else info.annotation)
+    optional = FieldInfo.merge_field_infos(info, default=None, default_factory=None)
+    optional.metadata = []
+    return Union[annotation, None], optional  # noqa: UP007 - a runtime-built annotation
 
 
 class _ChangesBase(BaseModel):
@@ -142,7 +149,7 @@ class _ChangesBase(BaseModel):
 #: `PATCH /queries/{id}`: any settings of a standing query, each optional.
 QueryChanges: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "QueryChanges", __base__=_ChangesBase, __doc__="Settings to change; the rest are kept.",
-    **{name: (info.annotation | None, _optional(info))
+    **{name: _optional(info)
        for name, info in StandingQuery.model_fields.items() if name not in _FIXED},
 )
 
@@ -157,7 +164,7 @@ class QueryView(BaseModel):
     modality: Modality
     positives: list[str]
     negatives: list[str]
-    threshold: float | Literal["auto"]
+    threshold: ThresholdSetting
     sources: list[str]
     enabled: bool
     webhooks: list[str]

@@ -22,7 +22,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -149,6 +150,15 @@ SECRET_ENV_PREFIX = "LOOKOUT_WEBHOOK_SECRET_"
 USER_INPUT = {"user_input": True}
 
 
+ThresholdSetting = Annotated[
+    float | Literal["auto"],
+    # `enum`, not pydantic's `const`: client generators (openapi-python-client) turn a
+    # `number | const` union into a parser that accepts only the constant.
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "enum": ["auto"]}]}),
+]
+"""A query's threshold as users give it: a cosine similarity, or "auto"."""
+
+
 class Webhook(BaseModel):
     """Where alerts of one query are POSTed, and the secret that signs them (HMAC-SHA256).
 
@@ -236,7 +246,7 @@ class StandingQuery(BaseModel):
     negatives: list[PatternExample] = Field(
         default_factory=list, max_length=MAX_NEGATIVES,
         description="What not to alert on (false alarms' items are added here).")
-    threshold: float | Literal["auto"] = Field(
+    threshold: ThresholdSetting = Field(
         "auto",
         description=("Cosine similarity to match, or `auto` (the default): Lookout places the "
                      "threshold where this query's own background scores would exceed it at "
