@@ -944,7 +944,7 @@ def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Setti
 
     from streams.alerting.incarnations import TopicIncarnations
     from streams.core.wire import item_key
-    from streams.kafka.admin import ensure_topic, topic_ids
+    from streams.kafka.admin import TopicLayout, ensure_topic, topic_ids
 
     bootstrap = settings.resolved_kafka_bootstrap()
     topic = settings.topic("logs")
@@ -964,7 +964,7 @@ def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Setti
                 await asyncio.sleep(0.1)
         finally:
             await admin.close()
-        await ensure_topic(bootstrap, topic, 1)
+        await ensure_topic(bootstrap, topic, TopicLayout(1))
 
     async def raise_for(incarnations: TopicIncarnations, states: PolicyStateStore,
                         store: AlertStore, t0_ms: int) -> list[str]:
@@ -984,7 +984,7 @@ def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Setti
         return ids
 
     async def run() -> tuple[list[str], list[str]]:
-        await ensure_topic(bootstrap, topic, 1)
+        await ensure_topic(bootstrap, topic, TopicLayout(1))
         redis = Redis.from_url(settings.resolved_redis_url())
         incarnations = TopicIncarnations(functools.partial(topic_ids, bootstrap))
         states = PolicyStateStore(redis, settings.topic_prefix, 3600)
