@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from streams.bench.pipeline import DEFAULT_N
+
 from .common import load_settings, print_json
 
 
@@ -177,7 +179,7 @@ def bench_encoders(
 
 
 @bench.command(name="pipeline")
-@click.option("--n", "n", type=click.IntRange(10, 100_000), default=200, show_default=True,
+@click.option("--n", "n", type=click.IntRange(10, 100_000), default=DEFAULT_N, show_default=True,
               help="Records per modality.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Write the report as JSON to this file ('-' = stdout).")
@@ -225,7 +227,7 @@ def bench_all(
 ) -> None:
     """Encoders, then the pipeline against the embedded (or configured) stack."""
     report = {"encoders": run_encoder_bench_cli(batch_sizes, device, encoders, seconds, threads)}
-    report["pipeline"] = run_pipeline_bench_cli(200)
+    report["pipeline"] = run_pipeline_bench_cli(DEFAULT_N)
     _emit(
         report,
         json_path,
