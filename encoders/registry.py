@@ -79,6 +79,12 @@ def _build_trivial(arg: str, modality: str, runtime: Runtime, cache_dir: Path | 
     return build_trivial(modality, runtime)
 
 
+def _build_null(arg: str, modality: str, runtime: Runtime, cache_dir: Path | None) -> Encoder:
+    from .trivial import NullEncoder
+
+    return NullEncoder(modality, runtime)
+
+
 FAMILIES: dict[str, EncoderFamily] = {
     f.name: f
     for f in (
@@ -137,6 +143,14 @@ FAMILIES: dict[str, EncoderFamily] = {
             False,
             "trivial",
             "cheap deterministic features for pipeline tests and overhead benchmarks",
+        ),
+        EncoderFamily(
+            "null",
+            MODALITIES,
+            _build_null,
+            False,
+            "null",
+            "no decoding, hash of the bytes: the pipeline's ceiling in benchmarks only",
         ),
     )
 }

@@ -106,6 +106,38 @@ class TrivialLogEncoder(Encoder):
         return self._embed(texts)
 
 
+class NullEncoder(Encoder):
+    """No decoding, no model: the vector is a hash of the payload bytes (16 dims).
+
+    Only for measuring the pipeline's own ceiling (`lookout bench pipeline`): Kafka,
+    batching, Redis upserts and commits at ~zero encoder cost. It says nothing about the
+    content and accepts any bytes, so a corrupt record is indexed rather than dead-lettered;
+    never run a real worker with it.
+    """
+
+    dim = 16
+    has_text_space = True
+    max_batch = 4096
+
+    def __init__(self, modality: str, runtime: Runtime) -> None:
+        self.modality = modality
+        self.runtime = runtime
+        self.model_id = model_id(f"null-{modality}", TRIVIAL_VERSION)
+
+    def decode(self, payload: bytes, content_type: str | None = None) -> bytes:
+        return bytes(payload)
+
+    def _embed(self, items: Sequence[bytes | str]) -> torch.Tensor:
+        digests = b"".join(
+            hashlib.blake2b(i.encode() if isinstance(i, str) else i, digest_size=16).digest()
+            for i in items)
+        codes = np.frombuffer(digests, dtype=np.uint8).reshape(len(items), 16)
+        return torch.from_numpy(codes.astype(np.float32) - 127.5).to(self.device)
+
+    def _embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._embed(texts)
+
+
 def build_trivial(modality: str, runtime: Runtime) -> Encoder:
     return {
         "video": TrivialVideoEncoder,

@@ -184,7 +184,7 @@ def bench_encoders(
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Write the report as JSON to this file ('-' = stdout).")
 def bench_pipeline(n: int, json_path: Path | None) -> None:
-    """Items/s through a real worker (default vs trivial encoders) and the bare encoders.
+    """Items/s through a real worker (default vs null encoders) and the bare encoders.
 
     Uses the Kafka and Redis of the LOOKOUT_* settings (the embedded stack by default).
     """
