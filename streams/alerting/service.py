@@ -19,14 +19,14 @@ from redis.asyncio import Redis
 
 from encoders.base import Encoder
 from encoders.modality import Modality
-from streams.alerting.alerts import Alert, AlertStore, alert_on_topic
+from streams.alerting.alerts import Alert, AlertClaimBusy, AlertStore, alert_on_topic
 from streams.alerting.dispatch import WebhookDispatcher, webhook_group
 from streams.alerting.egress import EgressPolicy
 from streams.alerting.feed import AlertFeed, AlertTopicFollower
 from streams.alerting.feedback import FeedbackStore
 from streams.alerting.incarnations import TopicIncarnations
 from streams.alerting.incidents import IncidentAction
-from streams.alerting.policy import AlertPolicy, Candidate, PolicyStateStore
+from streams.alerting.policy import AlertPolicy, Candidate, PolicyStateConflict, PolicyStateStore
 from streams.alerting.thresholds import MAX_FUTURE_SKEW_MS, ThresholdKeeper
 from streams.alerting.webhooks import WebhookSender
 from streams.config.kafka_security import aiokafka_kwargs, kafka_python_kwargs
@@ -99,7 +99,15 @@ def score_batch(matrix: PatternMatrix, batch: torch.Tensor, sources: list[str]
 
 
 class AlertingObserver:
-    """The `BatchObserver` that turns matches of a batch into alerts."""
+    """The `BatchObserver` that turns matches of a batch into alerts.
+
+    `transient`: another worker holding an alert's claim, or saving the same incident
+    states, is contention that passes, so the pipeline waits it out like a Redis outage
+    (giving up would lose the alert); any other error is a bug, retried a few times.
+    """
+
+    stage = "alert"
+    transient: tuple[type[BaseException], ...] = (AlertClaimBusy, PolicyStateConflict)
 
     def __init__(self, service: AlertingService) -> None:
         self.s = service

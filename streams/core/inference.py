@@ -3,6 +3,10 @@
 One thread, because encoders are not thread-safe and a GPU serialises work anyway; off the
 event loop, so Kafka heartbeats, HTTP requests and Redis I/O keep flowing while a batch is
 embedded. Batches, query registration and `/search` all share it.
+
+`is_out_of_memory` and `is_device_error` sort what an encoder call raised: a batch too
+large for the device (split it), a device that failed (pause; its records are not to
+blame), or neither (a bad input, as the caller decides).
 """
 
 from __future__ import annotations
@@ -13,7 +17,33 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import torch
+
 T = TypeVar("T")
+
+#: What allocators say when a batch does not fit: CUDA, MPS, and the CPU allocator.
+_OOM_MESSAGES = ("out of memory", "not enough memory")
+#: What a failing accelerator says; after most of these the CUDA context is unusable.
+_DEVICE_MESSAGES = ("cuda error", "cublas_status_", "cudnn_status_", "cudnn error",
+                    "device-side assert", "cuda driver", "nccl error")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """The call needed more memory than the device (or host) had left."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MESSAGES)
+
+
+def is_device_error(exc: BaseException) -> bool:
+    """The accelerator itself failed (not the input, not memory): retrying the records
+    elsewhere in the batch would fail the same way."""
+    if is_out_of_memory(exc):
+        return False
+    if isinstance(exc, torch.AcceleratorError):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc).lower()
+                                                 for m in _DEVICE_MESSAGES)
 
 
 class InferenceThread:

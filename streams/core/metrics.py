@@ -158,8 +158,16 @@ class Metrics:
         )
         self.observer_failures = Counter(
             "lookout_observer_failures_total",
-            "Batch observer calls that raised (retried until they succeed).",
-            ["observer"], registry=r,
+            "Batch observer calls given up on after their retries (a bug, not an outage): "
+            "the items stay indexed, their matches and alerts are skipped.",
+            ["stage"], registry=r,
+        )
+        self.encoder_failures = Counter(
+            "lookout_encoder_failures_total",
+            "Encoder calls that failed for the device's sake: out_of_memory (the batch is "
+            "split), device (a device error) or batch_failed (every record crashed); the "
+            "last two pause consumption until a batch embeds again.",
+            ["modality", "kind"], registry=r,
         )
         self.webhook_deliveries = Counter(
             "lookout_webhook_deliveries_total", "Webhook delivery attempts by outcome.",

@@ -5,6 +5,11 @@ batch, i.e. after `BatchPipeline.handle` returned (items in Redis, dead letters 
 done); Faust commits only offsets whose events are acked, contiguously per partition. If
 the batch is abandoned (shutdown cancels it) `hold_back` keeps Faust from acking it on the
 way out, so those records are consumed again by whoever owns the partition next.
+
+`handle` settles every failure it can (dead letter, wait, record); should anything still
+escape it (the dead-letter sink itself failing), the agent handles the same batch again
+with backoff rather than letting Faust's supervisor restart it past the batch: records
+that are neither indexed nor dead-lettered are never skipped and never committed past.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import faust
 from encoders.modality import MODALITIES, Modality
 from encoders.runtime import runs_on_cuda
 from streams.config.settings import Settings
+from streams.core.retry import Backoff, retry_until_done
 from streams.ingest.pipeline import BatchPipeline
 from streams.ingest.records import ConsumedRecord
 
@@ -64,20 +70,26 @@ def register_agents(app: faust.App, pipeline: BatchPipeline, settings: Settings)
     return names
 
 
-def _indexing_agent(pipeline: BatchPipeline, modality: Modality, settings: Settings) -> Any:
+def _indexing_agent(pipeline: BatchPipeline, modality: Modality, settings: Settings,
+                    backoff: Backoff = Backoff(initial_s=1.0, max_s=60.0)) -> Any:
     max_batch = settings.batch_size(modality, runs_on_cuda(settings.device))
     within = settings.max_wait_s(modality)
 
     async def index_records(stream: faust.StreamT) -> None:
         async for events in stream.take_events(max_batch, within=within):
+            records = [consumed_record(e) for e in events]
+            first = records[0].position
             try:
-                await pipeline.handle(modality, [consumed_record(e) for e in events])
+                await retry_until_done(
+                    lambda batch=records: pipeline.handle(modality, batch), op="batch",
+                    what=f"handling a {modality.value} batch of {len(records)} records "
+                         f"(first {first})",
+                    backoff=backoff, transient=(Exception,), level=logging.ERROR,
+                )
             except BaseException:
                 hold_back(events)
-                log.warning("abandoned a %s batch of %d records (first %s[%d]@%d); it will be "
-                            "consumed again", modality.value, len(events),
-                            events[0].message.topic, events[0].message.partition,
-                            events[0].message.offset)
+                log.warning("abandoned a %s batch of %d records (first %s); it will be "
+                            "consumed again", modality.value, len(events), first)
                 raise
 
     index_records.__name__ = f"index_{modality.value}"

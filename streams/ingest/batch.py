@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from encoders.base import Encoder
-from encoders.errors import EncoderInputError
+from encoders.errors import EncoderError, EncoderInputError
 from encoders.modality import Modality
 from streams.core.errors import WireFormatError
+from streams.core.inference import is_device_error, is_out_of_memory
 from streams.core.wire import WireRecord, parse_record
 from streams.index.store import ItemDoc
 from streams.ingest.records import (
@@ -34,6 +36,31 @@ from streams.ingest.records import (
 log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 8192
+#: How the `lookout-error` of a record too large for the device even alone begins.
+OUT_OF_MEMORY = "out of memory"
+
+
+class EncoderUnavailable(EncoderError):
+    """The encoder cannot embed now, for a reason that is not the batch's input: the
+    pipeline keeps the batch (pauses, retries, reports) and dead-letters none of it."""
+
+
+class DeviceError(EncoderUnavailable):
+    """The device failed (a CUDA error, an accelerator fault); it may not recover."""
+
+
+class EncoderBatchFailed(EncoderUnavailable):
+    """Every record of a batch crashed the encoder with an error that is not about input."""
+
+
+@dataclass
+class Encoded:
+    """`encode_decoded`'s answer: vectors of the `kept` indexes, reasons of the `failed`."""
+
+    vectors: torch.Tensor | None
+    kept: list[int]
+    failed: dict[int, str]
+    oom_errors: int = 0  # encoder calls that ran out of memory (each split or failed)
 
 
 def parse_records(
@@ -65,7 +92,7 @@ def parse_records(
     return good, dead
 
 
-def _consumed(rec: WireRecord) -> ConsumedRecord:
+def as_consumed(rec: WireRecord) -> ConsumedRecord:
     """The original record again (for a dead letter of a record that parsed)."""
     return ConsumedRecord(
         topic=rec.topic,
@@ -88,30 +115,41 @@ def decode_records(
         try:
             decoded.append((rec, encoder.decode(rec.payload, rec.content_type)))
         except EncoderInputError as e:
-            dead.append(DeadLetter(_consumed(rec), str(e), STAGE_DECODE))
+            dead.append(DeadLetter(as_consumed(rec), str(e), STAGE_DECODE))
         except Exception as e:  # a decoder bug must not take the batch down with it
             log.exception("decoder of %s crashed on %s[%d]@%d", encoder.model_id,
                           rec.topic, rec.partition, rec.offset)
-            dead.append(DeadLetter(_consumed(rec), f"decoder crashed: {e!r}", STAGE_DECODE))
+            dead.append(DeadLetter(as_consumed(rec), f"decoder crashed: {e!r}", STAGE_DECODE))
     return decoded, dead
 
 
-def encode_decoded(
-    encoder: Encoder, decoded: Sequence[Any]
-) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
+def encode_decoded(encoder: Encoder, decoded: Sequence[Any]) -> Encoded:
     """Embed all items; when the batch fails, bisect to find and drop only the failing ones.
 
-    Returns (vectors for the kept items or None, kept indexes, {failed index: reason}).
-    Rows that are not finite count as failures too.
+    Out of memory splits the batch in halves down to single items (one that still does
+    not fit fails with `OUT_OF_MEMORY`). A device error raises `DeviceError` at once, and
+    a batch whose every record crashed the encoder raises `EncoderBatchFailed`: neither
+    says anything against the records, so nothing is dropped. Rows that are not finite
+    count as failures of their records.
     """
     failed: dict[int, str] = {}
+    crashes: list[Exception] = []  # failures of single records that are not the input's
+    oom_errors = 0
 
     def run(indexes: list[int]) -> list[tuple[int, torch.Tensor]]:
+        nonlocal oom_errors
         try:
             out = encoder.encode([decoded[i] for i in indexes])
         except Exception as e:
+            if is_device_error(e):
+                raise DeviceError(f"encoder {encoder.model_id} hit a device error: {e}") from e
+            if is_out_of_memory(e):
+                oom_errors += 1
+                _release_cached_memory()
             if len(indexes) == 1:
-                failed[indexes[0]] = f"encoder {encoder.model_id} failed on this record: {e}"
+                failed[indexes[0]] = _failure_reason(encoder, e)
+                if not (isinstance(e, EncoderInputError) or is_out_of_memory(e)):
+                    crashes.append(e)
                 return []
             mid = len(indexes) // 2
             return run(indexes[:mid]) + run(indexes[mid:])
@@ -125,9 +163,27 @@ def encode_decoded(
         return rows
 
     rows = run(list(range(len(decoded)))) if decoded else []
+    if not rows and crashes and len(crashes) == len(failed):
+        first = crashes[0]
+        raise EncoderBatchFailed(
+            f"encoder {encoder.model_id} failed on every record of a batch of "
+            f"{len(decoded)}: {type(first).__name__}: {first}") from first
     if not rows:
-        return None, [], failed
-    return torch.stack([r for _, r in rows]), [i for i, _ in rows], failed
+        return Encoded(None, [], failed, oom_errors)
+    return Encoded(torch.stack([r for _, r in rows]), [i for i, _ in rows], failed, oom_errors)
+
+
+def _failure_reason(encoder: Encoder, exc: Exception) -> str:
+    if is_out_of_memory(exc):
+        return (f"{OUT_OF_MEMORY}: encoder {encoder.model_id} could not embed this record "
+                f"even on its own ({type(exc).__name__}: {exc})")
+    return f"encoder {encoder.model_id} failed on this record: {exc}"
+
+
+def _release_cached_memory() -> None:
+    """Hand cached CUDA blocks back before the halves run (they may fit only then)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _item_text(modality: Modality, decoded: Any) -> str | None:
@@ -194,14 +250,16 @@ def embed_records(
     decoded, dead = decode_records(encoder, records)
     t1 = time.perf_counter()
     with torch.inference_mode():
-        vectors, kept, failed = encode_decoded(encoder, [d for _, d in decoded])
-    for i, reason in failed.items():
-        dead.append(DeadLetter(_consumed(decoded[i][0]), reason, STAGE_ENCODE))
-    if vectors is None:
+        out = encode_decoded(encoder, [d for _, d in decoded])
+    for i, reason in sorted(out.failed.items()):
+        dead.append(DeadLetter(as_consumed(decoded[i][0]), reason, STAGE_ENCODE))
+    if out.vectors is None:
         empty = torch.empty((0, encoder.dim), dtype=torch.float32, device=encoder.device)
-        return EmbeddedBatch([], [], empty, dead, t1 - t0, time.perf_counter() - t1)
-    kept_decoded = [decoded[i] for i in kept]
-    items, docs = make_items(modality, kept_decoded, vectors, model=encoder.short_id,
+        return EmbeddedBatch([], [], empty, dead, t1 - t0, time.perf_counter() - t1,
+                             out.oom_errors)
+    kept_decoded = [decoded[i] for i in out.kept]
+    items, docs = make_items(modality, kept_decoded, out.vectors, model=encoder.short_id,
                              thumb_max_width=thumb_max_width,
                              sample_rate=getattr(encoder, "sample_rate", None))
-    return EmbeddedBatch(items, docs, vectors, dead, t1 - t0, time.perf_counter() - t1)
+    return EmbeddedBatch(items, docs, out.vectors, dead, t1 - t0, time.perf_counter() - t1,
+                         out.oom_errors)

@@ -4,6 +4,19 @@
 inference thread, sends dead letters to Kafka, upserts the items into Redis, then hands
 them to every `BatchObserver` (alerting). Only when it returns may the agent ack the batch.
 Everything it needs is passed in explicitly, so a test can build one from plain parts.
+
+Failures, by whose fault they are (every record ends indexed or dead-lettered, or the
+batch is not acked):
+
+- the input's (wire format, decode, a record that crashes the encoder while the rest of
+  its batch embeds): that record is dead-lettered with the reason;
+- an outage (Redis, Kafka): waited out with backoff, however long;
+- the device's (a CUDA error, or the encoder failing whole batches): the batch waits and
+  is retried; `problems` (the worker's readiness) says so, so `/readyz` answers 503;
+  out of memory splits the batch instead (`encode_decoded`);
+- a bug anywhere else: `attempts` tries with backoff, then the records it belongs to are
+  dead-lettered with the exception as the reason, so the partition moves on; a bug in an
+  observer after indexing leaves the items indexed and is counted and logged instead.
 """
 
 from __future__ import annotations
@@ -12,8 +25,9 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
@@ -22,11 +36,28 @@ from encoders.modality import Modality
 from streams.core.errors import IndexStoreError
 from streams.core.inference import InferenceThread
 from streams.core.metrics import Metrics
-from streams.core.retry import Backoff, retry_until_done
+from streams.core.retry import OUTAGES, Backoff, retry_until_done
+from streams.core.wire import WireRecord
 from streams.index.store import IndexStore
-from streams.ingest.batch import embed_records, parse_records
+from streams.ingest.batch import (
+    DeviceError,
+    EncoderUnavailable,
+    as_consumed,
+    embed_records,
+    parse_records,
+)
 from streams.ingest.deadletter import DeadLetterSink
-from streams.ingest.records import BatchObserver, ConsumedRecord, EmbeddedBatch, IndexedItem
+from streams.ingest.records import (
+    STAGE_ERROR,
+    BatchObserver,
+    ConsumedRecord,
+    DeadLetter,
+    EmbeddedBatch,
+    IndexedItem,
+    error_reason,
+)
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +67,8 @@ class BatchPipeline:
     """The ingest stage of one worker: encoders, indexes, dead letters and observers.
 
     `encoders` and `index_stores` are filled by the worker at start-up (they are shared
-    mappings); `ready` is set once they are, and batches wait for it.
+    mappings); `ready` is set once they are, and batches wait for it. `problems` is the
+    worker's readiness list: a failing device adds its line there while it lasts.
     """
 
     encoders: Mapping[Modality, Encoder]
@@ -48,6 +80,16 @@ class BatchPipeline:
     thumb_max_width: int
     observers: list[BatchObserver] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    problems: list[str] = field(default_factory=list)
+    #: Tries of a step that fails with a bug before its records are given up on.
+    attempts: int = 3
+    backoff: Backoff = Backoff(initial_s=0.5, max_s=5.0)
+    #: Waits between tries of a batch while the device fails (never given up on).
+    device_backoff: Backoff = Backoff(initial_s=1.0, max_s=30.0)
+    #: Whole batches failing in a row before the encoder counts as broken (unready).
+    failures_before_unhealthy: int = 3
+    _device_failures: dict[Modality, int] = field(default_factory=dict, init=False)
+    _device_problems: dict[Modality, str] = field(default_factory=dict, init=False)
 
     async def handle(
         self, modality: Modality, records: Sequence[ConsumedRecord]
@@ -57,36 +99,114 @@ class BatchPipeline:
         m.records_consumed.labels(modality=label).inc(len(records))
         m.batch_size.labels(modality=label).observe(len(records))
         await self.ready.wait()
-        good, dead = parse_records(modality, records, key_prefix=self.key_prefix)
-        batch: EmbeddedBatch | None = None
-        if good:
-            batch = await self.inference.run(
-                embed_records, self.encoders[modality], modality, good,
-                thumb_max_width=self.thumb_max_width,
-            )
-            dead.extend(batch.dead)
-            m.stage_seconds.labels(modality=label, stage="decode").observe(batch.decode_s)
-            m.stage_seconds.labels(modality=label, stage="encode").observe(batch.encode_s)
+        try:  # pure and deterministic: a retry would fail the same way
+            good, dead = parse_records(modality, records, key_prefix=self.key_prefix)
+        except Exception as exc:
+            await self._give_up(modality, records, "parsing the batch", exc)
+            return None
+        batch = await self._embed(modality, good, dead) if good else None
         if dead:
             await self.deadletters.send(modality, dead)
         if batch is None or not batch.items:
             return batch
-        await self._index(modality, batch)
+        try:
+            await self._index(modality, batch)
+        except Exception as exc:  # a bug that outlasted its retries; outages never get here
+            await self._give_up(modality, [as_consumed(it.record) for it in batch.items],
+                                "indexing", exc)
+            return None
         if self.observers:  # they time their own stages (match, alert)
             await self._notify_observers(modality, batch.items, batch.vectors)
         return batch
+
+    async def _embed(self, modality: Modality, good: list[WireRecord],
+                     dead: list[DeadLetter]) -> EmbeddedBatch | None:
+        """Embed in the inference thread; a failing device is waited out (and reported),
+        a bug retried `attempts` times, then its records join `dead`."""
+        m, label = self.metrics, modality.value
+        try:
+            batch = await retry_until_done(
+                lambda: self.inference.run(embed_records, self.encoders[modality], modality,
+                                           good, thumb_max_width=self.thumb_max_width),
+                op="encode", what=f"embedding a {label} batch of {len(good)} records "
+                                  f"(first {good[0].topic}[{good[0].partition}]@{good[0].offset})",
+                backoff=self.device_backoff, transient=(EncoderUnavailable,),
+                bounded=(Exception,), attempts=self.attempts,
+                on_failure=lambda exc: self._device_failed(modality, exc), level=logging.ERROR,
+            )
+        except Exception as exc:
+            self._log_given_up(modality, len(good), "embedding", exc)
+            reason = error_reason("embedding", exc)
+            dead.extend(DeadLetter(as_consumed(r), reason, STAGE_ERROR) for r in good)
+            return None
+        self._device_ok(modality)
+        dead.extend(batch.dead)
+        if batch.oom_errors:
+            m.encoder_failures.labels(modality=label, kind="out_of_memory").inc(
+                batch.oom_errors)
+        m.stage_seconds.labels(modality=label, stage="decode").observe(batch.decode_s)
+        m.stage_seconds.labels(modality=label, stage="encode").observe(batch.encode_s)
+        return batch
+
+    def _device_failed(self, modality: Modality, exc: BaseException) -> None:
+        """Count a batch the device failed; past the threshold (at once for a device
+        error) the worker reports itself unready until a batch embeds again."""
+        if not isinstance(exc, EncoderUnavailable):
+            return
+        n = self._device_failures[modality] = self._device_failures.get(modality, 0) + 1
+        kind = "device" if isinstance(exc, DeviceError) else "batch_failed"
+        self.metrics.encoder_failures.labels(modality=modality.value, kind=kind).inc()
+        if isinstance(exc, DeviceError) or n >= self.failures_before_unhealthy:
+            problem = (f"the {modality.value} encoder is failing ({n} tries of a batch in a "
+                       f"row), consumption is paused and nothing is dropped: {exc}")[:500]
+            self._set_device_problem(modality, problem)
+
+    def _device_ok(self, modality: Modality) -> None:
+        self._device_failures.pop(modality, None)
+        if modality in self._device_problems:
+            log.warning("the %s encoder embeds again; consumption resumes", modality.value)
+        self._set_device_problem(modality, None)
+
+    def _set_device_problem(self, modality: Modality, problem: str | None) -> None:
+        old = self._device_problems.pop(modality, None)
+        if old in self.problems:
+            self.problems.remove(old)
+        if problem is not None:
+            self._device_problems[modality] = problem
+            self.problems.append(problem)
+
+    async def _give_up(self, modality: Modality, records: Sequence[ConsumedRecord],
+                       doing: str, exc: Exception) -> None:
+        """Dead-letter the records a bug belongs to, with the exception as the reason."""
+        self._log_given_up(modality, len(records), doing, exc)
+        reason = error_reason(doing, exc)
+        await self.deadletters.send(modality, [DeadLetter(r, reason, STAGE_ERROR)
+                                               for r in records])
+
+    def _log_given_up(self, modality: Modality, n: int, doing: str, exc: Exception) -> None:
+        log.error("gave up %s a %s batch after %d attempts; dead-lettering its %d records "
+                  "with the error as the reason", doing, modality.value, self.attempts, n,
+                  exc_info=exc)
+
+    async def _bounded(self, fn: Callable[[], Awaitable[T]], *, op: str, what: str,
+                       transient: tuple[type[BaseException], ...],
+                       metrics: Metrics | None = None) -> T:
+        """Wait out `transient` errors; retry anything else `attempts` times, then raise."""
+        return await retry_until_done(
+            fn, op=op, what=what, metrics=metrics,
+            backoff=self.backoff, transient=transient, bounded=(Exception,),
+            attempts=self.attempts, level=logging.ERROR,
+        )
 
     async def _index(self, modality: Modality, batch: EmbeddedBatch) -> None:
         """Upsert until Redis takes it (outage or refusal such as OOM: wait, never drop)."""
         m, label = self.metrics, modality.value
         store = self.index_stores[modality]
         t0 = time.perf_counter()
-        await retry_until_done(
-            lambda: store.upsert(batch.docs),
-            op="upsert",
+        await self._bounded(
+            lambda: store.upsert(batch.docs), op="upsert",
             what=f"indexing {len(batch.docs)} {label} items in {store.name}",
-            metrics=m,
-            transient=(IndexStoreError,),
+            transient=(IndexStoreError,), metrics=m,
         )
         m.stage_seconds.labels(modality=label, stage="index").observe(time.perf_counter() - t0)
         m.items_indexed.labels(modality=label).inc(len(batch.items))
@@ -100,17 +220,17 @@ class BatchPipeline:
     async def _notify_observers(
         self, modality: Modality, items: list[IndexedItem], vectors: torch.Tensor
     ) -> None:
-        """Run every observer; a failing one is logged and retried (offsets wait for it)."""
+        """Run every observer: outages are waited out (offsets wait for them); a bug is
+        retried, then counted and logged, and the batch goes on (its items are indexed)."""
         for observer in list(self.observers):
-            name = type(observer).__name__
-            await retry_until_done(
-                lambda o=observer: o.on_batch(modality, items, vectors),
-                op="observer",
-                what=(f"observer {name} on a {modality.value} batch of {len(items)} items "
-                      f"(first {items[0].key if items else '-'})"),
-                backoff=Backoff(initial_s=0.5, max_s=30.0),
-                transient=(Exception,),
-                on_failure=lambda _exc, n=name: self.metrics.observer_failures.labels(
-                    observer=n).inc(),
-                level=logging.ERROR,
-            )
+            stage = getattr(observer, "stage", type(observer).__name__.lower())
+            transient = OUTAGES + tuple(getattr(observer, "transient", ()))
+            what = (f"observer {stage} on a {modality.value} batch of {len(items)} items "
+                    f"(first {items[0].key if items else '-'})")
+            try:
+                await self._bounded(lambda o=observer: o.on_batch(modality, items, vectors),
+                                    op="observer", what=what, transient=transient)
+            except Exception as exc:
+                self.metrics.observer_failures.labels(stage=stage).inc()
+                log.error("gave up on %s after %d attempts; the items stay indexed, their "
+                          "matches and alerts are skipped", what, self.attempts, exc_info=exc)

@@ -30,6 +30,19 @@ def evidence_of(modality: Modality | str, key: str, text: str | None) -> dict[st
 STAGE_WIRE = "wire_format"
 STAGE_DECODE = "decode"
 STAGE_ENCODE = "encode"
+#: Not the record's fault: a worker error (a bug) that kept failing its retries.
+STAGE_ERROR = "error"
+#: Longest `lookout-error` built from an exception (a message may embed a whole payload).
+MAX_REASON_CHARS = 1000
+
+
+def error_reason(doing: str, exc: BaseException) -> str:
+    """`lookout-error` for a record given up on because of `exc`: what the worker was
+    doing, the exception's class and message, cut to `MAX_REASON_CHARS`."""
+    reason = f"worker error while {doing}: {type(exc).__name__}: {exc}"
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 3] + "..."
+    return reason
 
 
 @dataclass(frozen=True)
@@ -79,10 +92,17 @@ class EmbeddedBatch:
     dead: list[DeadLetter]
     decode_s: float = 0.0
     encode_s: float = 0.0
+    oom_errors: int = 0  # encoder calls that ran out of memory (the batch was split)
 
 
 class BatchObserver(Protocol):
-    """Sees every batch after it is in Redis and before its offsets may be committed."""
+    """Sees every batch after it is in Redis and before its offsets may be committed.
+
+    An observer may declare `stage` (its metric label, e.g. "alert") and `transient` (its
+    own errors that mean "wait and retry", such as a claim another worker holds); Redis
+    and Kafka outages are waited out anyway, any other error is retried a few times and
+    then recorded, the batch staying indexed.
+    """
 
     async def on_batch(
         self, modality: Modality, items: list[IndexedItem], vectors: torch.Tensor

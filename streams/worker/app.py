@@ -213,10 +213,14 @@ def create_app(
     sender = FaustRecordSender(app)
     loaded = dict(encoders or {})
     stores: dict[Modality, IndexStore] = {}
+    readiness = Readiness(worker_id=settings.worker_id,
+                          encoders_loaded=set(loaded) >= set(MODALITIES),
+                          problems=[LOADING_QUERIES])
     pipeline = BatchPipeline(
         encoders=loaded, index_stores=stores, inference=inference, metrics=metrics,
         deadletters=DeadLetterSink(sender, settings.topic("deadletter"), metrics),
         key_prefix=settings.topic_prefix, thumb_max_width=settings.thumb_max_width,
+        problems=readiness.problems,  # a failing device makes the worker unready
     )
     alerting = build_alerting(
         settings, bootstrap=services.kafka_bootstrap, redis=redis, metrics=metrics,
@@ -224,9 +228,6 @@ def create_app(
     )
     pipeline.observers.append(AlertingObserver(alerting))
     input_topics = register_agents(app, pipeline, settings)
-    readiness = Readiness(worker_id=settings.worker_id,
-                          encoders_loaded=set(loaded) >= set(MODALITIES),
-                          problems=[LOADING_QUERIES])
     app.worker = Worker(
         settings=settings, services=services, metrics=metrics, redis=redis,
         inference=inference, readiness=readiness, pipeline=pipeline, alerting=alerting,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from types import SimpleNamespace
 
+import pytest
 from faust.transport.consumer import ConsumerMessage
 from faust.types import Message
 
-from streams.ingest.agents import consumed_record, hold_back
+from encoders.modality import Modality
+from streams.config.settings import Settings
+from streams.core.retry import Backoff
+from streams.ingest.agents import _indexing_agent, consumed_record, hold_back
 
 
 def _event(headers, timestamp=1_700_000_000.123):
@@ -51,3 +57,51 @@ def test_hold_back_keeps_faust_from_acking_the_messages_later():
     for event in (kept, held):  # what take_events' finally does with each event
         event.message.ack(consumer)
     assert consumer.acked == [1]
+
+
+class _Stream:
+    """Hands out the given batches once, like `take_events`."""
+
+    def __init__(self, batches: list[list[SimpleNamespace]]) -> None:
+        self.batches = batches
+
+    async def take_events(self, max_batch: int, within: float):  # noqa: ANN201
+        for batch in self.batches:
+            yield batch
+
+
+class _FailingOnce:
+    """A pipeline whose first `handle` raises (a bug past every stage's own handling)."""
+
+    def __init__(self) -> None:
+        self.handled: list[list[int]] = []
+
+    async def handle(self, modality, records) -> None:  # noqa: ANN001
+        self.handled.append([r.offset for r in records])
+        if len(self.handled) == 1:
+            raise TypeError("dead-letter sink bug")
+
+
+def test_a_batch_that_fails_past_the_pipeline_is_handled_again_not_skipped(caplog):
+    """The agent neither moves past the batch nor acks it until `handle` returns."""
+    first = [_event([]), _event([])]
+    first[1].message.offset = 42
+    pipeline = _FailingOnce()
+    agent = _indexing_agent(pipeline, Modality.LOGS, Settings(), backoff=Backoff(0.001))
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(agent(_Stream([first, [_event([])]])))
+    assert pipeline.handled == [[41, 42], [41, 42], [41]]
+    assert not any(e.message.acked for e in first)  # not held back: acked normally later
+    assert "dead-letter sink bug" in caplog.text
+
+
+def test_a_cancelled_batch_is_held_back_and_the_cancellation_goes_on():
+    class _Cancelled:
+        async def handle(self, modality, records) -> None:  # noqa: ANN001
+            raise asyncio.CancelledError
+
+    batch = [_event([])]
+    agent = _indexing_agent(_Cancelled(), Modality.LOGS, Settings())
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(agent(_Stream([batch])))
+    assert batch[0].message.acked

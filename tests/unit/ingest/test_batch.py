@@ -11,14 +11,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from encoders.errors import EncoderInputError
 from encoders.modality import Modality
 from encoders.registry import build_encoder
 from streams.core.wire import encode_headers
 from streams.ingest.batch import (
+    OUT_OF_MEMORY,
     STAGE_DECODE,
     STAGE_ENCODE,
     STAGE_WIRE,
     ConsumedRecord,
+    DeviceError,
+    EncoderBatchFailed,
     embed_records,
     encode_decoded,
     parse_records,
@@ -128,16 +132,90 @@ class _PickyEncoder:
 
 def test_encoder_failures_are_isolated_to_the_records_that_cause_them():
     items = ["a", "poison", "b", "c", "nan", "d", "poison"]
-    vectors, kept, failed = encode_decoded(_PickyEncoder(), items)
-    assert kept == [0, 2, 3, 5]
-    assert vectors is not None and vectors.shape == (4, 4)
-    assert set(failed) == {1, 4, 6}
-    assert "poison" in failed[1] and "non-finite" in failed[4]
+    out = encode_decoded(_PickyEncoder(), items)
+    assert out.kept == [0, 2, 3, 5]
+    assert out.vectors is not None and out.vectors.shape == (4, 4)
+    assert set(out.failed) == {1, 4, 6}
+    assert "poison" in out.failed[1] and "non-finite" in out.failed[4]
 
 
-def test_a_batch_where_everything_fails_yields_no_vectors():
-    vectors, kept, failed = encode_decoded(_PickyEncoder(), ["poison", "poison"])
-    assert vectors is None and kept == [] and len(failed) == 2
+def test_a_batch_the_encoder_fails_entirely_is_kept_not_dead_lettered():
+    """Every record failing for a reason that is not the input's says more about the
+    encoder than about the records: raise, so the pipeline keeps the batch."""
+    with pytest.raises(EncoderBatchFailed, match="cannot embed poison"):
+        encode_decoded(_PickyEncoder(), ["poison", "poison"])
+
+
+class _RefusingEncoder:
+    """Refuses every record as bad input."""
+
+    model_id = "refusing"
+
+    def encode(self, items: Sequence[Any]) -> torch.Tensor:
+        raise EncoderInputError("not a sound")
+
+
+def test_a_batch_of_bad_inputs_is_dead_lettered_entirely():
+    out = encode_decoded(_RefusingEncoder(), ["x", "y"])
+    assert out.vectors is None and out.kept == [] and len(out.failed) == 2
+    assert "not a sound" in out.failed[0]
+
+
+class _SmallDevice:
+    """Runs out of memory on any batch of more than `k` items; says what it embedded."""
+
+    model_id = "small"
+
+    def __init__(self, k: int, cuda: bool = True) -> None:
+        self.k, self.cuda = k, cuda
+        self.embedded: list[int] = []
+
+    def encode(self, items: Sequence[int]) -> torch.Tensor:
+        if len(items) > self.k:
+            if self.cuda:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+            raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate")
+        self.embedded.extend(items)
+        return torch.tensor([[float(i), 1.0] for i in items])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 40), st.integers(0, 45), st.booleans())
+def test_out_of_memory_splits_the_batch_until_it_fits(n, k, cuda):
+    """Any batch, any capacity: each record is embedded exactly once, in order, or (when
+    even alone it does not fit) dead-lettered as out of memory; none is lost."""
+    encoder = _SmallDevice(k, cuda)
+    out = encode_decoded(encoder, list(range(n)))
+    assert sorted(encoder.embedded) == encoder.embedded == out.kept
+    assert sorted(out.kept + list(out.failed)) == list(range(n))
+    assert all(reason.startswith(OUT_OF_MEMORY) for reason in out.failed.values())
+    if k >= 1:
+        assert out.kept == list(range(n)) and not out.failed
+        assert (out.vectors is None) == (n == 0)
+        if out.vectors is not None:
+            assert out.vectors[:, 0].tolist() == [float(i) for i in range(n)]
+    else:
+        assert out.vectors is None and len(out.failed) == n
+    assert (out.oom_errors > 0) == (n > k)
+
+
+class _BrokenDevice:
+    model_id = "broken"
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def encode(self, items: Sequence[Any]) -> torch.Tensor:
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [
+    torch.AcceleratorError("CUDA error: an illegal memory access was encountered"),
+    RuntimeError("CUDA error: device-side assert triggered"),
+], ids=repr)
+def test_a_device_error_is_raised_at_once_and_nothing_is_dead_lettered(error):
+    with pytest.raises(DeviceError, match="CUDA error"):
+        encode_decoded(_BrokenDevice(error), ["a", "b", "c"])
 
 
 def test_embed_records_reports_encode_failures_as_dead_letters(encoders):

@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry
 
 from encoders.modality import MODALITIES
 from encoders.registry import build_encoder
+from streams.alerting.alerts import AlertClaimBusy
+from streams.alerting.policy import PolicyStateConflict
 from streams.alerting.service import AlertingObserver
 from streams.api.openapi import HEALTH_ROUTES
 from streams.cli.reference_docs import all_route_specs
@@ -32,6 +34,14 @@ def test_the_stages_share_one_set_of_encoders_and_indexes(app) -> None:
     assert w.pipeline.inference is w.alerting.inference is w.inference
     assert [type(o) for o in w.pipeline.observers] == [AlertingObserver]
     assert w.readiness.encoders_loaded and not w.readiness.ready
+    assert w.pipeline.problems is w.readiness.problems  # a failing device shows in /readyz
+
+
+def test_alert_contention_is_waited_out_not_given_up(app) -> None:
+    """Another worker holding an alert's claim passes; giving up would lose the alert."""
+    (observer,) = app.worker.pipeline.observers
+    assert {AlertClaimBusy, PolicyStateConflict} <= set(observer.transient)
+    assert observer.stage == "alert"
 
 
 def test_lag_is_watched_on_the_input_topics(app) -> None:
