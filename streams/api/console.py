@@ -34,12 +34,18 @@ ASSETS: dict[str, tuple[str, str]] = {
     "/console/console.js": ("console.js", "text/javascript"),
     "/console/console.css": ("console.css", "text/css"),
 }
-PATHS = frozenset(ASSETS)
-ROUTES: tuple[RouteSpec, ...] = tuple(
-    RouteSpec("GET", path, f"The Lookout console: {name}.", "console", auth=False,
-              operation_id=f"console_{name.replace('.', '_')}",
-              responses={200: Reply(name, media_type=media, schema={"type": "string"})})
-    for path, (name, media) in ASSETS.items()
+CONFIG_PATH = "/console/config.json"
+PATHS = frozenset(ASSETS) | {CONFIG_PATH}
+ROUTES: tuple[RouteSpec, ...] = (
+    *(RouteSpec("GET", path, f"The Lookout console: {name}.", "console", auth=False,
+                operation_id=f"console_{name.replace('.', '_')}",
+                responses={200: Reply(name, media_type=media, schema={"type": "string"})})
+      for path, (name, media) in ASSETS.items()),
+    RouteSpec("GET", CONFIG_PATH, "What the console needs to know before its first API call.",
+              "console", auth=False, operation_id="console_config",
+              responses={200: Reply("token_required: whether API calls need the bearer token",
+                                    schema={"type": "object", "properties": {
+                                        "token_required": {"type": "boolean"}}})}),
 )
 
 
@@ -48,10 +54,16 @@ def asset(name: str) -> bytes:
     return files("streams.api").joinpath("static", name).read_bytes()
 
 
-def routes() -> list[Route]:
-    """One handler per file; the bytes are read once, when the routes are built."""
-    return bind(ROUTES, {("GET", path): _serve(asset(name), media)
-                         for path, (name, media) in ASSETS.items()})
+def routes(*, token_required: bool) -> list[Route]:
+    """One handler per file (the bytes are read once, here) and the page's configuration:
+    whether to ask for the token before calling the API (so a first call is not a 401)."""
+    handlers = {("GET", path): _serve(asset(name), media)
+                for path, (name, media) in ASSETS.items()}
+
+    async def config(_: web.Request) -> web.Response:
+        return web.json_response({"token_required": token_required}, headers=SECURITY_HEADERS)
+
+    return bind(ROUTES, {**handlers, ("GET", CONFIG_PATH): config})
 
 
 def _serve(body: bytes, media_type: str) -> Handler:

@@ -237,7 +237,8 @@ def create_app(
         }),
         encoders=loaded, index_stores=stores,
     )
-    register_routes(app, api_routes(alerting, readiness, metrics))
+    register_routes(app, api_routes(alerting, readiness, metrics,
+                                    token_required=bool(settings.api_token)))
     _track_assignment(app, readiness, input_topics)
     async def start_worker() -> None:
         await app.worker.start()

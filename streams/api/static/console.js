@@ -545,6 +545,7 @@ async function loadStatus() {
 // ---- views and start-up ---------------------------------------------------------------
 
 let statusTimer = null;
+let started = false;
 
 function route() {
   const [name, arg] = (location.hash.slice(1) || "live").split("/");
@@ -577,7 +578,7 @@ function start() {
     const waiting = tokenWaiters;
     tokenWaiters = [];
     for (const resolve of waiting) resolve();
-    route();
+    if (started) route();
   });
   $("#live-filters").addEventListener("input", applyLiveFilter);
   $("#live-filters").addEventListener("submit", (e) => e.preventDefault());
@@ -587,6 +588,19 @@ function start() {
     button.addEventListener("click", () => giveFeedback(button.dataset.verdict));
   }
   window.addEventListener("hashchange", route);
+  beginOnceAuthorised();
+}
+
+/** Asks for the token first when the worker needs one (so no first call fails with 401),
+ * then shows the view and follows the live stream. */
+async function beginOnceAuthorised() {
+  const config = await fetch("/console/config.json", { credentials: "omit" })
+    .then((r) => r.json()).catch(() => ({ token_required: false }));
+  if (config.token_required && !sessionStorage.getItem(TOKEN_KEY)) {
+    askToken();
+    await tokenGiven();
+  }
+  started = true;
   route();
   new AlertStream(addAlert, loadRecentAlerts).run();
 }

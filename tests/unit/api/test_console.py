@@ -4,6 +4,7 @@ inline code, and written so that data never reaches the page as HTML."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from html.parser import HTMLParser
 
@@ -20,7 +21,7 @@ TOKEN = "s3cret"
 def _app() -> web.Application:
     app = web.Application(middlewares=[error_middleware,
                                        auth.bearer_token_middleware(TOKEN)])
-    for route in console.routes():
+    for route in console.routes(token_required=True):
         app.router.add_route(route.spec.method, route.spec.path, route.handler)
 
     async def guarded(_: web.Request) -> web.Response:
@@ -40,9 +41,11 @@ async def _get(paths: list[str]) -> list[tuple[int, dict[str, str], bytes]]:
 
 
 def test_the_page_and_its_files_are_served_without_a_token_with_a_strict_policy():
-    page, script, style, api = asyncio.run(_get(
-        ["/", "/console/console.js", "/console/console.css", "/queries"]))
-    assert [page[0], script[0], style[0]] == [200, 200, 200]
+    page, script, style, config, api = asyncio.run(_get(
+        ["/", "/console/console.js", "/console/console.css", "/console/config.json",
+         "/queries"]))
+    assert [page[0], script[0], style[0], config[0]] == [200, 200, 200, 200]
+    assert json.loads(config[2]) == {"token_required": True}  # ask before the first call
     assert api[0] == 401  # the data behind the page still needs the token
     types = [h["Content-Type"].split(";")[0] for _, h, _ in (page, script, style)]
     assert types == ["text/html", "text/javascript", "text/css"]
