@@ -116,6 +116,8 @@ def routes(service: AlertingService) -> list[Route]:
                     except TimeoutError:
                         await resp.write(b": keepalive\n\n")
                         continue
+                    if alert is None:  # the worker is stopping
+                        break
                     if alert.alert_id not in sent:
                         await resp.write(sse_event(alert))
         return resp

@@ -123,3 +123,19 @@ def test_without_last_event_id_nothing_is_replayed():
 
     assert asyncio.run(run()) == [f"id: {live.alert_id}"]
     assert history.asked == []
+
+
+def test_the_stream_ends_when_the_feed_closes():
+    async def run() -> bytes:
+        feed = AlertFeed()
+        service = SimpleNamespace(feed=feed, alerts=_History([]), feedback=None, index_stores={})
+        app = web.Application()
+        for route in alerts_api.routes(service):
+            app.router.add_route(route.spec.method, route.spec.path, route.handler)
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/alerts/stream")
+            assert (await resp.content.readline()) == b": connected\n"
+            feed.close()
+            return await asyncio.wait_for(resp.content.read(), 5)
+
+    assert asyncio.run(run()).startswith(b"\n")  # the rest of the stream: it ended
