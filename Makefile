@@ -24,9 +24,12 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 kafka-jars: $(STAMP)
 	@$(VENV)/bin/lookout stack install
 
-# Debian tools the tests use as an operator would: Prometheus + promtool, redis-cli, kcat.
-# A freshly installed Debian Prometheus starts as a service: stopped again at once.
-DEBIAN_TOOLS := prometheus:prometheus redis-cli:redis-tools kcat:kcat
+# Debian tools the tests use as an operator would: Prometheus + promtool, redis-cli, kcat,
+# and headless Chromium with its WebDriver for the console tests (tests/integration/
+# test_console.py). A freshly installed Debian Prometheus starts as a service: stopped
+# again at once.
+DEBIAN_TOOLS := prometheus:prometheus redis-cli:redis-tools kcat:kcat chromium:chromium \
+	chromedriver:chromium-driver
 
 prometheus:
 	@for pair in $(DEBIAN_TOOLS); do \

@@ -202,6 +202,30 @@ class AlertStore:
         raw = await self._redis.hget(self.key(alert_id), "json")
         return Alert.model_validate_json(raw) if raw else None
 
+    async def recorded_since(self, alert_id: str, limit: int) -> tuple[list[Alert], bool] | None:
+        """Alerts recorded after `alert_id`, oldest first, at most the newest `limit` (and
+        whether older ones were left out): what an SSE client that last saw `alert_id`
+        missed. None when `alert_id` is unknown here (expired, or not recorded yet).
+
+        Alerts recorded in the same millisecond as `alert_id` are included: a client may
+        see one again, never miss one."""
+        query_id = await self._redis.hget(self.key(alert_id), "query_id")
+        if query_id is None:
+            return None
+        member = f"{query_id.decode() if isinstance(query_id, bytes) else query_id}/{alert_id}"
+        since = await self._redis.zscore(self.recorded_key(), member)
+        if since is None:
+            return None
+        members = await self._redis.zrevrangebyscore(
+            self.recorded_key(), "+inf", since, start=0, num=limit + 1)
+        ids = [(m.decode() if isinstance(m, bytes) else m).partition("/")[2] for m in members]
+        ids = [i for i in reversed(ids) if i != alert_id]
+        left_out = len(ids) > limit
+        pipe = self._redis.pipeline(transaction=False)
+        for i in ids[-limit:] if limit else []:
+            pipe.hget(self.key(i), "json")
+        return [Alert.model_validate_json(raw) for raw in await pipe.execute() if raw], left_out
+
     async def history(
         self,
         *,

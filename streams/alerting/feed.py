@@ -47,10 +47,11 @@ class AlertFeed:
     """Fans alerts out to in-process subscribers; fed by the topic follower (or directly)."""
 
     def __init__(self, queue_size: int = 1000) -> None:
-        self._subscribers: dict[int, tuple[AlertFilter, asyncio.Queue[Alert]]] = {}
+        self._subscribers: dict[int, tuple[AlertFilter, asyncio.Queue[Alert | None]]] = {}
         self._next = 0
         self._queue_size = queue_size
         self._seen: dict[str, None] = {}
+        self._closed = False
 
     @property
     def subscriber_count(self) -> int:
@@ -63,22 +64,36 @@ class AlertFeed:
         if len(self._seen) > 10_000:
             self._seen.pop(next(iter(self._seen)))
         for flt, queue in self._subscribers.values():
-            if not flt.accepts(alert):
-                continue
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(alert)
+            if flt.accepts(alert):
+                _put_dropping_oldest(queue, alert)
+
+    def close(self) -> None:
+        """The worker is stopping: every subscriber's queue gets None (the end), now and on
+        any later subscribe, so stream handlers return instead of holding up the web
+        server's shutdown until its timeout."""
+        self._closed = True
+        for _, queue in self._subscribers.values():
+            _put_dropping_oldest(queue, None)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, flt: AlertFilter) -> AsyncIterator[asyncio.Queue[Alert]]:
+    async def subscribe(self, flt: AlertFilter) -> AsyncIterator[asyncio.Queue[Alert | None]]:
+        """A queue of the alerts `flt` accepts; None in it means the feed closed."""
         self._next += 1
         token = self._next
-        queue: asyncio.Queue[Alert] = asyncio.Queue(self._queue_size)
+        queue: asyncio.Queue[Alert | None] = asyncio.Queue(self._queue_size)
+        if self._closed:
+            queue.put_nowait(None)
         self._subscribers[token] = (flt, queue)
         try:
             yield queue
         finally:
             self._subscribers.pop(token, None)
+
+
+def _put_dropping_oldest(queue: asyncio.Queue[Alert | None], item: Alert | None) -> None:
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(item)
 
 
 class AlertTopicFollower:

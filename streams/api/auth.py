@@ -1,4 +1,5 @@
-"""Bearer-token guard: every route but health and metrics needs `Authorization: Bearer <t>`.
+"""Bearer-token guard: every route but health, metrics and the console's static files needs
+`Authorization: Bearer <t>` (the console page holds no data; it asks for the token).
 
 A token is required whenever the server listens beyond loopback; on loopback without a
 token the API is open (a single-machine setup).
@@ -12,10 +13,11 @@ from collections.abc import Collection
 
 from aiohttp import web
 
+from streams.api import console
 from streams.api.errors import Handler, json_error
 from streams.core.errors import ConfigError
 
-OPEN_PATHS: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"})
+OPEN_PATHS: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"}) | console.PATHS
 
 
 def is_loopback(host: str) -> bool:

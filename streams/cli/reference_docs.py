@@ -35,7 +35,8 @@ a 405 with `Allow`. Request lines over 65,536 bytes are refused by the HTTP serv
 responses of each operation, with their types: `GET /openapi.json`, generated from the
 models that validate the requests. When the server listens beyond loopback, every
 route marked *token* needs `Authorization: Bearer $LOOKOUT_API_TOKEN`. Request and response
-details, the alert record and the SSE format: [alerting.md](alerting.md).
+details, the alert record and the SSE format: [alerting.md](alerting.md). The web console
+(`GET /`, no token needed to load it): [console.md](console.md).
 
 Generated from the route specs by `python -m streams.cli.reference_docs api`.
 
@@ -71,10 +72,11 @@ def render_cli() -> str:
 
 
 def all_route_specs() -> list:
-    from streams.api import alerts, items, queries, search
+    from streams.api import alerts, console, items, queries, search
     from streams.api.openapi import HEALTH_ROUTES
 
-    return [*HEALTH_ROUTES, *queries.ROUTES, *search.ROUTES, *alerts.ROUTES, *items.ROUTES]
+    return [*HEALTH_ROUTES, *queries.ROUTES, *search.ROUTES, *alerts.ROUTES, *items.ROUTES,
+            *console.ROUTES]
 
 
 def render_api() -> str:

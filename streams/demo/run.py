@@ -227,7 +227,7 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
                    f"sources, {len(truth['events'])} events, {truth['duration_s']:g} s")
         worker.wait_ready(WORKER_READY_TIMEOUT_S)
         mark("worker_ready_s")
-        view.phase(f"worker ready at {api_url}")
+        view.phase(f"worker ready at {api_url}; console: {api_url}/")
         registered, refused = apply_patterns(ApiClient(api_url, settings.api_token),
                                              root / "patterns.yaml")
         view.phase(f"standing queries: {len(registered)} registered"

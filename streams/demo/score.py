@@ -130,6 +130,7 @@ def build_scorecard(obs: RunObservations) -> dict[str, Any]:
         "alert_log": _alert_log(obs),
         "next": {
             "api": api,
+            "console": f"{api}/",
             "metrics": f"{api}/metrics",
             "alerts": f"{api}/alerts",
             "search": 'lookout search "disk full: no space left on device" -m logs -k 5',

@@ -182,6 +182,7 @@ def render_scorecard(card: dict[str, Any]) -> RenderableType:
     n = card["next"]
     where = Text.assemble(
         ("where to look next\n", "bold"),
+        f"  console      {n['console']}  (live alerts, search, queries, status)\n",
         f"  API          {n['api']}  (alerts: {n['alerts']})\n",
         f"  metrics      {n['metrics']}\n",
         f"  search       {n['search']}\n",

@@ -153,9 +153,15 @@ class LookoutApp(faust.App):
         super().on_webserver_init(web_server)
         s = self.worker.settings
         web_server.web_app.middlewares.append(error_middleware)
+        web_server.web_app.on_shutdown.append(self._end_streams)
         token = auth.required_token(s.web_host, s.api_token)
         if token:
             web_server.web_app.middlewares.append(auth.bearer_token_middleware(token))
+
+    async def _end_streams(self, _web_app: Any) -> None:
+        """aiohttp's shutdown hook, run before it waits for open requests: end the live
+        alert streams, which would otherwise keep the worker from stopping."""
+        self.worker.alerting.feed.close()
 
     async def on_stop(self) -> None:
         self.worker.readiness.stopping = True
@@ -238,7 +244,8 @@ def create_app(
         }),
         encoders=loaded, index_stores=stores,
     )
-    register_routes(app, api_routes(alerting, readiness, metrics))
+    register_routes(app, api_routes(alerting, readiness, metrics,
+                                    token_required=bool(settings.api_token)))
     _track_assignment(app, readiness, input_topics)
     async def start_worker() -> None:
         await app.worker.start()

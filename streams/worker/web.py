@@ -18,7 +18,7 @@ from aiohttp import web
 from faust.web import View
 
 from streams.alerting.service import AlertingService
-from streams.api import alerts, health, items, openapi, queries, search
+from streams.api import alerts, console, health, items, openapi, queries, search
 from streams.api.health import Readiness
 from streams.api.openapi import Handler, Route
 from streams.core.metrics import Metrics
@@ -34,9 +34,12 @@ APPLICATION_OPTIONS: dict[str, Any] = {
 }
 
 
-def api_routes(alerting: AlertingService, readiness: Readiness, metrics: Metrics) -> list[Route]:
-    """Every route a worker serves, `/openapi.json` included (built from the others)."""
-    served = [*health.routes(readiness, metrics.registry)]
+def api_routes(alerting: AlertingService, readiness: Readiness, metrics: Metrics, *,
+               token_required: bool = False) -> list[Route]:
+    """Every route a worker serves, `/openapi.json` included (built from the others);
+    `token_required` tells the console to ask for the API token first."""
+    served = [*health.routes(readiness, metrics.registry),
+              *console.routes(token_required=token_required)]
     for area in (queries, search, alerts, items):
         served.extend(area.routes(alerting))
     specs = [r.spec for r in served if r.spec not in openapi.HEALTH_ROUTES]

@@ -40,3 +40,20 @@ def test_fan_out_only_matching_and_once():
     mine, every = asyncio.run(run())
     assert mine == ["1", "3"]
     assert every == ["2", "3"]  # bounded queue: the oldest was dropped
+
+
+def test_closing_the_feed_ends_every_subscription_now_and_later():
+    """A stopping worker closes the feed, so SSE handlers return instead of holding the
+    web server's shutdown for its whole timeout."""
+    async def run():
+        feed = AlertFeed()
+        async with feed.subscribe(AlertFilter()) as before:
+            feed.publish(alert(item="1"))
+            feed.close()
+            got = [await before.get(), await before.get()]
+            async with feed.subscribe(AlertFilter()) as after:
+                return got, await after.get()
+
+    got, after = asyncio.run(run())
+    assert [a.item_key if a else None for a in got] == ["1", None]
+    assert after is None

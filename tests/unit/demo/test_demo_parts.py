@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 
 from encoders.modality import Modality
 from streams.config.settings import Settings
@@ -14,6 +15,7 @@ from streams.demo.replay import ReplayItem, SendLog, replay
 from streams.demo.run import DemoOptions, scenario_dir
 from streams.demo.score import RunObservations, build_scorecard, observed_alerts
 from streams.demo.services import parse_counters
+from streams.demo.view import render_scorecard
 
 
 class FakeClock:
@@ -163,3 +165,11 @@ def test_calibration_picks_the_centre_of_the_widest_best_threshold_run() -> None
     assert pick["range"] == [0.6, 0.8]
     assert pick["threshold"] == 0.7
     assert pick["f1"] == 1.0
+
+
+def test_the_scorecard_points_at_the_console() -> None:
+    card = build_scorecard(_obs([], _sends(("cam-a", 3.0))))
+    assert card["next"]["console"] == "http://127.0.0.1:6066/"
+    out = Console(width=200, record=True)
+    out.print(render_scorecard(card))
+    assert "console      http://127.0.0.1:6066/" in out.export_text()

@@ -1,0 +1,608 @@
+// Lookout console: one page over the worker's own API (no build step, no framework).
+//
+// Safety rules this file keeps: every piece of data reaches the page through textContent
+// or an attribute set with setAttribute on a fixed name (never innerHTML); the API token
+// lives in sessionStorage and travels only in the Authorization header (never in a URL,
+// never in a cookie); thumbnails are fetched with that header and shown from blob: URLs.
+
+const TOKEN_KEY = "lookout.token";
+const MAX_CARDS = 500;
+const VIEWS = ["live", "alert", "search", "queries", "status"];
+const MODALITY_OF_TOPIC = { frames: "video", audio: "audio", logs: "logs" };
+
+const $ = (selector) => document.querySelector(selector);
+
+// ---- DOM helpers ----------------------------------------------------------------------
+
+/** An element with a class and children; strings become text nodes (never parsed as HTML). */
+function el(tag, className, ...children) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  node.append(...children.filter((c) => c !== null && c !== undefined).map(
+    (c) => (c instanceof Node ? c : String(c))));
+  return node;
+}
+
+/** A <dl> of [term, value] pairs. */
+function facts(pairs) {
+  const dl = el("dl", "facts");
+  for (const [term, value] of pairs) {
+    if (value === null || value === undefined || value === "") continue;
+    dl.append(el("dt", null, term), el("dd", null, value));
+  }
+  return dl;
+}
+
+const fmtTime = (ms) => (Number.isFinite(ms) ? new Date(ms).toLocaleString() : "");
+const fmtScore = (x) => (typeof x === "number" ? x.toFixed(3) : String(x));
+
+function fmtLatency(ms) {
+  if (!Number.isFinite(ms)) return "";
+  if (Math.abs(ms) < 1000) return `${Math.round(ms)} ms`;
+  if (Math.abs(ms) < 120_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${(ms / 60_000).toFixed(1)} min`;
+}
+
+function showError(message) {
+  const box = $("#error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// ---- API ------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+let tokenWaiters = [];
+
+function askToken() {
+  $("#token-form").hidden = false;
+  $("#conn").textContent = "needs the API token";
+  $("#token").focus();
+}
+
+/** Resolves once a token has been typed in (for the stream, which retries after a 401). */
+const tokenGiven = () => new Promise((resolve) => tokenWaiters.push(resolve));
+
+/** fetch() against the worker with the bearer token, no cookies; a 401 asks for a token. */
+async function api(path, { method = "GET", body, headers = {}, signal } = {}) {
+  const sent = new Headers(headers);
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) sent.set("Authorization", `Bearer ${token}`);
+  let payload;
+  if (body !== undefined) {
+    sent.set("Content-Type", "application/json");
+    payload = JSON.stringify(body);
+  }
+  const resp = await fetch(path, {
+    method, headers: sent, body: payload, signal, credentials: "omit", cache: "no-store",
+  });
+  if (resp.status === 401) {
+    askToken();
+    throw new ApiError(401, "this worker needs its API token");
+  }
+  return resp;
+}
+
+/** The JSON body of an API call; an error status becomes an ApiError with its message. */
+async function apiJson(path, options) {
+  const resp = await api(path, options);
+  const data = await resp.json().catch(() => null);
+  if (!resp.ok) {
+    throw new ApiError(resp.status, (data && data.error) || `${resp.status} ${resp.statusText}`);
+  }
+  return data;
+}
+
+/** Shows an item's thumbnail: fetched with the token, displayed from a blob: URL. */
+async function loadThumb(img, url) {
+  if (typeof url !== "string" || !url.startsWith("/items/")) return;
+  try {
+    const resp = await api(url);
+    if (!resp.ok) {
+      img.alt = "thumbnail no longer kept";
+      return;
+    }
+    const src = URL.createObjectURL(await resp.blob());
+    img.addEventListener("load", () => URL.revokeObjectURL(src), { once: true });
+    img.src = src;
+  } catch (e) {
+    img.alt = `thumbnail: ${e.message}`;
+  }
+}
+
+/** What an item shows a person: its frame, its log line, or why there is nothing. */
+function evidenceNode(modality, evidence) {
+  const box = el("div", "evidence");
+  if (evidence && evidence.thumb_url) {
+    const img = el("img", "thumb");
+    img.alt = "frame thumbnail";
+    box.append(img);
+    loadThumb(img, evidence.thumb_url);
+  } else if (evidence && typeof evidence.text === "string") {
+    box.append(el("pre", "logline", evidence.text));
+  } else if (modality === "audio") {
+    box.append(el("p", "muted", "audio chunk (not kept: no player)"));
+  }
+  return box;
+}
+
+// ---- live alerts ----------------------------------------------------------------------
+
+const alerts = new Map(); // alert_id -> alert
+const queryNames = new Map(); // query id -> name
+
+/** fnmatch-style glob over the whole source id, case-sensitive (as the server matches). */
+function globMatches(glob, value) {
+  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${escaped}$`).test(value);
+}
+
+function liveFilter() {
+  return {
+    query: $("#f-query").value, source: $("#f-source").value.trim(),
+    severity: $("#f-severity").value, modality: $("#f-modality").value,
+  };
+}
+
+function accepts(filter, alert) {
+  return (!filter.query || alert.query_id === filter.query)
+    && (!filter.severity || alert.severity === filter.severity)
+    && (!filter.modality || alert.modality === filter.modality)
+    && (!filter.source || globMatches(filter.source, alert.source));
+}
+
+function alertCard(alert) {
+  const card = el("li", `card sev-${alert.severity}`);
+  card.dataset.id = alert.alert_id;
+  const title = el("h3", null, alert.query_name || alert.query_id,
+                   el("span", "badge", alert.severity), el("span", "badge", alert.modality));
+  const link = el("a", null, "Details, feedback");
+  link.setAttribute("href", `#alert/${encodeURIComponent(alert.alert_id)}`);
+  const meta = el("div", "meta", title, facts([
+    ["score", `${fmtScore(alert.score)} (threshold ${fmtScore(alert.threshold)})`],
+    ["source", alert.source],
+    ["event time", fmtTime(alert.ts)],
+    ["latency", fmtLatency(alert.detected_at - alert.ts)],
+  ]), link);
+  card.append(evidenceNode(alert.modality, alert.evidence), meta);
+  return card;
+}
+
+/** Adds (or ignores a repeat of) an alert; cards stay ordered newest first. */
+function addAlert(alert) {
+  if (!alert || !alert.alert_id || alerts.has(alert.alert_id)) return;
+  alerts.set(alert.alert_id, alert);
+  const list = $("#alerts");
+  const card = alertCard(alert);
+  card.hidden = !accepts(liveFilter(), alert);
+  const newer = (node) => alerts.get(node.dataset.id).detected_at >= alert.detected_at;
+  const before = [...list.children].find((node) => !newer(node));
+  list.insertBefore(card, before || null);
+  while (list.children.length > MAX_CARDS) {
+    alerts.delete(list.lastElementChild.dataset.id);
+    list.lastElementChild.remove();
+  }
+  updateLiveCount();
+}
+
+function applyLiveFilter() {
+  const filter = liveFilter();
+  for (const card of $("#alerts").children) card.hidden = !accepts(filter, alerts.get(card.dataset.id));
+  updateLiveCount();
+}
+
+function updateLiveCount() {
+  const cards = [...$("#alerts").children];
+  const shown = cards.filter((c) => !c.hidden).length;
+  $("#live-empty").hidden = cards.length > 0;
+  $("#live-count").textContent = cards.length ? `${shown} of ${cards.length} shown` : "";
+}
+
+/** Parses one SSE block (lines without the blank separator) into {id, event, data, comment}. */
+function parseEvent(block) {
+  const ev = { id: null, event: "message", data: [], comments: [] };
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) { ev.comments.push(line.slice(1).trim()); continue; }
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "id") ev.id = value;
+    else if (field === "event") ev.event = value;
+    else if (field === "data") ev.data.push(value);
+  }
+  return ev;
+}
+
+/**
+ * `GET /alerts/stream` read with fetch() (EventSource cannot send the Authorization header).
+ * It reconnects with backoff and sends the last id seen as Last-Event-ID, so the worker
+ * replays what was missed meanwhile.
+ */
+class AlertStream {
+  constructor(onAlert, onConnected) {
+    this.onAlert = onAlert;
+    this.onConnected = onConnected;
+    this.lastId = null;
+    this.backoffMs = 1000;
+  }
+
+  async run() {
+    for (;;) {
+      try {
+        await this.readOnce();
+        setConn("stream closed; reconnecting", false);
+      } catch (e) {
+        if (e.status === 401) await tokenGiven();
+        setConn(`stream: ${e.message}; reconnecting`, false);
+      }
+      await new Promise((r) => setTimeout(r, this.backoffMs));
+      this.backoffMs = Math.min(this.backoffMs * 2, 15_000);
+    }
+  }
+
+  async readOnce() {
+    const headers = { Accept: "text/event-stream" };
+    if (this.lastId) headers["Last-Event-ID"] = this.lastId;
+    const resp = await api("/alerts/stream", { headers });
+    if (!resp.ok) throw new ApiError(resp.status, `HTTP ${resp.status}`);
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        this.handle(parseEvent(buffer.slice(0, end)));
+        buffer = buffer.slice(end + 2);
+      }
+    }
+  }
+
+  handle(ev) {
+    if (ev.comments.includes("connected")) {
+      this.backoffMs = 1000;
+      setConn("live", true);
+      this.onConnected();
+    }
+    if (ev.event !== "alert" || !ev.data.length) return;
+    if (ev.id) this.lastId = ev.id;
+    try {
+      this.onAlert(JSON.parse(ev.data.join("\n")));
+    } catch (e) {
+      showError(`unreadable alert event: ${e.message}`);
+    }
+  }
+}
+
+function setConn(text, live) {
+  const conn = $("#conn");
+  conn.textContent = text;
+  conn.classList.toggle("live", live);
+}
+
+/** The recent history, once per (re)connection: cards survive a reload of the page. */
+async function loadRecentAlerts() {
+  try {
+    const data = await apiJson("/alerts?limit=100");
+    for (const alert of data.alerts.reverse()) addAlert(alert);
+  } catch (e) {
+    if (e.status !== 401) showError(`alert history: ${e.message}`);
+  }
+}
+
+async function loadQueryNames() {
+  const data = await apiJson("/queries");
+  const select = $("#f-query");
+  const chosen = select.value;
+  select.replaceChildren(el("option", null, "any"));
+  select.firstChild.value = "";
+  for (const q of data.queries) {
+    queryNames.set(q.id, q.name);
+    const option = el("option", null, `${q.name} (${q.id})`);
+    option.value = q.id;
+    select.append(option);
+  }
+  select.value = chosen;
+  return data.queries;
+}
+
+// ---- alert detail ---------------------------------------------------------------------
+
+let detailId = null;
+
+async function findAlert(id) {
+  if (alerts.has(id)) return alerts.get(id);
+  const data = await apiJson("/alerts?limit=1000");
+  return data.alerts.find((a) => a.alert_id === id) || null;
+}
+
+async function showAlert(id) {
+  detailId = id;
+  const box = $("#alert-detail");
+  $("#fb-result").textContent = "";
+  $("#neighbours").replaceChildren();
+  $("#neighbours-note").textContent = "";
+  const alert = await findAlert(id);
+  if (!alert) {
+    box.replaceChildren(el("p", "muted", `alert ${id} is not in this worker's history`));
+    return;
+  }
+  const incident = alert.incident || {};
+  box.replaceChildren(
+    el("h2", null, alert.query_name || alert.query_id, el("span", "badge", alert.severity)),
+    evidenceNode(alert.modality, alert.evidence),
+    facts([
+      ["score", fmtScore(alert.score)], ["threshold", fmtScore(alert.threshold)],
+      ["source", alert.source], ["modality", alert.modality],
+      ["event time", fmtTime(alert.ts)], ["detected", fmtTime(alert.detected_at)],
+      ["latency", fmtLatency(alert.detected_at - alert.ts)],
+      ["incident start", fmtTime(incident.start)], ["incident end", fmtTime(incident.end)],
+      ["incident peak", incident.peak === undefined ? "" : fmtScore(incident.peak)],
+      ["labels", Object.entries(alert.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ")],
+      ["item", alert.item_key], ["alert id", alert.alert_id],
+    ]),
+  );
+  loadNeighbours(alert);
+}
+
+async function loadNeighbours(alert) {
+  const params = new URLSearchParams({ modality: alert.modality, item_key: alert.item_key, k: "7" });
+  try {
+    const data = await apiJson(`/search?${params}`);
+    const others = data.results.filter((hit) => hit.key !== alert.item_key).slice(0, 6);
+    $("#neighbours").replaceChildren(...others.map((hit) => hitCard(data.modality, hit)));
+    $("#neighbours-note").textContent = others.length ? "" : "no other items near this one";
+  } catch (e) {
+    $("#neighbours-note").textContent = e.status === 404
+      ? "the matching item is no longer indexed (past its retention)" : e.message;
+  }
+}
+
+async function giveFeedback(verdict) {
+  if (!detailId) return;
+  const result = $("#fb-result");
+  result.textContent = "sending";
+  try {
+    const record = await apiJson(`/alerts/${encodeURIComponent(detailId)}/feedback`,
+                                 { method: "POST", body: { verdict } });
+    result.textContent = `recorded: ${record.verdict}`
+      + (record.learned ? " (the query learned from it)" : " (item expired: not learned)");
+  } catch (e) {
+    result.textContent = `not recorded: ${e.message}`;
+  }
+}
+
+// ---- search ---------------------------------------------------------------------------
+
+function hitCard(modality, hit) {
+  return el("li", "hit", evidenceNode(modality, hit.evidence),
+            el("span", "score", `score ${fmtScore(hit.score)}`),
+            facts([["source", hit.source], ["time", fmtTime(hit.ts)]]));
+}
+
+async function runSearch(event) {
+  event.preventDefault();
+  const params = new URLSearchParams({
+    modality: $("#s-modality").value, text: $("#s-text").value, k: $("#s-k").value || "12",
+  });
+  if ($("#s-sources").value.trim()) params.set("sources", $("#s-sources").value.trim());
+  const summary = $("#search-summary");
+  summary.textContent = "searching";
+  try {
+    const data = await apiJson(`/search?${params}`);
+    $("#results").replaceChildren(...data.results.map((hit) => hitCard(data.modality, hit)));
+    summary.textContent = `${data.results.length} results (${data.modality}, model ${data.model})`;
+  } catch (e) {
+    $("#results").replaceChildren();
+    summary.textContent = `search failed: ${e.message}`;
+  }
+}
+
+// ---- standing queries -----------------------------------------------------------------
+
+function actionButton(label, onClick) {
+  const button = el("button", null, label);
+  button.type = "button";
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+function queryRow(q) {
+  const row = el("tr");
+  row.dataset.id = q.id;
+  const state = el("span", q.enabled ? "state-on" : "state-off",
+                   q.enabled ? "enabled" : "disabled", q.stale ? " (stale model)" : "");
+  const actions = el("td", "actions",
+    actionButton(q.enabled ? "Disable" : "Enable", () => changeQuery(q.id, { enabled: !q.enabled })),
+    actionButton("Delete", (e) => confirmDelete(e.target, q.id)));
+  row.append(el("td", null, q.id), el("td", null, q.name), el("td", null, q.modality),
+             el("td", null, q.threshold === "auto" ? "auto" : fmtScore(q.threshold)),
+             el("td", null, fmtScore(q.effective_threshold)), el("td", null, state), actions);
+  return row;
+}
+
+async function loadQueries() {
+  try {
+    const queries = await loadQueryNames();
+    $("#queries-table tbody").replaceChildren(...queries.map(queryRow));
+  } catch (e) {
+    if (e.status !== 401) $("#query-result").textContent = `queries: ${e.message}`;
+  }
+}
+
+async function changeQuery(id, changes) {
+  try {
+    await apiJson(`/queries/${encodeURIComponent(id)}`, { method: "PATCH", body: changes });
+    $("#query-result").textContent = `${id}: ${JSON.stringify(changes)}`;
+  } catch (e) {
+    $("#query-result").textContent = `${id} not changed: ${e.message}`;
+  }
+  loadQueries();
+}
+
+/** Delete asks once more in place (no window.confirm, which blocks the page). */
+async function confirmDelete(button, id) {
+  if (button.dataset.armed !== "1") {
+    button.dataset.armed = "1";
+    button.textContent = "Really delete?";
+    return;
+  }
+  try {
+    await apiJson(`/queries/${encodeURIComponent(id)}`, { method: "DELETE" });
+    $("#query-result").textContent = `${id} deleted`;
+  } catch (e) {
+    $("#query-result").textContent = `${id} not deleted: ${e.message}`;
+  }
+  loadQueries();
+}
+
+async function createQuery(event) {
+  event.preventDefault();
+  const raw = $("#q-threshold").value.trim() || "auto";
+  const threshold = raw === "auto" ? "auto" : Number(raw);
+  const result = $("#query-result");
+  if (threshold !== "auto" && !Number.isFinite(threshold)) {
+    result.textContent = "threshold: give auto or a number between -1 and 1";
+    return;
+  }
+  const body = {
+    name: $("#q-name").value.trim(), modality: $("#q-modality").value,
+    positives: [{ text: $("#q-text").value }], threshold, severity: $("#q-severity").value,
+  };
+  result.textContent = "registering";
+  try {
+    const q = await apiJson("/queries", { method: "POST", body });
+    result.textContent = `registered ${q.id} (threshold in force ${fmtScore(q.effective_threshold)})`;
+    $("#query-form").reset();
+  } catch (e) {
+    result.textContent = `not registered: ${e.message}`;
+  }
+  loadQueries();
+}
+
+// ---- status ---------------------------------------------------------------------------
+
+/** Samples of the Prometheus text exposition format: [{name, labels, value}]. */
+function parseMetrics(text) {
+  const samples = [];
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const m = line.match(/^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/);
+    if (!m) continue;
+    const labels = {};
+    for (const lm of (m[2] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[lm[1]] = lm[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+    }
+    samples.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return samples;
+}
+
+function total(samples, name, where = () => true) {
+  return samples.filter((s) => s.name === name && where(s.labels))
+    .reduce((sum, s) => sum + s.value, 0);
+}
+
+async function loadStatus() {
+  const readyResp = await api("/readyz");
+  const ready = await readyResp.json();
+  $("#readiness").replaceChildren(...facts([
+    ["worker", ready.worker_id], ["ready", ready.ready ? "yes" : "no"],
+    ["assigned partitions", String(ready.assigned_partitions)],
+    ["missing", (ready.missing || []).join("; ")],
+  ]).childNodes);
+  const metricsResp = await api("/metrics");
+  const samples = parseMetrics(await metricsResp.text());
+  const lagOf = (modality) => total(samples, "lookout_consumer_lag",
+    (l) => MODALITY_OF_TOPIC[(l.topic || "").split(".").pop()] === modality);
+  const rows = ["video", "audio", "logs"].map((m) => {
+    const of = (l) => l.modality === m;
+    const row = el("tr");
+    row.dataset.modality = m;
+    row.append(el("td", null, m),
+               ...[total(samples, "lookout_records_consumed_total", of),
+                   total(samples, "lookout_items_indexed_total", of),
+                   total(samples, "lookout_deadletters_total", of), lagOf(m),
+                   total(samples, "lookout_standing_queries", of)]
+                 .map((n) => el("td", null, String(n))));
+    return row;
+  });
+  $("#modality-table tbody").replaceChildren(...rows);
+  $("#totals").replaceChildren(...facts([
+    ["alerts raised", String(total(samples, "lookout_alerts_total"))],
+    ["webhook backlog", String(total(samples, "lookout_webhook_backlog"))],
+    ["Redis errors", String(total(samples, "lookout_redis_errors_total"))],
+  ]).childNodes);
+}
+
+// ---- views and start-up ---------------------------------------------------------------
+
+let statusTimer = null;
+let started = false;
+
+function route() {
+  const [name, arg] = (location.hash.slice(1) || "live").split("/");
+  const view = VIEWS.includes(name) ? name : "live";
+  for (const v of VIEWS) $(`#view-${v}`).hidden = v !== view;
+  for (const a of document.querySelectorAll("nav a")) {
+    a.classList.toggle("active", a.dataset.view === (view === "alert" ? "live" : view));
+  }
+  clearInterval(statusTimer);
+  showError("");
+  const run = {
+    live: () => loadQueryNames(),
+    alert: () => showAlert(decodeURIComponent(arg || "")),
+    search: async () => {},
+    queries: () => loadQueries(),
+    status: () => {
+      statusTimer = setInterval(() => loadStatus().catch(() => {}), 5000);
+      return loadStatus();
+    },
+  }[view];
+  run().catch((e) => { if (e.status !== 401) showError(e.message); });
+}
+
+function start() {
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value);
+    $("#token").value = "";
+    $("#token-form").hidden = true;
+    const waiting = tokenWaiters;
+    tokenWaiters = [];
+    for (const resolve of waiting) resolve();
+    if (started) route();
+  });
+  $("#live-filters").addEventListener("input", applyLiveFilter);
+  $("#live-filters").addEventListener("submit", (e) => e.preventDefault());
+  $("#search-form").addEventListener("submit", runSearch);
+  $("#query-form").addEventListener("submit", createQuery);
+  for (const button of document.querySelectorAll(".feedback button")) {
+    button.addEventListener("click", () => giveFeedback(button.dataset.verdict));
+  }
+  window.addEventListener("hashchange", route);
+  beginOnceAuthorised();
+}
+
+/** Asks for the token first when the worker needs one (so no first call fails with 401),
+ * then shows the view and follows the live stream. */
+async function beginOnceAuthorised() {
+  const config = await fetch("/console/config.json", { credentials: "omit" })
+    .then((r) => r.json()).catch(() => ({ token_required: false }));
+  if (config.token_required && !sessionStorage.getItem(TOKEN_KEY)) {
+    askToken();
+    await tokenGiven();
+  }
+  started = true;
+  route();
+  new AlertStream(addAlert, loadRecentAlerts).run();
+}
+
+start();
