@@ -169,8 +169,10 @@ class AlertingObserver:
         raised = []
         for d in decisions:
             if d.action.kind == "open":
-                alert = self._alert(modality, d.candidate, d.action,
-                                    items[d.candidate.item_key])
+                item = items[d.candidate.item_key]
+                alert = self._alert(modality, d.candidate, d.action, item)
+                if alert is not None and modality == Modality.AUDIO:
+                    alert = await self._with_clip(alert, item)
                 if alert is not None and await self._publish(modality, alert):
                     raised.append(alert)
             elif d.action.kind == "close":
@@ -183,6 +185,16 @@ class AlertingObserver:
         self.s.metrics.stage_seconds.labels(modality=modality.value, stage="alert").observe(
             time.perf_counter() - started)
         return raised
+
+    async def _with_clip(self, alert: Alert, item: IndexedItem) -> Alert:
+        """Keep the matched chunk with its item so that people can listen to it
+        (`GET /items/{key}/audio`); the alert's evidence says where."""
+        store = self.s.index_stores.get(Modality.AUDIO)
+        if store is None or not await store.keep_clip(item.key, item.record.payload,
+                                                      item.record.content_type):
+            return alert
+        evidence = {**alert.evidence, "audio_url": f"/items/{item.key}/audio"}
+        return alert.model_copy(update={"evidence": evidence})
 
     def _threshold_of(self, query_id: str) -> float:
         rq = self.s.registry.find(query_id)

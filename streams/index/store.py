@@ -399,6 +399,31 @@ class IndexStore:
         data = await self._call(f"read of {key}", lambda: self.client.hget(key, "thumb"))
         return bytes(data) if data else None
 
+    async def keep_clip(self, key: str, payload: bytes, content_type: str) -> bool:
+        """Keep the matched chunk's bytes with its item (`clip`, `clip_type`), under the
+        item's own TTL; False when the item is gone. Only for items that raised an alert:
+        keeping every chunk would cost ~90 KB a second per microphone."""
+        async def run() -> bool:
+            if not await self.client.exists(key):
+                return False
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(key, mapping={"clip": payload, "clip_type": content_type})
+            pipe.ttl(key)
+            _, ttl = await pipe.execute()
+            if ttl == -1 and self.ttl_s:  # expired and re-created in between: no immortal hash
+                await self.client.expire(key, self.ttl_s)
+            return True
+
+        return await self._call(f"keeping the clip of {key}", run)
+
+    async def clip(self, key: str) -> tuple[bytes, str] | None:
+        """The kept clip of an audio item and its content type (None: none kept)."""
+        data, ctype = await self._call(
+            f"read of {key}", lambda: self.client.hmget(key, ["clip", "clip_type"]))
+        if not data:
+            return None
+        return bytes(data), (ctype.decode() if isinstance(ctype, bytes) else str(ctype or ""))
+
     async def get(self, key: str) -> StoredItem | None:
         """One item by key, or None when it is missing (or expired)."""
         raw = await self._call(f"read of {key}", lambda: self.client.hgetall(key))

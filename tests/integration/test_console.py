@@ -10,6 +10,7 @@ step: an error there (a blocked inline script, a failed load) fails the test.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -370,3 +371,25 @@ def test_the_page_reconnects_after_a_worker_restart_with_last_event_id(console, 
     assert sent[-1].get("authorization") == f"Bearer {TOKEN}"
     # while the worker was down the reconnect attempts were refused; nothing else went wrong
     assert [e for e in c.errors() if "ERR_CONNECTION_REFUSED" not in e["message"]] == []
+
+
+def test_an_audio_alert_card_plays_the_chunk_that_matched(console):
+    c = console
+    chunk = good_record(Modality.AUDIO, 5)
+    status, q = c.api("POST", "/queries", {
+        "name": "that chunk", "modality": "audio", "threshold": 0.999, "cooldown_s": 0,
+        "positives": [{"payload_b64": base64.b64encode(chunk.value).decode(),
+                       "content_type": "audio/wav"}]})
+    assert status == 201, q
+    ts = int(time.time() * 1000)
+    produce(c.settings, [InputRecord(Modality.AUDIO, "mic-door", ts, chunk.value,
+                                     encode_headers("audio/wav", ts))])
+    # the browser decoded the clip: it knows its length (HAVE_METADATA or more)
+    c.wait(lambda d: c.js(
+        "const a = document.querySelector('#alerts .card audio.clip');"
+        "return a !== null && a.readyState >= 1 && a.duration > 0"), what="a playable clip")
+    assert c.js("return document.querySelector('#alerts .card audio.clip').src").startswith(
+        "blob:")
+    assert "mic-door" in _card_texts(c)[0]
+    c.shot("live-audio")
+    assert c.errors() == []

@@ -126,10 +126,32 @@ function evidenceNode(modality, evidence) {
     loadThumb(img, evidence.thumb_url);
   } else if (evidence && typeof evidence.text === "string") {
     box.append(el("pre", "logline", evidence.text));
+  } else if (evidence && evidence.audio_url) {
+    const player = el("audio", "clip");
+    player.controls = true;
+    player.preload = "auto";
+    box.append(player);
+    loadClip(player, evidence.audio_url);
   } else if (modality === "audio") {
-    box.append(el("p", "muted", "audio chunk (not kept: no player)"));
+    box.append(el("p", "muted", "audio chunk (kept only for alerts)"));
   }
   return box;
+}
+
+/** Loads the chunk that matched into an <audio> player, with the token, from a blob: URL
+ * (the URL stays valid while the card lives, so the chunk can be replayed). */
+async function loadClip(player, url) {
+  if (typeof url !== "string" || !url.startsWith("/items/")) return;
+  try {
+    const resp = await api(url);
+    if (!resp.ok) {
+      player.replaceWith(el("p", "muted", "audio chunk no longer kept"));
+      return;
+    }
+    player.src = URL.createObjectURL(await resp.blob());
+  } catch (e) {
+    player.replaceWith(el("p", "muted", `audio chunk: ${e.message}`));
+  }
 }
 
 // ---- live alerts ----------------------------------------------------------------------
