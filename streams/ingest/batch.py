@@ -213,8 +213,8 @@ def make_items(
         thumb = None
         evidence: dict[str, Any] = {"source": rec.source, "ts": rec.ts_ms, "model": model,
                                     **evidence_of(modality, key, text)}
-        if modality is Modality.VIDEO:
-            thumb = make_thumbnail(value, thumb_max_width)
+        if modality is Modality.VIDEO and not isinstance(value, bytes):
+            thumb = make_thumbnail(value, thumb_max_width)  # (the `null` encoder: raw bytes)
         elif modality is Modality.AUDIO:
             evidence["offset_ms"] = 0
             shape = getattr(value, "shape", None)

@@ -393,3 +393,37 @@ def test_an_audio_alert_card_plays_the_chunk_that_matched(console):
     assert "mic-door" in _card_texts(c)[0]
     c.shot("live-audio")
     assert c.errors() == []
+
+
+def test_search_and_query_creation_by_an_uploaded_example(console, tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    c = console
+    frames = [good_record(Modality.VIDEO, 40 + i, source_count=1) for i in range(3)]
+    produce(c.settings, frames)
+    assert wait_for(lambda: len(item_keys(c.settings, Modality.VIDEO)) >= 3, 60)
+    example = tmp_path / "frame.jpg"
+    example.write_bytes(frames[1].value)
+
+    c.go("#search")
+    c.wait(lambda d: d.find_element("id", "view-search").is_displayed(), 10, "search view")
+    c.driver.find_element("id", "s-text").clear()
+    Select(c.driver.find_element("id", "s-modality")).select_by_visible_text("video")
+    c.driver.find_element("id", "s-example").send_keys(str(example))
+    c.driver.find_element("css selector", "#search-form button").click()
+    c.wait(lambda d: "results (video" in d.find_element("id", "search-summary").text, 30,
+           "results by example")
+    first = c.driver.find_element("css selector", "#results .hit")
+    assert "score 1.000" in first.text, first.text  # the uploaded frame itself
+
+    c.go("#queries")
+    c.wait(lambda d: d.find_element("id", "view-queries").is_displayed(), 10, "queries view")
+    c.driver.find_element("id", "q-name").send_keys("that frame again")
+    Select(c.driver.find_element("id", "q-modality")).select_by_visible_text("video")
+    c.driver.find_element("id", "q-example").send_keys(str(example))
+    c.driver.find_element("css selector", "#query-form button").click()
+    c.wait(lambda d: "registered that-frame-again" in d.find_element("id", "query-result").text,
+           30, "the query registered from an example")
+    status, q = c.api("GET", "/queries/that-frame-again")
+    assert status == 200 and q["modality"] == "video", q
+    assert c.errors() == []

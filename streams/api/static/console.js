@@ -409,16 +409,38 @@ function hitCard(modality, hit) {
             facts([["source", hit.source], ["time", fmtTime(hit.ts)]]));
 }
 
+/** The chosen file of an <input type=file> as a pattern example, or null. */
+async function exampleOf(input) {
+  const file = input.files && input.files[0];
+  if (!file) return null;
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return { payload_b64: btoa(binary), content_type: file.type || "application/octet-stream" };
+}
+
 async function runSearch(event) {
   event.preventDefault();
-  const params = new URLSearchParams({
-    modality: $("#s-modality").value, text: $("#s-text").value, k: $("#s-k").value || "12",
-  });
-  if ($("#s-sources").value.trim()) params.set("sources", $("#s-sources").value.trim());
   const summary = $("#search-summary");
+  const example = await exampleOf($("#s-example"));
+  const text = $("#s-text").value;
+  if (!example && !text.trim()) {
+    summary.textContent = "give a text or choose an example file";
+    return;
+  }
+  const sources = $("#s-sources").value.trim();
+  const k = Number($("#s-k").value || "12");
   summary.textContent = "searching";
   try {
-    const data = await apiJson(`/search?${params}`);
+    const data = example
+      ? await apiJson("/search", { method: "POST", body: {
+        modality: $("#s-modality").value, k, ...example,
+        ...(sources ? { sources: sources.split(",").map((s) => s.trim()) } : {}) } })
+      : await apiJson(`/search?${new URLSearchParams({
+        modality: $("#s-modality").value, text, k: String(k), ...(sources ? { sources } : {}),
+      })}`);
     $("#results").replaceChildren(...data.results.map((hit) => hitCard(data.modality, hit)));
     summary.textContent = `${data.results.length} results (${data.modality}, model ${data.model})`;
   } catch (e) {
@@ -494,9 +516,15 @@ async function createQuery(event) {
     result.textContent = "threshold: give auto or a number between -1 and 1";
     return;
   }
+  const example = await exampleOf($("#q-example"));
+  if (!example && !$("#q-text").value.trim()) {
+    result.textContent = "give a text to match or choose an example file";
+    return;
+  }
   const body = {
     name: $("#q-name").value.trim(), modality: $("#q-modality").value,
-    positives: [{ text: $("#q-text").value }], threshold, severity: $("#q-severity").value,
+    positives: [example || { text: $("#q-text").value }], threshold,
+    severity: $("#q-severity").value,
   };
   result.textContent = "registering";
   try {

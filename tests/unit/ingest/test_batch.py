@@ -76,6 +76,18 @@ def test_parse_accounts_for_every_record(rows):
 
 
 @pytest.mark.parametrize("modality", list(Modality))
+def test_the_null_encoder_indexes_every_record_without_decoding(modality):
+    """The pipeline bench's ceiling: items and docs but no thumbnail or text to make."""
+    ok, _ = parse_records(
+        modality, [consumed(r, i) for i, r in enumerate(good_records(modality, 3))],
+        key_prefix=PREFIX)
+    batch = embed_records(build_encoder("null", modality.value, device="cpu"), modality, ok,
+                          thumb_max_width=32)
+    assert not batch.dead and len(batch.docs) == 3
+    assert all(d.thumb is None and d.text is None for d in batch.docs)
+
+
+@pytest.mark.parametrize("modality", list(Modality))
 def test_embed_records_builds_one_item_and_doc_per_good_record(encoders, modality):
     enc = encoders[modality]
     ok, dead = parse_records(
