@@ -427,3 +427,36 @@ def test_search_and_query_creation_by_an_uploaded_example(console, tmp_path):
     status, q = c.api("GET", "/queries/that-frame-again")
     assert status == 200 and q["modality"] == "video", q
     assert c.errors() == []
+
+
+def test_a_query_preview_draws_its_background_and_what_it_would_fire_on(console):
+    """Own query, own lines: the preview finds the one matching line in the retained history
+    and draws the background histogram with the threshold line."""
+    c = console
+    line = "fan failure on rack 7: speed 0 rpm"
+    status, q = c.api("POST", "/queries", {
+        "id": "fan-failure", "name": "fan failure", "modality": "logs",
+        "positives": [line], "cooldown_s": 0})  # threshold: auto, so it keeps a background
+    assert status == 201, q
+    produce_logs(c.settings, [("rack-7", line)] + [(f"web-{i}", f"GET /p/{i} 200")
+                                                  for i in range(5)])
+    c.wait(lambda d: any(line in t for t in _card_texts(c)), 30, what="the fan card")
+    # the workers flush background counts to Redis every few seconds: wait for all six
+    assert wait_for(lambda: c.api("GET", "/queries/fan-failure/explain")[1]
+                    ["histogram"]["n"] >= 6, 30)
+    c.go("#search")  # the query list loads when its view is entered
+    c.go("#queries")
+    c.wait(lambda d: d.find_elements("css selector", "#queries-table tr[data-id='fan-failure']"),
+           15, "the fan query row")
+    row = c.driver.find_element("css selector", "#queries-table tr[data-id='fan-failure']")
+    next(b for b in row.find_elements("css selector", "button") if b.text == "Preview").click()
+    c.wait(lambda d: "would have raised" in d.find_element("id", "preview-summary").text, 30,
+           "the preview")
+    summary = c.driver.find_element("id", "preview-summary").text
+    assert "1 alert(s) from 1 matching item(s)" in summary, summary
+    assert c.js("return document.querySelectorAll('#preview-histogram svg rect.bar').length") > 0
+    assert c.js("return document.querySelectorAll('#preview-histogram line.threshold').length") \
+        == 1
+    assert line in c.driver.find_element("id", "preview-matches").text
+    c.shot("query-preview")
+    assert c.errors() == []
