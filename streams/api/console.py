@@ -43,9 +43,11 @@ ROUTES: tuple[RouteSpec, ...] = (
       for path, (name, media) in ASSETS.items()),
     RouteSpec("GET", CONFIG_PATH, "What the console needs to know before its first API call.",
               "console", auth=False, operation_id="console_config",
-              responses={200: Reply("token_required: whether API calls need the bearer token",
+              responses={200: Reply("token_required: whether API calls need the bearer token; "
+                                    "grafana_url: where the Lookout dashboards are (or null)",
                                     schema={"type": "object", "properties": {
-                                        "token_required": {"type": "boolean"}}})}),
+                                        "token_required": {"type": "boolean"},
+                                        "grafana_url": {"type": ["string", "null"]}}})}),
 )
 
 
@@ -54,14 +56,16 @@ def asset(name: str) -> bytes:
     return files("streams.api").joinpath("static", name).read_bytes()
 
 
-def routes(*, token_required: bool) -> list[Route]:
+def routes(*, token_required: bool, grafana_url: str | None = None) -> list[Route]:
     """One handler per file (the bytes are read once, here) and the page's configuration:
-    whether to ask for the token before calling the API (so a first call is not a 401)."""
+    whether to ask for the token before calling the API (so a first call is not a 401), and
+    the Grafana to link the status view to (`LOOKOUT_GRAFANA_URL`)."""
     handlers = {("GET", path): _serve(asset(name), media)
                 for path, (name, media) in ASSETS.items()}
 
     async def config(_: web.Request) -> web.Response:
-        return web.json_response({"token_required": token_required}, headers=SECURITY_HEADERS)
+        return web.json_response({"token_required": token_required, "grafana_url": grafana_url},
+                                 headers=SECURITY_HEADERS)
 
     return bind(ROUTES, {**handlers, ("GET", CONFIG_PATH): config})
 

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     api_token: str | None = Field(
         None, description="Bearer token; required when web_host is not loopback."
     )
+    grafana_url: str | None = Field(
+        None, pattern=r"^https?://\S+$",
+        description="Base URL of the Grafana holding the Lookout dashboards; the console's "
+        "status view links to them (unset: no links).",
+    )
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     torch_compile: bool = Field(False, description="Wrap encoders in torch.compile.")
     torch_threads: int = Field(

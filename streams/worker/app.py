@@ -245,7 +245,8 @@ def create_app(
         encoders=loaded, index_stores=stores,
     )
     register_routes(app, api_routes(alerting, readiness, metrics,
-                                    token_required=bool(settings.api_token)))
+                                    token_required=bool(settings.api_token),
+                                    grafana_url=settings.grafana_url))
     _track_assignment(app, readiness, input_topics)
     async def start_worker() -> None:
         await app.worker.start()

@@ -35,11 +35,11 @@ APPLICATION_OPTIONS: dict[str, Any] = {
 
 
 def api_routes(alerting: AlertingService, readiness: Readiness, metrics: Metrics, *,
-               token_required: bool = False) -> list[Route]:
+               token_required: bool = False, grafana_url: str | None = None) -> list[Route]:
     """Every route a worker serves, `/openapi.json` included (built from the others);
     `token_required` tells the console to ask for the API token first."""
     served = [*health.routes(readiness, metrics.registry),
-              *console.routes(token_required=token_required)]
+              *console.routes(token_required=token_required, grafana_url=grafana_url)]
     for area in (queries, search, alerts, items):
         served.extend(area.routes(alerting))
     specs = [r.spec for r in served if r.spec not in openapi.HEALTH_ROUTES]

@@ -38,6 +38,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 TOKEN = "console-test-token"
 DISK = "disk full on volume /data, write failed"
+GRAFANA = "http://grafana.example:3000/"
 XSS = "<script>alert(1)</script> payment failed for order 4411"
 XSS_NAME = '<img src=x onerror="alert(2)">'
 CARD_TIMEOUT_S = 30.0
@@ -134,7 +135,7 @@ def console(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory
         redis_port=stack.redis.port, topic_prefix=name, worker_id=f"{name}-worker",
         partitions=1)
     port = free_port()
-    env = worker_env(settings, port, LOOKOUT_API_TOKEN=TOKEN)
+    env = worker_env(settings, port, LOOKOUT_API_TOKEN=TOKEN, LOOKOUT_GRAFANA_URL=GRAFANA)
     worker = SpawnedWorker.start(env, f"http://127.0.0.1:{port}", tmp / "worker.log", tmp)
     worker.env = env
     driver, current = None, None
@@ -314,6 +315,10 @@ def test_status_shows_the_workers_own_counters(console):
     assert indexed >= 2
     assert float(c.driver.find_element("css selector", cell).text) == indexed
     assert "yes" in c.driver.find_element("id", "readiness").text
+    links = c.driver.find_elements("css selector", "#grafana-links a")
+    assert [a.get_attribute("href") for a in links] == [
+        "http://grafana.example:3000/d/lookout-overview",
+        "http://grafana.example:3000/d/lookout-queries"]  # LOOKOUT_GRAFANA_URL
     c.shot("status")
     assert c.errors() == []
 

@@ -697,6 +697,23 @@ function start() {
   beginOnceAuthorised();
 }
 
+/** Links to the Lookout dashboards when the worker knows its Grafana (LOOKOUT_GRAFANA_URL). */
+function showGrafanaLinks(base) {
+  if (typeof base !== "string" || !/^https?:\/\//.test(base)) return;
+  const root = base.replace(/\/+$/, "");
+  const link = (uid, label) => {
+    const a = el("a", null, label);
+    a.href = `${root}/d/${uid}`;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    return a;
+  };
+  const box = $("#grafana-links");
+  box.replaceChildren("Grafana: ", link("lookout-overview", "Lookout overview"), " · ",
+                      link("lookout-queries", "standing queries"));
+  box.hidden = false;
+}
+
 /** Asks for the token first when the worker needs one (so no first call fails with 401),
  * then shows the view and follows the live stream. */
 async function beginOnceAuthorised() {
@@ -706,6 +723,7 @@ async function beginOnceAuthorised() {
     askToken();
     await tokenGiven();
   }
+  showGrafanaLinks(config.grafana_url);
   started = true;
   route();
   new AlertStream(addAlert, loadRecentAlerts).run();

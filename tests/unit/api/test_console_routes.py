@@ -21,7 +21,7 @@ TOKEN = "s3cret"
 def _app() -> web.Application:
     app = web.Application(middlewares=[error_middleware,
                                        auth.bearer_token_middleware(TOKEN)])
-    for route in console.routes(token_required=True):
+    for route in console.routes(token_required=True, grafana_url="https://grafana.example"):
         app.router.add_route(route.spec.method, route.spec.path, route.handler)
 
     async def guarded(_: web.Request) -> web.Response:
@@ -45,7 +45,8 @@ def test_the_page_and_its_files_are_served_without_a_token_with_a_strict_policy(
         ["/", "/console/console.js", "/console/console.css", "/console/config.json",
          "/queries"]))
     assert [page[0], script[0], style[0], config[0]] == [200, 200, 200, 200]
-    assert json.loads(config[2]) == {"token_required": True}  # ask before the first call
+    assert json.loads(config[2]) == {"token_required": True,  # ask before the first call
+                                     "grafana_url": "https://grafana.example"}
     assert api[0] == 401  # the data behind the page still needs the token
     types = [h["Content-Type"].split(";")[0] for _, h, _ in (page, script, style)]
     assert types == ["text/html", "text/javascript", "text/css"]
