@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +31,7 @@ from streams.embedded import EmbeddedStack
 from tests.helpers import free_port, metric_value, unique_name, wait_for
 from tests.integration.alerting_helpers import produce_logs
 from tests.integration.pipeline_records import item_keys, produce
-from tests.integration.worker_fixtures import SpawnedWorker, worker_env
+from tests.integration.worker_fixtures import LOOKOUT_BIN, SpawnedWorker, worker_env
 from tests.records import InputRecord, good_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -294,6 +296,13 @@ def test_a_query_created_in_the_page_is_listed_by_the_api_and_can_be_disabled(co
     status, listed = c.api("GET", "/queries")
     mine = {q["id"]: q for q in listed["queries"]}["cpu-overheating"]
     assert mine["threshold"] == 0.8 and mine["enabled"] is True and mine["modality"] == "logs"
+    cli = subprocess.run(  # what an operator at a terminal sees
+        [str(LOOKOUT_BIN), "query", "list", "--json", "--api", c.worker.api_url],
+        capture_output=True, text=True, timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")},
+             "LOOKOUT_API_TOKEN": TOKEN})
+    assert cli.returncode == 0, cli.stderr
+    assert "cpu-overheating" in {q["id"] for q in json.loads(cli.stdout)}
 
     row = "#queries-table tr[data-id='cpu-overheating']"
     c.wait(lambda d: d.find_elements("css selector", row), 10, "the new row")
@@ -454,6 +463,7 @@ def test_a_query_preview_draws_its_background_and_what_it_would_fire_on(console)
     c.wait(lambda d: d.find_elements("css selector", "#queries-table tr[data-id='fan-failure']"),
            15, "the fan query row")
     row = c.driver.find_element("css selector", "#queries-table tr[data-id='fan-failure']")
+    assert row.find_element("css selector", "td.today").text == "1"  # alerts today
     next(b for b in row.find_elements("css selector", "button") if b.text == "Preview").click()
     c.wait(lambda d: "would have raised" in d.find_element("id", "preview-summary").text, 30,
            "the preview")

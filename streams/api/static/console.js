@@ -458,7 +458,7 @@ function actionButton(label, onClick) {
   return button;
 }
 
-function queryRow(q) {
+function queryRow(q, today) {
   const row = el("tr");
   row.dataset.id = q.id;
   const state = el("span", q.enabled ? "state-on" : "state-off",
@@ -469,17 +469,36 @@ function queryRow(q) {
     actionButton("Delete", (e) => confirmDelete(e.target, q.id)));
   row.append(el("td", null, q.id), el("td", null, q.name), el("td", null, q.modality),
              el("td", null, q.threshold === "auto" ? "auto" : fmtScore(q.threshold)),
-             el("td", null, fmtScore(q.effective_threshold)), el("td", null, state), actions);
+             el("td", null, fmtScore(q.effective_threshold)), el("td", null, state),
+             el("td", "today", today === undefined ? "?" : String(today)), actions);
   return row;
 }
 
 async function loadQueries() {
   try {
     const queries = await loadQueryNames();
-    $("#queries-table tbody").replaceChildren(...queries.map(queryRow));
+    const today = await alertsToday();
+    $("#queries-table tbody").replaceChildren(...queries.map(
+      (q) => queryRow(q, today.complete ? (today.get(q.id) || 0) : undefined)));
   } catch (e) {
     if (e.status !== 401) $("#query-result").textContent = `queries: ${e.message}`;
   }
+}
+
+/** Alerts since local midnight per query id (one history call; `complete` when the history
+ * answered, so a query without alerts shows 0 rather than "?"). */
+async function alertsToday() {
+  const counts = new Map();
+  const midnight = new Date();
+  midnight.setHours(0, 0, 0, 0);
+  try {
+    const data = await apiJson(`/alerts?since=${midnight.getTime()}&limit=10000`);
+    for (const a of data.alerts) counts.set(a.query_id, (counts.get(a.query_id) || 0) + 1);
+    counts.complete = true;
+  } catch (e) {
+    counts.complete = false;
+  }
+  return counts;
 }
 
 async function changeQuery(id, changes) {
