@@ -189,3 +189,22 @@ class Metrics:
         self.worker_up = Gauge(
             "lookout_worker_up", "1 while the worker's agents are running.", registry=r,
         )
+
+
+def parse_counters(text: str, name: str) -> dict[str, float]:
+    """Sum of a labelled counter per `modality` label, from a worker's /metrics text (what
+    the demo and the pipeline bench watch a worker subprocess by)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels:
+                key = sample.labels.get("modality", "")
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def counter_total(text: str, name: str) -> float:
+    """Sum of a counter over all its label sets (0 when it has none yet)."""
+    return sum(parse_counters(text, name).values())

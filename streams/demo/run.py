@@ -25,10 +25,11 @@ from streams.api.client import ApiClient, ApiRequestError, default_api_url
 from streams.config.kafka_security import kafka_python_kwargs
 from streams.config.settings import Settings
 from streams.core.errors import LookoutError, ProducerError
+from streams.core.metrics import counter_total, parse_counters
 from streams.core.signals import sigterm_as_interrupt
 from streams.demo.replay import ReplayItem, SendLog, replay, scenario_items
 from streams.demo.score import RunObservations, build_scorecard
-from streams.demo.services import DemoError, TopicTail, counter_total, parse_counters
+from streams.demo.services import DemoError, TopicTail
 from streams.worker.process import WorkerProcess, http_get, settings_env
 
 WORKER_READY_TIMEOUT_S = 240.0

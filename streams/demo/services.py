@@ -11,29 +11,11 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from streams.core.errors import LookoutError
 
 
 class DemoError(LookoutError):
     """The demo could not run: a part did not start, or the scenario is unusable."""
-
-
-def parse_counters(text: str, name: str) -> dict[str, float]:
-    """Sum of a labelled Prometheus counter per `modality` label."""
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels:
-                key = sample.labels.get("modality", "")
-                out[key] = out.get(key, 0.0) + sample.value
-    return out
-
-
-def counter_total(text: str, name: str) -> float:
-    """Sum of a Prometheus counter over all its label sets (0 when it has none yet)."""
-    return sum(parse_counters(text, name).values())
 
 
 class TopicTail:

@@ -11,10 +11,10 @@ from rich.console import Console
 
 from encoders.modality import Modality
 from streams.config.settings import Settings
+from streams.core.metrics import parse_counters
 from streams.demo.replay import ReplayItem, SendLog, replay
 from streams.demo.run import DemoOptions, scenario_dir
 from streams.demo.score import RunObservations, build_scorecard, observed_alerts
-from streams.demo.services import parse_counters
 from streams.demo.view import render_scorecard
 
 
