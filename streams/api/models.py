@@ -14,6 +14,7 @@ from pydantic.fields import FieldInfo
 
 from encoders.modality import Modality
 from streams.alerting.alerts import Alert
+from streams.alerting.feedback import Verdict
 from streams.queries.model import Severity, StandingQuery, ThresholdSetting
 
 _REQUEST = ConfigDict(extra="forbid")
@@ -232,7 +233,7 @@ class AlertList(BaseModel):
 
 class FeedbackRequest(BaseModel):
     model_config = _REQUEST
-    verdict: Literal["false_alarm", "confirmed"]
+    verdict: Verdict
     by: str | None = Field(None, max_length=200,
                            description="Who says so (default: the X-Lookout-User header).")
     note: str | None = Field(None, description="Kept up to 500 characters.")

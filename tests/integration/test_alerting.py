@@ -518,6 +518,13 @@ def _sample_alert(item: str = "lookout:item:logs:t:0:1") -> Alert:
                        severity="warning")
 
 
+def _outcomes_counted(metrics: Metrics) -> dict[str, float]:
+    """Webhook outcomes that happened (every outcome's series starts at 0)."""
+    return {s.labels["outcome"]: s.value
+            for s in metrics.webhook_deliveries.collect()[0].samples
+            if s.name.endswith("_total") and s.value}
+
+
 def test_webhook_retries_with_backoff_then_never_again(settings: Settings):
     """Real Redis, real HTTP: two 503s, then delivered; a second delivery is skipped."""
     hook = WebhookReceiver(fail_first=2).start()
@@ -542,9 +549,7 @@ def test_webhook_retries_with_backoff_then_never_again(settings: Settings):
         assert len(hook.received) == 1
         headers, body = hook.received[0]
         assert verify_signature(body, SECRET, headers[SIGNATURE_HEADER])
-        outcomes = {s.labels["outcome"]: s.value
-                    for s in metrics.webhook_deliveries.collect()[0].samples
-                    if s.name.endswith("_total") and s.value}  # every outcome starts at 0
+        outcomes = _outcomes_counted(metrics)
         assert outcomes == {"retried": 2, "delivered": 1, "duplicate_skipped": 1}
     finally:
         hook.stop()
@@ -596,9 +601,7 @@ def test_a_receiver_verifies_the_timestamped_signature_and_refuses_a_late_replay
         assert len(hook.refused) == 1 and len(hook.received) == 2
         assert len(other.refused) == 1 and not other.received
         assert not unset.refused and not unset.received
-        outcomes = {s.labels["outcome"]: s.value
-                    for s in metrics.webhook_deliveries.collect()[0].samples
-                    if s.name.endswith("_total") and s.value}  # every outcome starts at 0
+        outcomes = _outcomes_counted(metrics)
         assert outcomes == {"delivered": 1, "rejected": 1, "refused": 1}
     finally:
         hook.stop()

@@ -99,21 +99,26 @@ async function apiJson(path, options) {
   return data;
 }
 
-/** Shows an item's thumbnail: fetched with the token, displayed from a blob: URL. */
-async function loadThumb(img, url) {
+/** Evidence bytes behind the token (a thumbnail, a clip) into `node` from a blob: URL;
+ * `missing(text)` says why there is nothing to show. */
+async function loadEvidence(node, url, missing) {
   if (typeof url !== "string" || !url.startsWith("/items/")) return;
   try {
     const resp = await api(url);
     if (!resp.ok) {
-      img.alt = "thumbnail no longer kept";
+      missing("no longer kept");
       return;
     }
-    const src = URL.createObjectURL(await resp.blob());
-    img.addEventListener("load", () => URL.revokeObjectURL(src), { once: true });
-    img.src = src;
+    node.src = URL.createObjectURL(await resp.blob());
   } catch (e) {
-    img.alt = `thumbnail: ${e.message}`;
+    missing(e.message);
   }
+}
+
+/** Shows an item's thumbnail; the blob: URL is freed once the image has it. */
+function loadThumb(img, url) {
+  img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+  loadEvidence(img, url, (why) => { img.alt = `thumbnail ${why}`; });
 }
 
 /** What an item shows a person: its frame, its log line, or why there is nothing. */
@@ -138,20 +143,10 @@ function evidenceNode(modality, evidence) {
   return box;
 }
 
-/** Loads the chunk that matched into an <audio> player, with the token, from a blob: URL
- * (the URL stays valid while the card lives, so the chunk can be replayed). */
-async function loadClip(player, url) {
-  if (typeof url !== "string" || !url.startsWith("/items/")) return;
-  try {
-    const resp = await api(url);
-    if (!resp.ok) {
-      player.replaceWith(el("p", "muted", "audio chunk no longer kept"));
-      return;
-    }
-    player.src = URL.createObjectURL(await resp.blob());
-  } catch (e) {
-    player.replaceWith(el("p", "muted", `audio chunk: ${e.message}`));
-  }
+/** Loads the chunk that matched into an <audio> player (the blob: URL stays valid while
+ * the card lives, so the chunk can be replayed). */
+function loadClip(player, url) {
+  loadEvidence(player, url, (why) => player.replaceWith(el("p", "muted", `audio chunk ${why}`)));
 }
 
 // ---- live alerts ----------------------------------------------------------------------

@@ -38,15 +38,20 @@ class _History:
         return after[-limit:], len(after) > limit
 
 
-async def _read_stream(history: _History, headers: dict[str, str], path: str = "",
-                       live: tuple[Alert, ...] = ()) -> list[str]:
-    """The SSE lines up to and including the first live alert's event (or the replay's end)."""
-    feed = AlertFeed()
+def _app(feed: AlertFeed, history: _History) -> web.Application:
+    """The alert routes over `feed` and `history`, as a worker serves them."""
     service = SimpleNamespace(feed=feed, alerts=history, feedback=None, index_stores={})
     app = web.Application(middlewares=[error_middleware])
     for route in alerts_api.routes(service):
         app.router.add_route(route.spec.method, route.spec.path, route.handler)
-    async with TestClient(TestServer(app)) as client:
+    return app
+
+
+async def _read_stream(history: _History, headers: dict[str, str], path: str = "",
+                       live: tuple[Alert, ...] = ()) -> list[str]:
+    """The SSE lines up to and including the first live alert's event (or the replay's end)."""
+    feed = AlertFeed()
+    async with TestClient(TestServer(_app(feed, history))) as client:
         resp = await client.get("/alerts/stream" + path, headers=headers)
         lines: list[str] = []
         want_live = {a.alert_id for a in live}
@@ -110,11 +115,7 @@ def test_without_last_event_id_nothing_is_replayed():
 
     async def run() -> list[str]:
         feed = AlertFeed()
-        service = SimpleNamespace(feed=feed, alerts=history, feedback=None, index_stores={})
-        app = web.Application()
-        for route in alerts_api.routes(service):
-            app.router.add_route(route.spec.method, route.spec.path, route.handler)
-        async with TestClient(TestServer(app)) as client:
+        async with TestClient(TestServer(_app(feed, history))) as client:
             resp = await client.get("/alerts/stream")
             assert (await resp.content.readline()) == b": connected\n"
             feed.publish(live)
@@ -128,11 +129,7 @@ def test_without_last_event_id_nothing_is_replayed():
 def test_the_stream_ends_when_the_feed_closes():
     async def run() -> bytes:
         feed = AlertFeed()
-        service = SimpleNamespace(feed=feed, alerts=_History([]), feedback=None, index_stores={})
-        app = web.Application()
-        for route in alerts_api.routes(service):
-            app.router.add_route(route.spec.method, route.spec.path, route.handler)
-        async with TestClient(TestServer(app)) as client:
+        async with TestClient(TestServer(_app(feed, _History([])))) as client:
             resp = await client.get("/alerts/stream")
             assert (await resp.content.readline()) == b": connected\n"
             feed.close()
