@@ -13,13 +13,12 @@ import zlib
 import numpy as np
 import pytest
 import soundfile as sf
-from kafka import KafkaConsumer, TopicPartition
 
 from encoders.modality import Modality
 from streams.config.settings import Settings
 from streams.core.wire import HEADER_ERROR, encode_headers
 from tests.helpers import metric_value
-from tests.integration.pipeline_records import produce
+from tests.integration.pipeline_records import produce, read_to_end
 from tests.integration.progress import wait_until_processed
 from tests.records import InputRecord, good_records
 
@@ -53,16 +52,8 @@ def _rss(worker) -> float:
 
 
 def _reasons(settings: Settings) -> list[str]:
-    topic = settings.topic("deadletter")
-    consumer = KafkaConsumer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
-                             enable_auto_commit=False, consumer_timeout_ms=2000)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        return [dict(r.headers)[HEADER_ERROR].decode() for r in consumer]
-    finally:
-        consumer.close()
+    return [dict(r.headers)[HEADER_ERROR].decode()
+            for r in read_to_end(settings, settings.topic("deadletter"))]
 
 
 def test_bombs_are_refused_from_their_headers_without_memory_growth(
