@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .audio import decode_audio, fit_length
+from .audio import audio_recipe, decode_audio, fit_length
 from .base import Encoder
 from .errors import ModelNotAvailable
 from .fingerprint import hash_file, model_id
@@ -94,7 +94,9 @@ class AisfxEncoder(Encoder):
         self.runtime = runtime
         self.net = runtime.maybe_compile(net)
         self.front = _MelFrontEnd().to(runtime.device)
-        self.model_id = model_id("aisfx", weights_hash)
+        self.model_id = model_id("aisfx", weights_hash, audio_recipe(
+            SAMPLE_RATE, n_fft=N_FFT, hop=HOP, n_mels=N_MELS, block_frames=BLOCK_FRAMES,
+            peak_normalise=True))
 
     def decode(self, payload: bytes, content_type: str | None = None) -> torch.Tensor:
         return decode_audio(payload, content_type, SAMPLE_RATE)

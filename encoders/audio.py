@@ -102,6 +102,14 @@ def _decode_container(payload: bytes) -> tuple[np.ndarray, int]:
     return data, rate
 
 
+def audio_recipe(target_rate: int, **front_end: object) -> dict[str, object]:
+    """What shapes a chunk before the model sees it: mono mix, torchaudio's default
+    resampler to `target_rate`, and the family's own front end (block length, mel bands);
+    part of the audio encoders' model ids."""
+    return {"sample_rate": int(target_rate), "mono": "mean", "resampler": "torchaudio-sinc",
+            **front_end}
+
+
 def resample(wave: torch.Tensor, rate: int, target_rate: int) -> torch.Tensor:
     """Band-limited resampling with torchaudio (kernel cached per rate pair)."""
     if rate == target_rate:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .audio import decode_audio
+from .audio import audio_recipe, decode_audio
 from .base import Encoder
 from .errors import ModelNotAvailable
 from .fingerprint import hash_state_dict, model_id
@@ -57,7 +57,10 @@ class ClapEncoder(Encoder):
         self.processor = processor
         self.sample_rate = int(processor.feature_extractor.sampling_rate)
         self.dim = int(model.config.projection_dim)
-        self.model_id = model_id(name, hash_state_dict(model))
+        self.model_id = model_id(name, hash_state_dict(model), audio_recipe(
+            self.sample_rate, features={
+                k: v for k, v in processor.feature_extractor.to_dict().items()
+                if isinstance(v, int | float | str | bool)}))
 
     def decode(self, payload: bytes, content_type: str | None = None) -> torch.Tensor:
         return decode_audio(payload, content_type, self.sample_rate)

@@ -100,7 +100,7 @@ class OpenClipEncoder(ImageEncoder):
             if hasattr(model, "text_projection") and model.text_projection is not None
             else int(model.visual.output_dim)
         )
-        self.model_id = model_id(name, hash_state_dict(model))
+        self.model_id = model_id(name, hash_state_dict(model), preprocess.recipe())
 
     def _embed(self, items: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
         return self._image_tower(self.preprocess(items, self.device))

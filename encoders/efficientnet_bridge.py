@@ -103,7 +103,8 @@ class EfficientNetBridgeEncoder(ImageEncoder):
         self.class_center = class_vecs.mean(0).to(runtime.device)
         self.class_vecs = (class_vecs.to(runtime.device) - self.class_center).contiguous()
         self.model_id = model_id(
-            "efficientnet-lite0+minilm", hash_state_dict(net)[:4] + text.weights_hash[:4]
+            "efficientnet-lite0+minilm", hash_state_dict(net)[:4] + text.weights_hash[:4],
+            PREPROCESS.recipe(),
         )
 
     def _embed(self, items: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:

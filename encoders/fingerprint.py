@@ -1,10 +1,14 @@
-"""Model fingerprints: name + short hash of the weights, so a new checkpoint gets a new index."""
+"""Model fingerprints: name + short hash of the weights and of the front-end recipe, so a new
+checkpoint or a changed preprocessing (sample rate, image size, normalisation, log masks)
+gets a new index: vectors from two recipes are not comparable even with the same weights."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -42,6 +46,16 @@ def hash_state_dict(module: torch.nn.Module, length: int = 8) -> str:
     return h.hexdigest()[:length]
 
 
-def model_id(name: str, weights_hash: str) -> str:
-    """`<name>@<hash>`: human readable first, unique by weights."""
-    return f"{name}@{weights_hash}"
+def recipe_hash(recipe: Mapping[str, object], length: int = 6) -> str:
+    """blake2b of a front-end recipe (every parameter that shapes the model's input), in a
+    canonical JSON spelling: the same parameters give the same hash in every process."""
+    text = json.dumps(recipe, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()[:length]
+
+
+def model_id(name: str, weights_hash: str, recipe: Mapping[str, object] | None = None) -> str:
+    """`<name>@<weights hash>-p<recipe hash>`: human readable first, unique by weights and
+    preprocessing (`-p...` only when the family declares a recipe: the `null` encoder hashes
+    raw bytes and has none)."""
+    base = f"{name}@{weights_hash}"
+    return f"{base}-p{recipe_hash(recipe)}" if recipe else base

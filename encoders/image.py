@@ -154,6 +154,11 @@ class ImagePreprocess:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     mode: str = "squash"  # "squash": whole frame to size x size; "center_crop": CLIP style
 
+    def recipe(self) -> dict[str, object]:
+        """The parameters that shape a frame before the model sees it (part of the model id)."""
+        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
+                "mode": self.mode}
+
     def __call__(
         self, items: Sequence[np.ndarray | torch.Tensor], device: torch.device
     ) -> torch.Tensor:

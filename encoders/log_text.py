@@ -52,6 +52,13 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
 _SPACE = re.compile(r"\s+")
 
 
+def log_recipe() -> dict[str, object]:
+    """What shapes a log line before the model sees it (masks, their order, the length cap):
+    part of every log encoder's model id, so a changed mask makes a new index."""
+    return {"masks": [[p.pattern, placeholder] for p, placeholder in _MASKS],
+            "space": _SPACE.pattern, "max_chars": MAX_LOG_CHARS}
+
+
 def normalise_log(text: str) -> str:
     """Mask volatile tokens (timestamps, UUIDs, IPs, hex ids, numbers) and squeeze spaces."""
     for pattern, placeholder in _MASKS:

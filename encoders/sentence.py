@@ -12,7 +12,7 @@ import torch
 from .base import Encoder
 from .errors import ModelNotAvailable
 from .fingerprint import hash_state_dict, model_id
-from .log_text import EmbeddingCache, decode_log, normalise_log
+from .log_text import EmbeddingCache, decode_log, log_recipe, normalise_log
 from .runtime import Runtime
 
 
@@ -97,7 +97,7 @@ class SentenceEncoder(Encoder):
         self.runtime = runtime
         self.embedder = embedder
         self.dim = embedder.dim
-        self.model_id = model_id(name, embedder.weights_hash)
+        self.model_id = model_id(name, embedder.weights_hash, log_recipe())
         self.cache = EmbeddingCache(cache_entries)
 
     def decode(self, payload: bytes, content_type: str | None = None) -> str:

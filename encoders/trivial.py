@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import torch
 
-from .audio import decode_audio
+from .audio import audio_recipe, decode_audio
 from .base import Encoder
 from .fingerprint import model_id
 from .image_encoder import ImageEncoder
-from .log_text import decode_log, normalise_log
+from .log_text import decode_log, log_recipe, normalise_log
 from .runtime import Runtime
 
 TRIVIAL_VERSION = "v1"
@@ -35,7 +35,7 @@ class TrivialVideoEncoder(ImageEncoder):
         self.runtime = runtime
         gen = torch.Generator().manual_seed(8_8_3)
         self.projection = torch.randn((8 * 8 * 3, self.dim), generator=gen).to(runtime.device)
-        self.model_id = model_id("trivial-video", TRIVIAL_VERSION)
+        self.model_id = model_id("trivial-video", TRIVIAL_VERSION, {"thumbnail": 8})
 
     def _embed(self, items: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
         small = np.stack([_tiny(i) for i in items]).astype(np.float32) / 255.0
@@ -61,7 +61,8 @@ class TrivialAudioEncoder(Encoder):
         self.runtime = runtime
         edges = np.geomspace(50, self.sample_rate / 2, self.dim + 1)
         self.edges = edges
-        self.model_id = model_id("trivial-audio", TRIVIAL_VERSION)
+        self.model_id = model_id("trivial-audio", TRIVIAL_VERSION,
+                                 audio_recipe(self.sample_rate, bands=self.dim))
 
     def decode(self, payload: bytes, content_type: str | None = None) -> torch.Tensor:
         return decode_audio(payload, content_type, self.sample_rate)
@@ -88,7 +89,7 @@ class TrivialLogEncoder(Encoder):
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.model_id = model_id("trivial-logs", TRIVIAL_VERSION)
+        self.model_id = model_id("trivial-logs", TRIVIAL_VERSION, log_recipe())
 
     def decode(self, payload: bytes, content_type: str | None = None) -> str:
         return decode_log(payload, content_type)

@@ -16,6 +16,7 @@ __all__ = [
     "QueryTooLarge",
     "QueryNotFound",
     "IndexStoreError",
+    "IndexMismatch",
     "RedisUnavailable",
 ]
 
@@ -62,6 +63,11 @@ class AlertNotFound(LookoutError):
 
 class IndexStoreError(LookoutError):
     """Redis vector search rejected an operation or is unreachable."""
+
+
+class IndexMismatch(IndexStoreError):
+    """Redis holds an index of another model, vector dtype or schema version than this
+    worker writes; the message says what differs and which `lookout index` command helps."""
 
 
 class RedisUnavailable(IndexStoreError):

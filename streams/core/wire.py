@@ -41,6 +41,7 @@ __all__ = [
     "parse_record",
     "deadletter_headers",
     "item_key",
+    "item_key_prefix",
     "headers_dict",
 ]
 
@@ -90,12 +91,24 @@ class WireRecord:
     payload: bytes
     headers: dict[str, bytes]
     key_prefix: str = DEFAULT_KEY_PREFIX
+    #: The vector space the record is embedded into (`<model short id>:<dtype>`).
+    space: str = ""
 
     @property
     def item_key(self) -> str:
         """The Redis hash key of this item, derived from its Kafka position (idempotent)."""
         return item_key(self.modality, self.topic, self.partition, self.offset,
-                        prefix=self.key_prefix)
+                        prefix=self.key_prefix, space=self.space)
+
+
+def item_key_prefix(modality: Modality | str, space: str, *,
+                    prefix: str = DEFAULT_KEY_PREFIX) -> str:
+    """`<prefix>:item:<modality>:<space>:`: every item of one vector space (model and
+    dtype, `<model>:<dtype>`) under one prefix, so an index never holds another model's
+    vectors or vectors of another dtype."""
+    if not space:
+        raise ValueError("an item key needs the vector space (<model>:<dtype>) it belongs to")
+    return f"{prefix}:item:{Modality(modality).value}:{space}:"
 
 
 def item_key(
@@ -105,9 +118,11 @@ def item_key(
     offset: int,
     *,
     prefix: str = DEFAULT_KEY_PREFIX,
+    space: str,
 ) -> str:
-    """`<prefix>:item:<modality>:<topic>:<partition>:<offset>`; default prefix `lookout`."""
-    return f"{prefix}:item:{Modality(modality).value}:{topic}:{int(partition)}:{int(offset)}"
+    """`<prefix>:item:<modality>:<model>:<dtype>:<topic>:<partition>:<offset>`."""
+    return f"{item_key_prefix(modality, space, prefix=prefix)}{topic}:{int(partition)}:" \
+           f"{int(offset)}"
 
 
 def parse_content_type(value: str) -> ContentType:
@@ -256,6 +271,7 @@ def parse_record(
     headers: HeadersIn,
     timestamp_ms: int | None,
     key_prefix: str = DEFAULT_KEY_PREFIX,
+    space: str = "",
 ) -> WireRecord:
     """Validate one consumed record of an input topic; raises WireFormatError saying why not."""
     modality = Modality(modality)
@@ -293,6 +309,7 @@ def parse_record(
         payload=bytes(value),
         headers=hdrs,
         key_prefix=key_prefix,
+        space=space,
     )
 
 

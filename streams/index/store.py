@@ -10,13 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import redis.exceptions
-import yaml
 from redis.asyncio import Redis
 from redisvl.exceptions import RedisVLError
 from redisvl.index import AsyncSearchIndex
@@ -25,11 +22,21 @@ from redisvl.query.filter import FilterExpression, Num, Tag
 from redisvl.schema import IndexSchema
 
 from encoders.modality import Modality
-from streams.core.errors import IndexStoreError, RedisUnavailable
+from streams.core.errors import IndexMismatch, IndexStoreError, RedisUnavailable
+from streams.index.catalog import alias_target, list_indexes
+from streams.index.naming import (
+    IndexRef,
+    index_alias,
+    index_name,
+    key_prefix,
+    layout,
+    mismatch,
+    parse_index_name,
+    schema_version,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 VECTOR_FIELD = "embedding"
 RETURN_FIELDS = ("source", "ts", "model", "text", "topic", "partition", "offset")
 _TRANSIENT = (
@@ -43,39 +50,25 @@ _TRANSIENT = (
 T = TypeVar("T")
 
 
-@cache
-def _layout() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
-
-
-def index_name(prefix: str, modality: Modality, short_id: str) -> str:
-    """`<prefix>:idx:<modality>:<model short id>`."""
-    return f"{prefix}:idx:{Modality(modality).value}:{short_id}"
-
-
-def key_prefix(prefix: str, modality: Modality) -> str:
-    """Hash keys of one modality start with this (see `streams.core.wire.item_key`)."""
-    return f"{prefix}:item:{Modality(modality).value}:"
-
-
 def stored_fields(modality: Modality) -> list[str]:
     """Names of every hash field an item of `modality` carries (indexed or not)."""
-    layout = _layout()
-    indexed = [f["name"] for f in layout["fields"]["common"] + layout["fields"][modality.value]]
-    stored = layout["stored_only"]["common"] + layout["stored_only"][modality.value]
+    spec = layout()
+    indexed = [f["name"] for f in spec["fields"]["common"] + spec["fields"][modality.value]]
+    stored = spec["stored_only"]["common"] + spec["stored_only"][modality.value]
     return indexed + stored
 
 
 def build_schema(
-    *, prefix: str, modality: Modality, short_id: str, dims: int, datatype: str = "float32"
+    *, prefix: str, modality: Modality, short_id: str, dims: int, datatype: str = "float32",
+    version: int | None = None,
 ) -> dict[str, Any]:
-    """The redisvl schema dict of one modality+model index, from `index_schema.yaml`."""
+    """The redisvl schema dict of one vector space's index, from `schema.yaml`; `version`
+    (default: the current one) only names it: the fields are always today's."""
     if dims < 1:
         raise IndexStoreError(f"vector dims must be positive, not {dims}")
     modality = Modality(modality)
-    layout = _layout()
     fields: list[dict[str, Any]] = []
-    for spec in layout["fields"]["common"] + layout["fields"][modality.value]:
+    for spec in layout()["fields"]["common"] + layout()["fields"][modality.value]:
         spec = {**spec, "attrs": dict(spec.get("attrs", {}))}
         if spec["type"] == "vector":
             spec["attrs"].update(dims=int(dims), datatype=datatype)
@@ -84,8 +77,8 @@ def build_schema(
         fields.append(spec)
     return {
         "index": {
-            "name": index_name(prefix, modality, short_id),
-            "prefix": key_prefix(prefix, modality),
+            "name": index_name(prefix, modality, short_id, datatype, version),
+            "prefix": key_prefix(prefix, modality, short_id, datatype),
             "storage_type": "hash",
         },
         "fields": fields,
@@ -202,18 +195,22 @@ class IndexStore:
         dims: int,
         datatype: str = "float32",
         ttl_s: int | None = None,
+        version: int | None = None,
     ) -> None:
         self.client = client
+        self.prefix = prefix
         self.modality = Modality(modality)
-        self.key_prefix = key_prefix(prefix, self.modality)
+        self.key_prefix = key_prefix(prefix, self.modality, model_short_id, datatype)
         self.model = model_short_id
         self.dims = int(dims)
         self.datatype = datatype
         self.ttl_s = ttl_s
+        self.version = schema_version() if version is None else int(version)
+        self.alias = index_alias(prefix, self.modality, model_short_id, datatype)
         self._np_dtype = np.float16 if datatype == "float16" else np.float32
         self.schema_dict = build_schema(
             prefix=prefix, modality=self.modality, short_id=model_short_id, dims=dims,
-            datatype=datatype,
+            datatype=datatype, version=self.version,
         )
         self.index = AsyncSearchIndex(
             IndexSchema.from_dict(self.schema_dict), redis_client=client, owns_client=False
@@ -222,6 +219,15 @@ class IndexStore:
     @property
     def name(self) -> str:
         return self.index.name
+
+    @property
+    def space(self) -> str:
+        """`<model>:<dtype>`: the vector space of this index's items (`WireRecord.space`)."""
+        return f"{self.model}:{self.datatype}"
+
+    @property
+    def ref(self) -> IndexRef:
+        return IndexRef(self.modality, self.model, self.datatype, self.version)
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -232,27 +238,64 @@ class IndexStore:
             raise wrap_redis_error(e, f"{what} on {self.name}") from e
 
     async def ensure(self) -> None:
-        """Create the index when missing; fail clearly when it exists with another vector size."""
+        """Create the index (and its alias) when missing, unless an index of another model,
+        dtype or schema version holds this modality's items: then stop with what differs
+        and the `lookout index` command that resolves it. An existing index must have the
+        layout this worker writes."""
 
         async def run() -> None:
             if not await self.index.exists():
+                await self._refuse_mismatch()
                 await self.index.create(overwrite=False)
                 log.info("created Redis index %s (dims=%d)", self.name, self.dims)
-                return
-            existing = await AsyncSearchIndex.from_existing(
-                self.name, redis_client=self.client
-            )
-            differences = schema_differences(existing.schema, self.index.schema)
-            if differences:
-                raise IndexStoreError(
-                    f"Redis index {self.name} exists with another layout than this worker "
-                    f"writes ({'; '.join(differences)}): its items would not be indexed or "
-                    f"would be read as garbage. Drop it (FT.DROPINDEX {self.name}; the items "
-                    "stay and are indexed again on re-creation only if their vectors fit) or "
-                    "configure what it was built for (LOOKOUT_VECTOR_DTYPE, the encoder)"
-                )
+            else:
+                await self._check_layout()
+            await self._claim_alias()
 
         await self._call("ensure index", run)
+
+    async def _refuse_mismatch(self) -> None:
+        """Another index of this modality with items in it: the deployment's vectors are
+        elsewhere; silently starting an empty index would hide them from every query."""
+        for other in await list_indexes(self.client, self.prefix, self.modality):
+            if other.docs == 0 or other.name == self.name:
+                continue
+            problem = mismatch(f"{other.name} ({other.docs} items)", other.ref, other.datatype,
+                               self.ref)
+            if problem is not None:
+                raise IndexMismatch(problem)
+
+    async def _claim_alias(self) -> None:
+        """Point the space's alias here when it has none; an alias on another version is
+        left to `lookout index migrate` (refused when it names a newer one)."""
+        target = await alias_target(self.client, self.alias)
+        if target is None:
+            try:
+                await self.client.execute_command("FT.ALIASADD", self.alias, self.name)
+            except redis.exceptions.ResponseError as e:  # another worker was first
+                if "exists" not in str(e).lower():
+                    raise
+            return
+        ref = parse_index_name(self.prefix, target)
+        if target != self.name and ref is not None:
+            problem = mismatch(f"{self.alias} (current: {target})", ref,
+                               ref.datatype or self.datatype, self.ref)
+            if problem is not None:
+                raise IndexMismatch(problem)
+
+    async def _check_layout(self) -> None:
+        """The index of this name must have the fields this worker writes (someone may have
+        created it by hand, or changed schema.yaml without bumping its version)."""
+        existing = await AsyncSearchIndex.from_existing(self.name, redis_client=self.client)
+        differences = schema_differences(existing.schema, self.index.schema)
+        if differences:
+            raise IndexMismatch(
+                f"Redis index {self.name} exists with another layout than this worker "
+                f"writes ({'; '.join(differences)}): its items would not be indexed or "
+                "would be read as garbage; drop it (`lookout index drop "
+                f"{self.name}`; the items stay) or bump the schema version and run "
+                f"`lookout index migrate --modality {self.modality.value}`"
+            )
 
     def _mapping(self, doc: ItemDoc) -> dict[str, Any]:
         vec = np.asarray(doc.vector, dtype=self._np_dtype).reshape(-1)
@@ -313,7 +356,8 @@ class IndexStore:
                 expr = expr & (Num("ts") <= int(end))
         return expr
 
-    def _vector_bytes(self, vector: Any) -> bytes:
+    def vector_bytes(self, vector: Any) -> bytes:
+        """A vector as this index stores it (its dtype); refuses another dimension."""
         if hasattr(vector, "detach"):
             vector = vector.detach().float().cpu().numpy()
         vec = np.asarray(vector, dtype=self._np_dtype).reshape(-1)
@@ -351,7 +395,7 @@ class IndexStore:
     ) -> list[Hit]:
         """The `k` nearest items, best first; `sources` are ids or `*` globs."""
         query = VectorQuery(
-            vector=self._vector_bytes(vector),
+            vector=self.vector_bytes(vector),
             vector_field_name=VECTOR_FIELD,
             return_fields=list(RETURN_FIELDS),
             filter_expression=self._filter(sources, ts_range),
@@ -374,7 +418,7 @@ class IndexStore:
         if not -1.0 <= min_score <= 1.0:
             raise IndexStoreError(f"min_score must be within -1..1, not {min_score}")
         query = VectorRangeQuery(
-            vector=self._vector_bytes(vector),
+            vector=self.vector_bytes(vector),
             vector_field_name=VECTOR_FIELD,
             return_fields=list(RETURN_FIELDS),
             filter_expression=self._filter(sources, ts_range),

@@ -68,6 +68,7 @@ def parse_records(
     records: Sequence[ConsumedRecord],
     *,
     key_prefix: str,
+    space: str = "",
 ) -> tuple[list[WireRecord], list[DeadLetter]]:
     """Validate the wire format of each record; the bad ones become dead letters."""
     good: list[WireRecord] = []
@@ -85,6 +86,7 @@ def parse_records(
                     headers=rec.headers,
                     timestamp_ms=rec.timestamp_ms,
                     key_prefix=key_prefix,
+                    space=space,
                 )
             )
         except WireFormatError as e:

@@ -100,7 +100,8 @@ class BatchPipeline:
         m.batch_size.labels(modality=label).observe(len(records))
         await self.ready.wait()
         try:  # pure and deterministic: a retry would fail the same way
-            good, dead = parse_records(modality, records, key_prefix=self.key_prefix)
+            good, dead = parse_records(modality, records, key_prefix=self.key_prefix,
+                                       space=self.index_stores[modality].space)
         except Exception as exc:
             await self._give_up(modality, records, "parsing the batch", exc)
             return None

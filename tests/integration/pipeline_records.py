@@ -29,6 +29,14 @@ def produce(settings: Settings, records: list[InputRecord]) -> None:
         producer.close(timeout=10)
 
 
+def trivial_space(modality: Modality, dtype: str = "float32") -> str:
+    """The vector space (`<model>:<dtype>`) of the test workers' `trivial` encoder: part of
+    every item key they write."""
+    from encoders.registry import build_encoder
+
+    return f"{build_encoder('trivial', modality.value, device='cpu').short_id}:{dtype}"
+
+
 def item_keys(settings: Settings, modality: Modality) -> set[str]:
     """Every item key of `modality` in Redis under the test's prefix (SCAN, not the index)."""
     import redis

@@ -952,7 +952,7 @@ def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Setti
     bootstrap = settings.resolved_kafka_bootstrap()
     topic = settings.topic("logs")
     policy = AlertPolicy({"q": PolicyRule(min_hits=1, window_s=10, clear_s=5)}, lambda _: 0.5)
-    keys = [item_key("logs", topic, 0, offset) for offset in (0, 1)]
+    keys = [item_key("logs", topic, 0, offset, space="m:float32") for offset in (0, 1)]
     sent: list[str] = []
 
     async def send(topic: str, key: bytes, value: bytes) -> None:

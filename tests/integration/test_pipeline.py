@@ -22,7 +22,7 @@ from streams.core.wire import (
 )
 from streams.index.store import IndexStore
 from tests.helpers import metric_value
-from tests.integration.pipeline_records import item_keys, produce, read_to_end
+from tests.integration.pipeline_records import item_keys, produce, read_to_end, trivial_space
 from tests.integration.progress import wait_until_processed
 from tests.records import BASE_TS_MS, InputRecord, bad_records, good_records, log_line
 
@@ -100,7 +100,7 @@ def test_every_record_indexed_once_and_corrupt_ones_dead_lettered(settings, work
         per_topic_offset[rec.modality] += 1
         if rec.bad_reason is None:
             key = item_key(rec.modality, settings.input_topic(rec.modality), 0, off,
-                           prefix=settings.topic_prefix)
+                           prefix=settings.topic_prefix, space=trivial_space(rec.modality))
             expected_keys[rec.modality].add(key)
             position_of[key] = rec
     for m in MODALITIES:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -116,8 +117,9 @@ def test_each_producer_writes_the_documented_record(settings: Settings) -> None:
         assert (first.source, first.payload, first.content_type, first.ts_ms) == (
             source, payload, ctype, ts)
         assert first.headers == {HEADER_CONTENT_TYPE: ctype.encode(), HEADER_TS: str(ts).encode()}
-        assert first.item_key == (
-            f"lookout:item:{modality.value}:{first.topic}:{first.partition}:{first.offset}")
+        assert replace(first, space="m:float32").item_key == (
+            f"lookout:item:{modality.value}:m:float32:{first.topic}:{first.partition}:"
+            f"{first.offset}")
     logs = consume(settings, Modality.LOGS, 2)
     assert len(logs) == 2
     assert logs[1].payload == b"plain text line"

@@ -30,7 +30,7 @@ def _blocks(lang: str) -> list[str]:
 
 def _adapt(text: str, settings: Settings, index: str) -> str:
     port = re.search(r":(\d+)", settings.resolved_redis_url().split("//")[1])[1]
-    return (text.replace("lookout:idx:logs:minilm-8cdaccac", index)
+    return (text.replace("lookout:idx:logs:minilm-8cdaccac-p1a2b3c:float32", index)
             .replace("-p 16379", f"-p {port}").replace("port=16379", f"port={port}"))
 
 

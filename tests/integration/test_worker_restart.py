@@ -17,7 +17,7 @@ import pytest
 from encoders.modality import Modality
 from streams.core.wire import item_key
 from tests.helpers import metric_value, wait_for
-from tests.integration.pipeline_records import item_keys, produce
+from tests.integration.pipeline_records import item_keys, produce, trivial_space
 from tests.integration.progress import committed_and_end, wait_until_processed
 from tests.records import good_records
 
@@ -83,8 +83,9 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(settings, worker_process)
     assert committed <= at_kill, (committed, at_kill)
     # One partition, batches in order: the first worker's keys are offsets 0 .. at_kill-1.
     topic = settings.input_topic(Modality.LOGS)
-    assert keys_at_kill == {item_key(Modality.LOGS, topic, 0, off, prefix=settings.topic_prefix)
-                            for off in range(at_kill)}
+    space = trivial_space(Modality.LOGS)
+    assert keys_at_kill == {item_key(Modality.LOGS, topic, 0, off, prefix=settings.topic_prefix,
+                                     space=space) for off in range(at_kill)}
     redelivered = at_kill - committed  # upserted by the first worker, not yet committed
 
     second = worker_process(**SMALL_BATCHES)

@@ -42,6 +42,7 @@ def _parse(modality: Modality | str = Modality.LOGS, **overrides: object):
     fields: dict[str, object] = dict(
         topic="lookout.logs", partition=0, offset=7, key=b"web-1", value=b"hello",
         headers=encode_headers("text/plain", 1_700_000_000_000), timestamp_ms=5,
+        space="m-1:float32",
     )
     fields.update(overrides)
     return parse_record(modality, **fields)  # type: ignore[arg-type]
@@ -74,7 +75,7 @@ def test_round_trip(kind: tuple[Modality, str], source: str, payload: bytes, ts_
     headers = encode_headers(content_type, ts_ms)
     record = parse_record(modality, topic=f"lookout.{modality.value}", partition=partition,
                           offset=offset, key=source.encode("utf-8"), value=payload,
-                          headers=headers, timestamp_ms=record_ts)
+                          headers=headers, timestamp_ms=record_ts, space="m-1:float32")
     assert record.modality is modality
     assert record.source == source
     assert record.payload == payload
@@ -83,7 +84,7 @@ def test_round_trip(kind: tuple[Modality, str], source: str, payload: bytes, ts_
     assert record.headers == dict(headers)
     assert (record.partition, record.offset) == (partition, offset)
     assert record.item_key == (
-        f"lookout:item:{modality.value}:lookout.{modality.value}:{partition}:{offset}")
+        f"lookout:item:{modality.value}:m-1:float32:lookout.{modality.value}:{partition}:{offset}")
 
 
 @given(headers_as=st.sampled_from(["list", "dict", "str-values"]))
@@ -206,11 +207,16 @@ def test_encode_headers() -> None:
         (HEADER_CONTENT_TYPE, b"image/jpeg"), (HEADER_TS, b"1700000000123")]
 
 
-def test_item_key_and_prefix() -> None:
-    assert item_key("video", "lookout.frames", 3, 42) == "lookout:item:video:lookout.frames:3:42"
-    assert item_key(Modality.LOGS, "t-1.logs", 0, 1, prefix="t-1") == "t-1:item:logs:t-1.logs:0:1"
+def test_item_keys_carry_the_vector_space() -> None:
+    """Model and dtype are in every key: an index of one space never sees another's items."""
+    assert item_key("video", "lookout.frames", 3, 42, space="clip-1:float16") == (
+        "lookout:item:video:clip-1:float16:lookout.frames:3:42")
+    assert item_key(Modality.LOGS, "t-1.logs", 0, 1, prefix="t-1", space="m:float32") == (
+        "t-1:item:logs:m:float32:t-1.logs:0:1")
     record = _parse(key_prefix="t-9", topic="t-9.logs", offset=11)
-    assert record.item_key == "t-9:item:logs:t-9.logs:0:11"
+    assert record.item_key == "t-9:item:logs:m-1:float32:t-9.logs:0:11"
+    with pytest.raises(ValueError, match="vector space"):
+        item_key("logs", "t.logs", 0, 1, space="")
 
 
 def test_deadletter_headers_keep_the_original_and_say_why() -> None:

@@ -8,7 +8,8 @@ from redisvl.schema import IndexSchema
 from encoders.modality import Modality
 from streams.core.errors import IndexStoreError
 from streams.core.wire import item_key
-from streams.index.store import build_schema, index_name, key_prefix, stored_fields
+from streams.index.naming import index_name, key_prefix
+from streams.index.store import build_schema, stored_fields
 
 
 @pytest.mark.parametrize("modality", list(Modality))
@@ -30,20 +31,23 @@ def test_schema_has_the_documented_fields(modality):
 
 
 @pytest.mark.parametrize(
-    ("prefix", "modality", "name", "key_start"),
+    ("prefix", "modality", "dtype", "name", "key_start"),
     [
-        ("lookout", Modality.VIDEO, "lookout:idx:video:m-1", "lookout:item:video:"),
-        ("t-123", Modality.LOGS, "t-123:idx:logs:m-1", "t-123:item:logs:"),
+        ("lookout", Modality.VIDEO, "float32", "lookout:idx:video:m-1:float32:v2",
+         "lookout:item:video:m-1:float32:"),
+        ("t-123", Modality.LOGS, "float16", "t-123:idx:logs:m-1:float16:v2",
+         "t-123:item:logs:m-1:float16:"),
     ],
 )
-def test_names_follow_the_redis_layout(prefix, modality, name, key_start):
+def test_names_follow_the_redis_layout(prefix, modality, dtype, name, key_start):
     schema = IndexSchema.from_dict(
-        build_schema(prefix=prefix, modality=modality, short_id="m-1", dims=8))
-    assert schema.index.name == index_name(prefix, modality, "m-1") == name
-    assert schema.index.prefix == key_prefix(prefix, modality) == key_start
+        build_schema(prefix=prefix, modality=modality, short_id="m-1", dims=8, datatype=dtype))
+    assert schema.index.name == index_name(prefix, modality, "m-1", dtype) == name
+    assert schema.index.prefix == key_prefix(prefix, modality, "m-1", dtype) == key_start
     assert schema.index.storage_type.value == "hash"
-    # Every item key of the modality falls under the index's key prefix.
-    assert item_key(modality, f"{prefix}.x", 2, 7, prefix=prefix).startswith(key_start)
+    # Every item key of the vector space falls under the index's key prefix.
+    assert item_key(modality, f"{prefix}.x", 2, 7, prefix=prefix,
+                    space=f"m-1:{dtype}").startswith(key_start)
 
 
 def test_float16_vectors_and_bad_dims():

@@ -30,6 +30,7 @@ from streams.ingest.batch import (
 from tests.records import bad_records, good_records
 
 PREFIX = "unit"
+SPACE = "m-1:float32"
 
 
 def consumed(rec, offset: int, topic: str | None = None) -> ConsumedRecord:
@@ -51,9 +52,9 @@ def test_parse_keeps_good_records_and_explains_bad_ones():
     no_type = ConsumedRecord("unit.logs", 0, 4, b"app", b"x", [])
     wrong_type = ConsumedRecord("unit.logs", 0, 5, b"app", b"x", [("content-type", b"image/png")])
     ok, dead = parse_records(Modality.LOGS, [*good, no_key, no_type, wrong_type],
-                             key_prefix=PREFIX)
+                             key_prefix=PREFIX, space=SPACE)
     assert [r.offset for r in ok] == [0, 1, 2]
-    assert ok[0].item_key == "unit:item:logs:unit.logs:0:0"
+    assert ok[0].item_key == "unit:item:logs:m-1:float32:unit.logs:0:0"
     assert [d.record.offset for d in dead] == [3, 4, 5]
     assert {d.stage for d in dead} == {STAGE_WIRE}
     assert "key" in dead[0].reason and "content-type" in dead[1].reason
@@ -69,7 +70,7 @@ def test_parse_accounts_for_every_record(rows):
         ConsumedRecord("t.logs", 0, i, key, value, [("content-type", ct)], 1_700_000_001_000)
         for i, (key, value, ct) in enumerate(rows)
     ]
-    ok, dead = parse_records(Modality.LOGS, records, key_prefix=PREFIX)
+    ok, dead = parse_records(Modality.LOGS, records, key_prefix=PREFIX, space=SPACE)
     assert sorted([r.offset for r in ok] + [d.record.offset for d in dead]) == list(
         range(len(records)))
     assert all(d.reason for d in dead)
@@ -80,7 +81,7 @@ def test_the_null_encoder_indexes_every_record_without_decoding(modality):
     """The pipeline bench's ceiling: items and docs but no thumbnail or text to make."""
     ok, _ = parse_records(
         modality, [consumed(r, i) for i, r in enumerate(good_records(modality, 3))],
-        key_prefix=PREFIX)
+        key_prefix=PREFIX, space=SPACE)
     batch = embed_records(build_encoder("null", modality.value, device="cpu"), modality, ok,
                           thumb_max_width=32)
     assert not batch.dead and len(batch.docs) == 3
@@ -92,7 +93,7 @@ def test_embed_records_builds_one_item_and_doc_per_good_record(encoders, modalit
     enc = encoders[modality]
     ok, dead = parse_records(
         modality, [consumed(r, i) for i, r in enumerate(good_records(modality, 5))],
-        key_prefix=PREFIX)
+        key_prefix=PREFIX, space=SPACE)
     assert not dead
     batch = embed_records(enc, modality, ok, thumb_max_width=32)
     assert not batch.dead
@@ -118,7 +119,7 @@ def test_undecodable_records_become_dead_letters_and_the_rest_is_indexed(encoder
     for modality in Modality:
         bad = [r for r in bad_records() if r.modality is modality]
         records = [consumed(r, i) for i, r in enumerate([*good_records(modality, 3), *bad])]
-        ok, dead = parse_records(modality, records, key_prefix=PREFIX)
+        ok, dead = parse_records(modality, records, key_prefix=PREFIX, space=SPACE)
         batch = embed_records(encoders[modality], modality, ok, thumb_max_width=32)
         dead += batch.dead
         assert len(batch.items) == 3
@@ -247,7 +248,7 @@ def test_embed_records_reports_encode_failures_as_dead_letters(encoders):
                        encode_headers("text/plain", ts), ts)
         for i, text in enumerate(["fine one", "explode now", "fine two"])
     ]
-    ok, _ = parse_records(Modality.LOGS, records, key_prefix=PREFIX)
+    ok, _ = parse_records(Modality.LOGS, records, key_prefix=PREFIX, space=SPACE)
     batch = embed_records(broken, Modality.LOGS, ok, thumb_max_width=32)
     assert [i.record.offset for i in batch.items] == [0, 2]
     assert [(d.record.offset, d.stage) for d in batch.dead] == [(1, STAGE_ENCODE)]

@@ -48,6 +48,7 @@ class Store:
     """An index whose upserts raise `errors` first, then keep the documents."""
 
     name = "unit-logs"
+    space = "trivial-logs:float32"
 
     def __init__(self, errors: Sequence[BaseException] = ()) -> None:
         self.errors = list(errors)
