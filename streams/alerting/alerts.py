@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.alerting.leases import Leases
+from streams.alerting.leases import HashFields, Leases
 from streams.core.errors import LookoutError
 from streams.core.sources import matches as source_matches
 from streams.queries.model import Severity
@@ -52,8 +52,13 @@ def alert_id_for(query_id: str, item_key: str) -> str:
     return hashlib.sha256(f"{query_id}\x00{item_key}".encode()).hexdigest()[:32]
 
 
+#: Compare-and-set tries of one incident update before the batch is retried.
+INCIDENT_UPDATE_ATTEMPTS = 20
+
+
 class AlertClaimBusy(LookoutError):
-    """Another worker is publishing this alert right now; retry the batch shortly."""
+    """Another worker is publishing (or updating) this alert right now; retry the batch
+    shortly."""
 
 
 class Alert(BaseModel):
@@ -105,6 +110,7 @@ class AlertStore:
         self._verify_sent = verify_sent
         self._redis = redis
         self._leases = Leases(redis)
+        self._fields = HashFields(redis)
         self._prefix = prefix
         self._retention_s = retention_s
         self._lease_ms = int(claim_lease_s * 1000)
@@ -190,13 +196,22 @@ class AlertStore:
         await pipe.execute()
 
     async def update_incident(self, alert_id: str, **incident: Any) -> None:
-        """Merge `incident` fields (end, peak, merged_into) into the stored record."""
-        alert = await self.get(alert_id)
-        if alert is None:
-            return
-        merged = {**(alert.incident or {}), **incident}
-        body = alert.model_copy(update={"incident": merged}).to_bytes()
-        await self._redis.hset(self.key(alert_id), "json", body)
+        """Merge `incident` fields (end, peak, merged_into) into the stored record, as a
+        compare-and-set (the record's TTL kept): two workers updating one alert at once
+        (a rebalance overlap) both land, where a read then a write kept only the last."""
+        key = self.key(alert_id)
+        for _ in range(INCIDENT_UPDATE_ATTEMPTS):
+            raw = await self._redis.hget(key, "json")
+            if not raw:
+                return
+            current = raw.decode() if isinstance(raw, bytes) else str(raw)
+            alert = Alert.model_validate_json(current)
+            merged = {**(alert.incident or {}), **incident}
+            body = alert.model_copy(update={"incident": merged}).to_bytes().decode()
+            if await self._fields.set_if_unchanged({(key, "json"): (current, body)}, ttl_s=0):
+                return
+        raise AlertClaimBusy(f"alert {alert_id} kept changing during {INCIDENT_UPDATE_ATTEMPTS} "
+                             "incident updates; retried with the batch")
 
     async def get(self, alert_id: str) -> Alert | None:
         raw = await self._redis.hget(self.key(alert_id), "json")

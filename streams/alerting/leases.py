@@ -31,9 +31,9 @@ end
 return 0
 """
 
-#: KEYS[i]: a hash; ARGV[1]: TTL (s); then per key: field, expected ('0' = absent,
-#: '1' .. value = that value), new value. Writes every field only if every field still
-#: holds what was expected; 1 when written, 0 when any changed meanwhile.
+#: KEYS[i]: a hash; ARGV[1]: TTL (s; 0 keeps each key's TTL); then per key: field,
+#: expected ('0' = absent, '1' .. value = that value), new value. Writes every field only
+#: if every field still holds what was expected; 1 when written, 0 when any changed.
 _SET_IF_UNCHANGED = """
 for i = 1, #KEYS do
   local j = 2 + (i - 1) * 3
@@ -48,7 +48,7 @@ end
 for i = 1, #KEYS do
   local j = 2 + (i - 1) * 3
   redis.call('HSET', KEYS[i], ARGV[j], ARGV[j + 2])
-  redis.call('EXPIRE', KEYS[i], ARGV[1])
+  if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end
 end
 return 1
 """
@@ -80,7 +80,8 @@ class HashFields:
         self, writes: dict[tuple[str, str], tuple[str | None, str]], ttl_s: int
     ) -> bool:
         """`{(key, field): (expected, new)}`: write every `new` (and refresh the keys'
-        TTL) only if every field still holds its `expected` (None = absent)."""
+        TTL to `ttl_s`; 0 keeps it) only if every field still holds its `expected` (None =
+        absent)."""
         if not writes:
             return True
         keys, args = [], [ttl_s]

@@ -1004,3 +1004,29 @@ def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Setti
     assert len(before) == 2 and len(after) == 2
     assert not set(before) & set(after)
     assert sent == before + after
+
+
+def test_concurrent_incident_updates_of_one_alert_both_survive(settings: Settings):
+    """Two workers update one alert's incident at once (one closes it, one records a merge):
+    a read-merge-write as two commands kept only the last; the compare-and-set keeps both."""
+    async def no_broker(topic: str, key: bytes, value: bytes) -> None:
+        return None
+
+    async def run() -> dict:
+        clients = [Redis.from_url(settings.resolved_redis_url()) for _ in range(2)]
+        stores = [AlertStore(c, settings.topic_prefix, 3600) for c in clients]
+        alert = _sample_alert("lookout:item:logs:t:0:21")
+        try:
+            assert await stores[0].publish_once(alert, "alerts", no_broker)
+            updates = [{"end": 2_000 + i, f"field_{i}": i} for i in range(20)]
+            await asyncio.gather(*(stores[i % 2].update_incident(alert.alert_id, **u)
+                                   for i, u in enumerate(updates)))
+            stored = await stores[0].get(alert.alert_id)
+            assert stored is not None
+            return stored.incident or {}
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    incident = asyncio.run(run())
+    assert {f"field_{i}" for i in range(20)} <= set(incident), incident
