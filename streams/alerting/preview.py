@@ -39,7 +39,13 @@ async def preview_query(
     ts_range: tuple[int | None, int | None] | None = None,
     limit: int = 200,
 ) -> dict[str, Any]:
-    """What `rq` would have matched and fired on at `threshold` (the one in force)."""
+    """What `rq` would have matched and fired on at `threshold` (the one in force).
+
+    Its candidates carry no topic incarnation, unlike live ones (`AlertingService`), on
+    purpose: a preview publishes nothing and returns item keys, never alert ids, so no id
+    of it can collide with a live alert's; and Redis holds one item per Kafka position, so
+    the items it reads are distinct without the topic id (a recreated topic overwrites its
+    old positions). Fetching topic ids would make a read-only API call depend on Kafka."""
     q = rq.query
     matrix = matrix_of(rq, encoder)
     if matrix is None:
