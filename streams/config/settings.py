@@ -141,6 +141,11 @@ class Settings(BaseSettings):
         "float32", pattern="^(float32|float16)$", description="Vector storage type in Redis."
     )
     thumb_max_width: int = Field(160, ge=16, le=1024, description="Evidence thumbnail width.")
+    status_interval_s: float = Field(
+        5.0, ge=0.2, le=300,
+        description="How often a worker writes its status heartbeat to Redis (GET /status "
+        "shows the group from them); one silent for 3 intervals is left out.",
+    )
     source_label_limit: int = Field(
         0, ge=0, description="Use source ids as metric labels for the first N sources (0 = never)."
     )

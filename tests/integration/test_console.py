@@ -314,15 +314,23 @@ def test_a_query_created_in_the_page_is_listed_by_the_api_and_can_be_disabled(co
     assert c.errors() == []
 
 
-def test_status_shows_the_workers_own_counters(console):
+def test_status_shows_the_group_from_the_workers_heartbeats(console):
     c = console
     c.go("#status")
-    cell = "#modality-table tr[data-modality='logs'] td:nth-child(3)"
+    cell = "#modality-table tr[data-modality='logs'] td:nth-child(4)"
     c.wait(lambda d: d.find_elements("css selector", cell), 15, "the status table")
     indexed = metric_value(c.worker.metrics_text(), "lookout_items_indexed_total",
                            'modality="logs"')
     assert indexed >= 2
-    assert float(c.driver.find_element("css selector", cell).text) == indexed
+    # the worker's heartbeat carries its count (one beat later), the page refreshes every 5 s
+    c.wait(lambda d: float(d.find_element("css selector", cell).text) == indexed, 20,
+           "indexed in the last 60 min = the worker's own counter")
+    dead = "#modality-table tr[data-modality='logs'] td:nth-child(5)"
+    assert c.driver.find_element("css selector", dead).text == "0"
+    rows = c.driver.find_elements("css selector", "#workers-table tbody tr")
+    port = c.url.rsplit(":", 1)[1]
+    assert [r.get_attribute("data-instance").rsplit(":", 1)[1] for r in rows] == [port]
+    assert rows[0].find_element("css selector", "td:last-child").text == "yes"
     assert "yes" in c.driver.find_element("id", "readiness").text
     links = c.driver.find_elements("css selector", "#grafana-links a")
     assert [a.get_attribute("href") for a in links] == [
