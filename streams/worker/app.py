@@ -233,6 +233,7 @@ def create_app(
         encoders=loaded, index_stores=stores, inference=inference, metrics=metrics,
         deadletters=DeadLetterSink(sender, settings.topic("deadletter"), metrics),
         key_prefix=settings.topic_prefix, thumb_max_width=settings.thumb_max_width,
+        audio_clip_rate=settings.audio_clip_rate_hz,
         problems=readiness.problems,  # a failing device makes the worker unready
     )
     alerting = build_alerting(

@@ -417,13 +417,57 @@ def test_an_audio_alert_card_plays_the_chunk_that_matched(console):
     assert c.errors() == []
 
 
+def test_audio_search_results_have_players_with_a_playable_source(console, tmp_path):
+    """Every audio item keeps a small clip (LOOKOUT_AUDIO_CLIP_RATE_HZ), so search results
+    of audio come with a player, not only alerts."""
+    from selenium.webdriver.support.ui import Select
+
+    c = console
+    chunks = [good_record(Modality.AUDIO, 20 + i, source_count=1) for i in range(3)]
+    before = len(item_keys(c.settings, Modality.AUDIO))  # the alert test's chunk
+    produce(c.settings, chunks)
+    assert wait_for(lambda: len(item_keys(c.settings, Modality.AUDIO)) == before + 3, 60), \
+        c.worker.log_tail()
+    example = tmp_path / "chunk.wav"
+    example.write_bytes(chunks[1].value)
+    c.go("#search")
+    c.wait(lambda d: d.find_element("id", "view-search").is_displayed(), 10, "search view")
+    c.driver.find_element("id", "s-text").clear()
+    Select(c.driver.find_element("id", "s-modality")).select_by_visible_text("audio")
+    c.driver.find_element("id", "s-example").send_keys(str(example))
+    c.driver.find_element("css selector", "#search-form button").click()
+    c.wait(lambda d: "results (audio" in d.find_element("id", "search-summary").text, 30,
+           "audio results")
+    hits = c.driver.find_elements("css selector", "#results .hit")
+    assert len(hits) >= 4 and "score 1.000" in hits[0].text, [h.text for h in hits]
+    c.wait(lambda d: c.js(
+        "const players = [...document.querySelectorAll('#results .hit audio.clip')];"
+        "return players.length === arguments[0]"
+        " && players.every(a => a.readyState >= 1 && a.duration > 0)", len(hits)),
+        what="a loaded player on every audio result")
+    players = c.js("return [...document.querySelectorAll('#results .hit audio.clip')]"
+                   ".map(a => [a.src, a.dataset.source, a.dataset.type])")
+    for src, source, media in players:
+        assert src.startswith("blob:")  # fetched with the token, shown from memory
+        assert source.startswith("/items/") and source.endswith("/audio")
+        assert media == "audio/wav"  # the type of the response the player plays
+        # (the CSP forbids fetching a blob: URL again, so the source is asked directly)
+        req = urllib.request.Request(c.url + source,
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == "audio/wav"
+    c.shot("search-audio")
+    assert c.errors() == []
+
+
 def test_search_and_query_creation_by_an_uploaded_example(console, tmp_path):
     from selenium.webdriver.support.ui import Select
 
     c = console
     frames = [good_record(Modality.VIDEO, 40 + i, source_count=1) for i in range(3)]
+    before = len(item_keys(c.settings, Modality.VIDEO))  # the earlier tests' frames
     produce(c.settings, frames)
-    assert wait_for(lambda: len(item_keys(c.settings, Modality.VIDEO)) >= 3, 60)
+    assert wait_for(lambda: len(item_keys(c.settings, Modality.VIDEO)) == before + 3, 60)
     example = tmp_path / "frame.jpg"
     example.write_bytes(frames[1].value)
 

@@ -99,7 +99,9 @@ async function apiJson(path, options) {
 }
 
 /** Evidence bytes behind the token (a thumbnail, a clip) into `node` from a blob: URL;
- * `missing(text)` says why there is nothing to show. */
+ * `missing(text)` says why there is nothing to show. The element says where its bytes came
+ * from and their type (`data-source`, `data-type`): the CSP lets nothing fetch a blob: URL
+ * again to find out. */
 async function loadEvidence(node, url, missing) {
   if (typeof url !== "string" || !url.startsWith("/items/")) return;
   try {
@@ -108,7 +110,10 @@ async function loadEvidence(node, url, missing) {
       missing("no longer kept");
       return;
     }
-    node.src = URL.createObjectURL(await resp.blob());
+    const blob = await resp.blob();
+    node.dataset.source = url;
+    node.dataset.type = blob.type;
+    node.src = URL.createObjectURL(blob);
   } catch (e) {
     missing(e.message);
   }
@@ -137,7 +142,7 @@ function evidenceNode(modality, evidence) {
     box.append(player);
     loadClip(player, evidence.audio_url);
   } else if (modality === "audio") {
-    box.append(el("p", "muted", "audio chunk (kept only for alerts)"));
+    box.append(el("p", "muted", "audio chunk (no clip kept: LOOKOUT_AUDIO_CLIP_RATE_HZ=0)"));
   }
   return box;
 }
@@ -636,7 +641,7 @@ function byReason(counts) {
 }
 
 function workerRow(w) {
-  const row = el("tr", w.ready ? "state-on" : "state-off");
+  const row = el("tr", w.ready ? null : "state-off");
   row.dataset.instance = w.instance;
   const ready = el("td", null, w.ready ? "yes" : "no");
   if (!w.ready) ready.title = (w.missing || []).join("; ");
