@@ -75,7 +75,8 @@ async def preview_query(
         s = stored[m.row]
         rows.append({
             "key": s.key, "score": round(m.score, 6), "source": s.source, "ts": s.ts_ms,
-            "negative_score": m.negative_score, "evidence": evidence_of(q.modality, s.key, s.text),
+            "negative_score": m.negative_score,
+            "evidence": evidence_of(q.modality, s.key, s.text, "clip_type" in s.fields),
         })
     rows.sort(key=lambda r: r["ts"])
     policy = AlertPolicy({q.id: PolicyRule.of(q)}, lambda _: threshold)
@@ -110,7 +111,7 @@ async def best_matches(rq: RegisteredQuery, encoder: Any, store: Any, *, k: int 
                 seen[hit.key] = max(seen.get(hit.key, -1.0), hit.score)
     keys = sorted(seen, key=lambda key: -seen[key])[:k]
     return [{"key": s.key, "score": round(seen[s.key], 6), "source": s.source, "ts": s.ts_ms,
-             "evidence": evidence_of(q.modality, s.key, s.text)}
+             "evidence": evidence_of(q.modality, s.key, s.text, "clip_type" in s.fields)}
             for s in await store.get_many(keys)]
 
 

@@ -1,5 +1,6 @@
 """Evidence of indexed items: `GET /items/{key}/thumb`, the thumbnail (JPEG) of a frame, and
-`GET /items/{key}/audio`, the chunk of an audio item that raised an alert."""
+`GET /items/{key}/audio`, the clip of an audio item (every item keeps a small one with
+`LOOKOUT_AUDIO_CLIP_RATE_HZ`; one that raised an alert keeps its chunk as sent)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ ROUTES: tuple[RouteSpec, ...] = (
                                     schema={"type": "string", "contentMediaType": "image/jpeg"}),
                          404: Reply("no such item or no thumbnail", ErrorBody)}),
     RouteSpec("GET", "/items/{key}/audio",
-              "The audio chunk of an item that raised an alert, as sent (WAV or FLAC; raw "
-              "audio/L16 comes back as WAV), so that a browser can play it.", "search",
+              "The clip of an audio item, so that a browser can play it: the chunk as sent "
+              "when it raised an alert (WAV or FLAC), else the mono 16-bit clip every audio "
+              "item keeps (LOOKOUT_AUDIO_CLIP_RATE_HZ); raw audio/L16 comes back as WAV.",
+              "search",
               operation_id="getAudioClip",
               responses={200: Reply("the chunk", media_type="audio/*",
                                     schema={"type": "string", "contentMediaType": "audio/*"}),
@@ -72,8 +75,8 @@ def routes(service: AlertingService) -> list[Route]:
         key = request.match_info["key"]
         kept = await store_of(key).clip(key)
         if kept is None:
-            raise ApiError(404, f"item {key} has no clip: only audio items that raised an "
-                                "alert keep their chunk, until the item expires")
+            raise ApiError(404, f"item {key} has no clip: not audio, expired, or indexed "
+                                "with LOOKOUT_AUDIO_CLIP_RATE_HZ=0 and raised no alert")
         body, media = playable(*kept)
         return web.Response(body=body, content_type=media,
                             headers={"Cache-Control": "max-age=3600"})

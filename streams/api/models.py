@@ -249,3 +249,56 @@ class FeedbackReply(BaseModel):
     at: int
     note: str
     learned: bool
+
+
+# --- status of the worker group -------------------------------------------------------------
+class ModalityStatus(BaseModel):
+    """One modality as one worker (or, summed, the group) handles it right now."""
+
+    model_config = _RESPONSE
+    rate: float = Field(0.0, description="Items indexed per second over the last minute.")
+    consumed_last_hour: int = Field(0, description="Records taken from Kafka, last 60 min.")
+    indexed_last_hour: int = Field(0, description="Items embedded and indexed, last 60 min.")
+    deadletters_last_hour: dict[str, int] = Field(
+        default_factory=dict, description="Dead letters of the last 60 min by reason.")
+    lag: int = Field(0, description="Records behind the log end on the assigned partitions.")
+
+    def plus(self, other: ModalityStatus) -> ModalityStatus:
+        """Both added up (workers own disjoint partitions, so nothing is counted twice)."""
+        dead = dict(self.deadletters_last_hour)
+        for reason, n in other.deadletters_last_hour.items():
+            dead[reason] = dead.get(reason, 0) + n
+        return ModalityStatus(
+            rate=round(self.rate + other.rate, 3),
+            consumed_last_hour=self.consumed_last_hour + other.consumed_last_hour,
+            indexed_last_hour=self.indexed_last_hour + other.indexed_last_hour,
+            deadletters_last_hour=dead, lag=self.lag + other.lag)
+
+
+class WorkerStatus(BaseModel):
+    """What one worker process publishes about itself on every heartbeat."""
+
+    model_config = _RESPONSE
+    instance: str = Field(description="This process: `<host>:<web port>`.")
+    group: str = Field(description="Its consumer group (LOOKOUT_WORKER_ID).")
+    host: str
+    url: str = Field(description="Its HTTP API (web host and port as configured).")
+    pid: int
+    started_at: int = Field(description="ms since epoch.")
+    last_seen: int = Field(description="ms since epoch of this heartbeat.")
+    ready: bool
+    missing: list[str] = Field(default_factory=list)
+    assigned_partitions: int = 0
+    encoders: dict[str, str] = Field(default_factory=dict,
+                                     description="modality -> model short id @ device.")
+    modalities: dict[str, ModalityStatus] = Field(default_factory=dict)
+
+
+class GroupStatus(BaseModel):
+    """Every worker whose heartbeat has not expired, and their modalities added up."""
+
+    model_config = _RESPONSE
+    workers: list[WorkerStatus]
+    modalities: dict[str, ModalityStatus]
+    window_s: int = Field(3600, description="What `*_last_hour` counts cover.")
+    heartbeat_ttl_s: float = Field(description="A worker silent this long is left out.")

@@ -115,7 +115,8 @@ def routes(service: AlertingService) -> list[Route]:
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
         results = [{"key": h.key, "score": round(h.score, 6), "source": h.source, "ts": h.ts_ms,
-                    "evidence": evidence_of(modality, h.key, h.text)} for h in hits]
+                    "evidence": evidence_of(modality, h.key, h.text, "clip_type" in h.fields)}
+                   for h in hits]
         return web.json_response({"modality": modality.value, "model": store.model,
                                   "results": results})
 

@@ -141,6 +141,19 @@ class Settings(BaseSettings):
         "float32", pattern="^(float32|float16)$", description="Vector storage type in Redis."
     )
     thumb_max_width: int = Field(160, ge=16, le=1024, description="Evidence thumbnail width.")
+    audio_clip_rate_hz: int = Field(
+        8000, ge=0, le=48_000,
+        description="Every audio item keeps a clip of its chunk (mono 16-bit PCM at this "
+        "rate, never above the encoder's) under the item's TTL, so search results can be "
+        "played (GET /items/{key}/audio). Costs 2 bytes x rate per second of audio in Redis: "
+        "16 KB per 1-s chunk at 8000 Hz, 32 KB at 16000. 0: only chunks that raised an alert "
+        "are kept (as sent).",
+    )
+    status_interval_s: float = Field(
+        5.0, ge=0.2, le=300,
+        description="How often a worker writes its status heartbeat to Redis (GET /status "
+        "shows the group from them); one silent for 3 intervals is left out.",
+    )
     source_label_limit: int = Field(
         0, ge=0, description="Use source ids as metric labels for the first N sources (0 = never)."
     )

@@ -38,7 +38,7 @@ from streams.index.naming import (
 log = logging.getLogger(__name__)
 
 VECTOR_FIELD = "embedding"
-RETURN_FIELDS = ("source", "ts", "model", "text", "topic", "partition", "offset")
+RETURN_FIELDS = ("source", "ts", "model", "text", "topic", "partition", "offset", "clip_type")
 _TRANSIENT = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -132,6 +132,9 @@ class ItemDoc:
     content_type: str
     text: str | None = None
     thumb: bytes | None = None
+    #: an audio item's clip (`LOOKOUT_AUDIO_CLIP_RATE_HZ`) and its content type
+    clip: bytes | None = None
+    clip_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,8 @@ class IndexStore:
             mapping["text"] = doc.text
         if doc.thumb is not None:
             mapping["thumb"] = doc.thumb
+        if doc.clip is not None and doc.clip_type:
+            mapping["clip"], mapping["clip_type"] = doc.clip, doc.clip_type
         return mapping
 
     async def upsert(self, docs: Sequence[ItemDoc]) -> None:
@@ -371,7 +376,7 @@ class IndexStore:
         hits = []
         for row in rows:
             distance = float(row.get("vector_distance", 0.0))
-            extra = {k: row[k] for k in ("topic", "partition", "offset") if k in row}
+            extra = {k: row[k] for k in ("topic", "partition", "offset", "clip_type") if k in row}
             hits.append(
                 Hit(
                     key=row["id"],
@@ -445,8 +450,9 @@ class IndexStore:
 
     async def keep_clip(self, key: str, payload: bytes, content_type: str) -> bool:
         """Keep the matched chunk's bytes with its item (`clip`, `clip_type`), under the
-        item's own TTL; False when the item is gone. Only for items that raised an alert:
-        keeping every chunk would cost ~90 KB a second per microphone."""
+        item's own TTL; False when the item is gone. For items that raised an alert: the
+        chunk as sent replaces the smaller clip every audio item keeps
+        (`LOOKOUT_AUDIO_CLIP_RATE_HZ`)."""
         async def run() -> bool:
             if not await self.client.exists(key):
                 return False
@@ -488,6 +494,7 @@ class IndexStore:
         fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
         vec = np.frombuffer(fields.pop(VECTOR_FIELD, b""), dtype=self._np_dtype)
         thumb = fields.pop("thumb", None)
+        fields.pop("clip", None)  # bytes, served by `clip()`; `clip_type` stays, as text
         text = {k: v.decode("utf-8", "replace") for k, v in fields.items()}
         return StoredItem(
             key=key,

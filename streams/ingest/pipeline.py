@@ -78,6 +78,8 @@ class BatchPipeline:
     metrics: Metrics
     key_prefix: str
     thumb_max_width: int
+    #: Audio items keep a clip at this rate (Hz) for people to listen to; 0: none.
+    audio_clip_rate: int = 0
     observers: list[BatchObserver] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     problems: list[str] = field(default_factory=list)
@@ -128,7 +130,8 @@ class BatchPipeline:
         try:
             batch = await retry_until_done(
                 lambda: self.inference.run(embed_records, self.encoders[modality], modality,
-                                           good, thumb_max_width=self.thumb_max_width),
+                                           good, thumb_max_width=self.thumb_max_width,
+                                           clip_rate=self.audio_clip_rate),
                 op="encode", what=f"embedding a {label} batch of {len(good)} records "
                                   f"(first {good[0].topic}[{good[0].partition}]@{good[0].offset})",
                 backoff=self.device_backoff, transient=(EncoderUnavailable,),

@@ -16,13 +16,17 @@ from streams.core.wire import WireRecord
 from streams.index.store import ItemDoc
 
 
-def evidence_of(modality: Modality | str, key: str, text: str | None) -> dict[str, Any]:
-    """What an alert or a search result shows a person of an item: the log text, or where
-    the frame's thumbnail is served (`GET /items/{key}/thumb`)."""
+def evidence_of(modality: Modality | str, key: str, text: str | None,
+                has_clip: bool = False) -> dict[str, Any]:
+    """What an alert or a search result shows a person of an item: the log text, where the
+    frame's thumbnail is served (`GET /items/{key}/thumb`), or where the audio item's kept
+    clip is (`GET /items/{key}/audio`; `has_clip`: the item has one)."""
     if modality == Modality.VIDEO:
         return {"thumb_url": f"/items/{key}/thumb"}
     if modality == Modality.LOGS:
         return {"text": text}
+    if modality == Modality.AUDIO and has_clip:
+        return {"audio_url": f"/items/{key}/audio"}
     return {}
 
 

@@ -33,6 +33,7 @@ from streams.alerting.service import (
 from streams.api import auth
 from streams.api.errors import error_middleware
 from streams.api.health import Readiness
+from streams.api.status import WorkerDirectory
 from streams.config.kafka_security import aiokafka_kwargs, faust_broker_credentials
 from streams.config.settings import Settings
 from streams.core.inference import InferenceThread
@@ -46,6 +47,7 @@ from streams.ingest.deadletter import DeadLetterSink
 from streams.ingest.pipeline import BatchPipeline
 from streams.kafka.admin import ensure_topics, topic_layout
 from streams.worker.encoders import load_missing_encoders
+from streams.worker.heartbeat import Heartbeat, instance_id
 from streams.worker.lag import FaustOffsets, LagMonitor
 from streams.worker.probes import DependencyProbe, KafkaMetadataCheck
 from streams.worker.web import APPLICATION_OPTIONS, api_routes, register_routes
@@ -85,6 +87,7 @@ class Worker:
     alerting: AlertingService
     lag: LagMonitor
     probe: DependencyProbe
+    heartbeat: Heartbeat
     encoders: dict[Modality, Encoder] = field(default_factory=dict)
     index_stores: dict[Modality, IndexStore] = field(default_factory=dict)
 
@@ -109,6 +112,9 @@ class Worker:
         self._ready(LOADING_QUERIES)
         self.lag.devices = tuple(sorted({str(e.device) for e in self.encoders.values()}))
         self.lag.start()
+        self.heartbeat.encoders = {m.value: f"{e.short_id}@{e.device}"
+                                   for m, e in self.encoders.items()}
+        self.heartbeat.start()
         self.metrics.worker_up.set(1)
         self.pipeline.ready.set()
         log.info("worker %s started: %s", s.worker_id,
@@ -121,6 +127,7 @@ class Worker:
     async def stop(self) -> None:
         """Stop the stages in reverse, then close Redis and the inference thread."""
         self.metrics.worker_up.set(0)
+        await self.heartbeat.stop()
         await self.lag.stop()
         await self.probe.stop()
         await self.alerting.stop()
@@ -226,6 +233,7 @@ def create_app(
         encoders=loaded, index_stores=stores, inference=inference, metrics=metrics,
         deadletters=DeadLetterSink(sender, settings.topic("deadletter"), metrics),
         key_prefix=settings.topic_prefix, thumb_max_width=settings.thumb_max_width,
+        audio_clip_rate=settings.audio_clip_rate_hz,
         problems=readiness.problems,  # a failing device makes the worker unready
     )
     alerting = build_alerting(
@@ -234,6 +242,12 @@ def create_app(
     )
     pipeline.observers.append(AlertingObserver(alerting))
     input_topics = register_agents(app, pipeline, settings)
+    directory = WorkerDirectory(redis, settings.topic_prefix)
+    heartbeat = Heartbeat(
+        directory, readiness, metrics, instance=instance_id(settings.web_port),
+        url=f"http://{settings.web_host}:{settings.web_port}",
+        topics={settings.input_topic(m): m.value for m in MODALITIES},
+        interval_s=settings.status_interval_s)
     app.worker = Worker(
         settings=settings, services=services, metrics=metrics, redis=redis,
         inference=inference, readiness=readiness, pipeline=pipeline, alerting=alerting,
@@ -242,11 +256,12 @@ def create_app(
             "Kafka": KafkaMetadataCheck(services.kafka_bootstrap, aiokafka_kwargs(settings)),
             "Redis": redis.ping,
         }),
-        encoders=loaded, index_stores=stores,
+        heartbeat=heartbeat, encoders=loaded, index_stores=stores,
     )
-    register_routes(app, api_routes(alerting, readiness, metrics,
+    register_routes(app, api_routes(alerting, readiness, metrics, directory,
                                     token_required=bool(settings.api_token),
-                                    grafana_url=settings.grafana_url))
+                                    grafana_url=settings.grafana_url,
+                                    heartbeat_ttl_s=heartbeat.ttl_s))
     _track_assignment(app, readiness, input_topics)
     async def start_worker() -> None:
         await app.worker.start()

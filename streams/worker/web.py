@@ -18,9 +18,10 @@ from aiohttp import web
 from faust.web import View
 
 from streams.alerting.service import AlertingService
-from streams.api import alerts, console, health, items, openapi, queries, search
+from streams.api import alerts, console, health, items, openapi, queries, search, status
 from streams.api.health import Readiness
 from streams.api.openapi import Handler, Route
+from streams.api.status import WorkerDirectory
 from streams.core.metrics import Metrics
 
 #: aiohttp refuses a request line over its 8,190-byte default with a plain-text 400 before
@@ -34,11 +35,14 @@ APPLICATION_OPTIONS: dict[str, Any] = {
 }
 
 
-def api_routes(alerting: AlertingService, readiness: Readiness, metrics: Metrics, *,
-               token_required: bool = False, grafana_url: str | None = None) -> list[Route]:
+def api_routes(alerting: AlertingService, readiness: Readiness, metrics: Metrics,
+               directory: WorkerDirectory, *, token_required: bool = False,
+               grafana_url: str | None = None, heartbeat_ttl_s: float = 15.0) -> list[Route]:
     """Every route a worker serves, `/openapi.json` included (built from the others);
-    `token_required` tells the console to ask for the API token first."""
+    `token_required` tells the console to ask for the API token first; `directory` is where
+    the group's heartbeats are (`GET /status`)."""
     served = [*health.routes(readiness, metrics.registry),
+              *status.routes(directory, heartbeat_ttl_s),
               *console.routes(token_required=token_required, grafana_url=grafana_url)]
     for area in (queries, search, alerts, items):
         served.extend(area.routes(alerting))

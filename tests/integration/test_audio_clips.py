@@ -1,6 +1,7 @@
-"""An audio alert keeps the chunk that matched, so that people can listen to it: the alert's
-evidence names `/items/{key}/audio`, which serves the chunk as sent, under the item's TTL;
-audio items that raised no alert keep nothing."""
+"""Audio items keep a clip people can listen to: an alert's chunk as sent (the alert's
+evidence names `/items/{key}/audio`), every other audio item a small mono 16-bit clip at
+`LOOKOUT_AUDIO_CLIP_RATE_HZ` (search results name it too), all under the item's TTL; with
+the rate at 0, only alerted chunks are kept."""
 
 from __future__ import annotations
 
@@ -60,5 +61,32 @@ def test_an_audio_alert_keeps_its_chunk_and_serves_it(settings: Settings, worker
                      if k.decode() != alert["item_key"])
     finally:
         client.close()
-    status, body, _ = _get(worker.api_url + f"/items/{other}/audio")
-    assert status == 404 and b"only audio items that raised an alert" in body
+    status, small, ctype = _get(worker.api_url + f"/items/{other}/audio")
+    assert status == 200 and ctype.startswith("audio/wav")
+    played, rate = sf.read(io.BytesIO(small))
+    assert rate == settings.audio_clip_rate_hz == 8000 and played.ndim == 1
+    assert abs(len(played) - 0.25 * rate) <= 2  # the whole 0.25 s chunk, 2 bytes a sample
+    print(f"clip of a 0.25 s chunk: {len(small)} bytes (the chunk as sent: "
+          f"{len(target.value)} bytes)")
+    status, found = call(worker.api_url, "GET", "/search?modality=audio&k=10&item_key="
+                         + urllib.request.quote(other))
+    assert status == 200, found
+    assert {h["evidence"].get("audio_url") for h in found["results"]} == {
+        f"/items/{h['key']}/audio" for h in found["results"]}
+
+
+def test_without_a_clip_rate_only_alerted_chunks_are_kept(settings: Settings, worker_process):
+    worker = worker_process(LOOKOUT_AUDIO_CLIP_RATE_HZ="0")
+    produce(settings, good_records(Modality.AUDIO, 2))
+    done = wait_until_processed(settings, [worker], {Modality.AUDIO: 2})
+    assert done.indexed[Modality.AUDIO] == 2, worker.log_tail()
+    client = redis.Redis.from_url(settings.resolved_redis_url())
+    try:
+        key = next(k.decode() for k in client.scan_iter(f"{settings.topic_prefix}:item:audio:*"))
+    finally:
+        client.close()
+    status, body, _ = _get(worker.api_url + f"/items/{key}/audio")
+    assert status == 404 and b"LOOKOUT_AUDIO_CLIP_RATE_HZ=0" in body
+    status, found = call(worker.api_url, "GET", "/search?modality=audio&k=5&item_key="
+                         + urllib.request.quote(key))
+    assert status == 200 and all("audio_url" not in h["evidence"] for h in found["results"])

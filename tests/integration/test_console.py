@@ -314,15 +314,23 @@ def test_a_query_created_in_the_page_is_listed_by_the_api_and_can_be_disabled(co
     assert c.errors() == []
 
 
-def test_status_shows_the_workers_own_counters(console):
+def test_status_shows_the_group_from_the_workers_heartbeats(console):
     c = console
     c.go("#status")
-    cell = "#modality-table tr[data-modality='logs'] td:nth-child(3)"
+    cell = "#modality-table tr[data-modality='logs'] td:nth-child(4)"
     c.wait(lambda d: d.find_elements("css selector", cell), 15, "the status table")
     indexed = metric_value(c.worker.metrics_text(), "lookout_items_indexed_total",
                            'modality="logs"')
     assert indexed >= 2
-    assert float(c.driver.find_element("css selector", cell).text) == indexed
+    # the worker's heartbeat carries its count (one beat later), the page refreshes every 5 s
+    c.wait(lambda d: float(d.find_element("css selector", cell).text) == indexed, 20,
+           "indexed in the last 60 min = the worker's own counter")
+    dead = "#modality-table tr[data-modality='logs'] td:nth-child(5)"
+    assert c.driver.find_element("css selector", dead).text == "0"
+    rows = c.driver.find_elements("css selector", "#workers-table tbody tr")
+    port = c.url.rsplit(":", 1)[1]
+    assert [r.get_attribute("data-instance").rsplit(":", 1)[1] for r in rows] == [port]
+    assert rows[0].find_element("css selector", "td:last-child").text == "yes"
     assert "yes" in c.driver.find_element("id", "readiness").text
     links = c.driver.find_elements("css selector", "#grafana-links a")
     assert [a.get_attribute("href") for a in links] == [
@@ -409,13 +417,57 @@ def test_an_audio_alert_card_plays_the_chunk_that_matched(console):
     assert c.errors() == []
 
 
+def test_audio_search_results_have_players_with_a_playable_source(console, tmp_path):
+    """Every audio item keeps a small clip (LOOKOUT_AUDIO_CLIP_RATE_HZ), so search results
+    of audio come with a player, not only alerts."""
+    from selenium.webdriver.support.ui import Select
+
+    c = console
+    chunks = [good_record(Modality.AUDIO, 20 + i, source_count=1) for i in range(3)]
+    before = len(item_keys(c.settings, Modality.AUDIO))  # the alert test's chunk
+    produce(c.settings, chunks)
+    assert wait_for(lambda: len(item_keys(c.settings, Modality.AUDIO)) == before + 3, 60), \
+        c.worker.log_tail()
+    example = tmp_path / "chunk.wav"
+    example.write_bytes(chunks[1].value)
+    c.go("#search")
+    c.wait(lambda d: d.find_element("id", "view-search").is_displayed(), 10, "search view")
+    c.driver.find_element("id", "s-text").clear()
+    Select(c.driver.find_element("id", "s-modality")).select_by_visible_text("audio")
+    c.driver.find_element("id", "s-example").send_keys(str(example))
+    c.driver.find_element("css selector", "#search-form button").click()
+    c.wait(lambda d: "results (audio" in d.find_element("id", "search-summary").text, 30,
+           "audio results")
+    hits = c.driver.find_elements("css selector", "#results .hit")
+    assert len(hits) >= 4 and "score 1.000" in hits[0].text, [h.text for h in hits]
+    c.wait(lambda d: c.js(
+        "const players = [...document.querySelectorAll('#results .hit audio.clip')];"
+        "return players.length === arguments[0]"
+        " && players.every(a => a.readyState >= 1 && a.duration > 0)", len(hits)),
+        what="a loaded player on every audio result")
+    players = c.js("return [...document.querySelectorAll('#results .hit audio.clip')]"
+                   ".map(a => [a.src, a.dataset.source, a.dataset.type])")
+    for src, source, media in players:
+        assert src.startswith("blob:")  # fetched with the token, shown from memory
+        assert source.startswith("/items/") and source.endswith("/audio")
+        assert media == "audio/wav"  # the type of the response the player plays
+        # (the CSP forbids fetching a blob: URL again, so the source is asked directly)
+        req = urllib.request.Request(c.url + source,
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == "audio/wav"
+    c.shot("search-audio")
+    assert c.errors() == []
+
+
 def test_search_and_query_creation_by_an_uploaded_example(console, tmp_path):
     from selenium.webdriver.support.ui import Select
 
     c = console
     frames = [good_record(Modality.VIDEO, 40 + i, source_count=1) for i in range(3)]
+    before = len(item_keys(c.settings, Modality.VIDEO))  # the earlier tests' frames
     produce(c.settings, frames)
-    assert wait_for(lambda: len(item_keys(c.settings, Modality.VIDEO)) >= 3, 60)
+    assert wait_for(lambda: len(item_keys(c.settings, Modality.VIDEO)) == before + 3, 60)
     example = tmp_path / "frame.jpg"
     example.write_bytes(frames[1].value)
 

@@ -8,7 +8,6 @@
 const TOKEN_KEY = "lookout.token";
 const MAX_CARDS = 500;
 const VIEWS = ["live", "alert", "search", "queries", "status"];
-const MODALITY_OF_TOPIC = { frames: "video", audio: "audio", logs: "logs" };
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -100,7 +99,9 @@ async function apiJson(path, options) {
 }
 
 /** Evidence bytes behind the token (a thumbnail, a clip) into `node` from a blob: URL;
- * `missing(text)` says why there is nothing to show. */
+ * `missing(text)` says why there is nothing to show. The element says where its bytes came
+ * from and their type (`data-source`, `data-type`): the CSP lets nothing fetch a blob: URL
+ * again to find out. */
 async function loadEvidence(node, url, missing) {
   if (typeof url !== "string" || !url.startsWith("/items/")) return;
   try {
@@ -109,7 +110,10 @@ async function loadEvidence(node, url, missing) {
       missing("no longer kept");
       return;
     }
-    node.src = URL.createObjectURL(await resp.blob());
+    const blob = await resp.blob();
+    node.dataset.source = url;
+    node.dataset.type = blob.type;
+    node.src = URL.createObjectURL(blob);
   } catch (e) {
     missing(e.message);
   }
@@ -138,7 +142,7 @@ function evidenceNode(modality, evidence) {
     box.append(player);
     loadClip(player, evidence.audio_url);
   } else if (modality === "audio") {
-    box.append(el("p", "muted", "audio chunk (kept only for alerts)"));
+    box.append(el("p", "muted", "audio chunk (no clip kept: LOOKOUT_AUDIO_CLIP_RATE_HZ=0)"));
   }
   return box;
 }
@@ -630,31 +634,49 @@ function total(samples, name, where = () => true) {
     .reduce((sum, s) => sum + s.value, 0);
 }
 
+/** "decode 2, wire_format 1" (or "0"): dead letters by reason. */
+function byReason(counts) {
+  const parts = Object.entries(counts || {}).map(([reason, n]) => `${reason} ${n}`);
+  return parts.length ? parts.join(", ") : "0";
+}
+
+function workerRow(w) {
+  const row = el("tr", w.ready ? null : "state-off");
+  row.dataset.instance = w.instance;
+  const ready = el("td", null, w.ready ? "yes" : "no");
+  if (!w.ready) ready.title = (w.missing || []).join("; ");
+  row.append(el("td", null, w.instance), el("td", null, w.group),
+             el("td", null, Object.entries(w.encoders || {}).map(([m, e]) => `${m}=${e}`).join(", ")),
+             el("td", null, fmtTime(w.started_at)), el("td", null, fmtTime(w.last_seen)),
+             el("td", null, String(w.assigned_partitions)), ready);
+  return row;
+}
+
+/** The group from `GET /status` (the workers' heartbeats in Redis), then this worker's own
+ * readiness and counters (`/readyz`, `/metrics`). */
 async function loadStatus() {
-  const readyResp = await api("/readyz");
-  const ready = await readyResp.json();
+  const group = await apiJson("/status");
+  $("#workers-table tbody").replaceChildren(...group.workers.map(workerRow));
+  const metricsResp = await api("/metrics");
+  const samples = parseMetrics(await metricsResp.text());
+  const rows = ["video", "audio", "logs"].map((m) => {
+    const s = group.modalities[m] || {};
+    const row = el("tr");
+    row.dataset.modality = m;
+    row.append(el("td", null, m),
+               ...[s.rate || 0, s.consumed_last_hour || 0, s.indexed_last_hour || 0,
+                   byReason(s.deadletters_last_hour), s.lag || 0,
+                   total(samples, "lookout_standing_queries", (l) => l.modality === m)]
+                 .map((n) => el("td", null, String(n))));
+    return row;
+  });
+  $("#modality-table tbody").replaceChildren(...rows);
+  const ready = await (await api("/readyz")).json();
   $("#readiness").replaceChildren(...facts([
     ["worker", ready.worker_id], ["ready", ready.ready ? "yes" : "no"],
     ["assigned partitions", String(ready.assigned_partitions)],
     ["missing", (ready.missing || []).join("; ")],
   ]).childNodes);
-  const metricsResp = await api("/metrics");
-  const samples = parseMetrics(await metricsResp.text());
-  const lagOf = (modality) => total(samples, "lookout_consumer_lag",
-    (l) => MODALITY_OF_TOPIC[(l.topic || "").split(".").pop()] === modality);
-  const rows = ["video", "audio", "logs"].map((m) => {
-    const of = (l) => l.modality === m;
-    const row = el("tr");
-    row.dataset.modality = m;
-    row.append(el("td", null, m),
-               ...[total(samples, "lookout_records_consumed_total", of),
-                   total(samples, "lookout_items_indexed_total", of),
-                   total(samples, "lookout_deadletters_total", of), lagOf(m),
-                   total(samples, "lookout_standing_queries", of)]
-                 .map((n) => el("td", null, String(n))));
-    return row;
-  });
-  $("#modality-table tbody").replaceChildren(...rows);
   $("#totals").replaceChildren(...facts([
     ["alerts raised", String(total(samples, "lookout_alerts_total"))],
     ["webhook backlog", String(total(samples, "lookout_webhook_backlog"))],

@@ -253,3 +253,38 @@ def test_embed_records_reports_encode_failures_as_dead_letters(encoders):
     assert [i.record.offset for i in batch.items] == [0, 2]
     assert [(d.record.offset, d.stage) for d in batch.dead] == [(1, STAGE_ENCODE)]
     assert batch.dead[0].record.value == b"explode now"
+
+
+@pytest.mark.parametrize("clip_rate", [8000, 16000, 4000])
+def test_every_audio_item_keeps_a_small_clip_a_browser_can_play(encoders, clip_rate):
+    import io
+
+    import soundfile as sf
+
+    from streams.api.items import playable
+
+    ok, _ = parse_records(Modality.AUDIO, [consumed(r, i) for i, r in
+                                           enumerate(good_records(Modality.AUDIO, 2))],
+                          key_prefix=PREFIX)
+    batch = embed_records(encoders[Modality.AUDIO], Modality.AUDIO, ok, thumb_max_width=32,
+                          clip_rate=clip_rate)
+    for item, doc in zip(batch.items, batch.docs, strict=True):
+        sent, _ = sf.read(io.BytesIO(item.record.payload))
+        seconds = len(sent) / sf.info(io.BytesIO(item.record.payload)).samplerate
+        assert doc.clip_type == f"audio/L16;rate={clip_rate};channels=1"
+        assert abs(len(doc.clip) - 2 * clip_rate * seconds) <= 4  # 2 bytes a sample, mono
+        assert item.evidence["audio_url"] == f"/items/{doc.key}/audio"
+        wav, media = playable(doc.clip, doc.clip_type)
+        played, rate = sf.read(io.BytesIO(wav))
+        assert media == "audio/wav" and rate == clip_rate and played.ndim == 1
+        # the same sound: the chunk's tone, sampled at the clip's rate
+        t = np.arange(len(played)) / clip_rate
+        expected = np.interp(t, np.arange(len(sent)) / (len(sent) / seconds), sent)
+        assert np.corrcoef(played, expected)[0, 1] > 0.9
+
+
+def test_no_clip_rate_keeps_no_clip(encoders):
+    ok, _ = parse_records(Modality.AUDIO, [consumed(good_records(Modality.AUDIO, 1)[0], 0)],
+                          key_prefix=PREFIX)
+    batch = embed_records(encoders[Modality.AUDIO], Modality.AUDIO, ok, thumb_max_width=32)
+    assert batch.docs[0].clip is None and "audio_url" not in batch.items[0].evidence
