@@ -265,7 +265,7 @@ def test_every_audio_item_keeps_a_small_clip_a_browser_can_play(encoders, clip_r
 
     ok, _ = parse_records(Modality.AUDIO, [consumed(r, i) for i, r in
                                            enumerate(good_records(Modality.AUDIO, 2))],
-                          key_prefix=PREFIX)
+                          key_prefix=PREFIX, space=SPACE)
     batch = embed_records(encoders[Modality.AUDIO], Modality.AUDIO, ok, thumb_max_width=32,
                           clip_rate=clip_rate)
     for item, doc in zip(batch.items, batch.docs, strict=True):
@@ -285,6 +285,6 @@ def test_every_audio_item_keeps_a_small_clip_a_browser_can_play(encoders, clip_r
 
 def test_no_clip_rate_keeps_no_clip(encoders):
     ok, _ = parse_records(Modality.AUDIO, [consumed(good_records(Modality.AUDIO, 1)[0], 0)],
-                          key_prefix=PREFIX)
+                          key_prefix=PREFIX, space=SPACE)
     batch = embed_records(encoders[Modality.AUDIO], Modality.AUDIO, ok, thumb_max_width=32)
     assert batch.docs[0].clip is None and "audio_url" not in batch.items[0].evidence
