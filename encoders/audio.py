@@ -86,7 +86,35 @@ def check_audio_header(frames: int, channels: int, rate: int, payload_bytes: int
             f"bytes (more than {MAX_EXPANSION}x): refused before decoding")
 
 
+#: `data` chunk sizes a streaming writer puts in when it cannot know the length.
+_UNKNOWN_WAV_SIZES = frozenset({0, 0xFFFFFFFF})
+
+
+def check_wav_complete(payload: bytes) -> None:
+    """Refuse a RIFF/WAVE file whose `data` chunk announces more bytes than are present.
+
+    libsndfile clamps the frame count to the bytes it finds, so a cut-off WAV would
+    otherwise decode as a shorter chunk and be indexed as if it were whole (a truncated
+    JPEG or PNG is refused; so is this). Not a RIFF file, or no `data` chunk header in
+    the bytes: left to libsndfile to judge.
+    """
+    if len(payload) < 12 or payload[:4] != b"RIFF" or payload[8:12] != b"WAVE":
+        return
+    at = 12
+    while at + 8 <= len(payload):
+        chunk, size = payload[at:at + 4], int.from_bytes(payload[at + 4:at + 8], "little")
+        if chunk == b"data":
+            present = len(payload) - at - 8
+            if size not in _UNKNOWN_WAV_SIZES and present < size:
+                raise EncoderInputError(
+                    f"truncated WAV: its data chunk announces {size:,} bytes, "
+                    f"{present:,} present")
+            return
+        at += 8 + size + (size & 1)  # chunks are word-aligned
+
+
 def _decode_container(payload: bytes) -> tuple[np.ndarray, int]:
+    check_wav_complete(payload)
     try:
         with sf.SoundFile(io.BytesIO(payload)) as f:
             rate = f.samplerate

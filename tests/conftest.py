@@ -12,6 +12,10 @@ import os
 
 from hypothesis import settings
 
+# The stack and worker fixtures of the suites that run real services (tests/integration,
+# tests/faults), registered here once so that both share one session stack.
+pytest_plugins = ("tests.integration.stack_fixtures", "tests.integration.worker_fixtures")
+
 settings.register_profile("lookout", deadline=None, print_blob=True)
 settings.register_profile("lookout-ci", deadline=None, print_blob=True, derandomize=True)
 settings.load_profile("lookout-ci" if os.environ.get("CI") else "lookout")

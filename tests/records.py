@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from dataclasses import dataclass, field
 
 import cv2
@@ -38,6 +40,18 @@ def jpeg_frame(i: int, width: int = 64, height: int = 48) -> bytes:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
     return buf.tobytes()
+
+
+def png_announcing(width: int, height: int) -> bytes:
+    """A valid-looking PNG whose header says width x height; its data inflates to zeros."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    rows = zlib.compress(b"\x00" * (1 + 3 * width) * 64, 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                               0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
 def wav_chunk(i: int, seconds: float = 0.25, rate: int = 16_000) -> bytes:

@@ -6,25 +6,28 @@ The records themselves are built by `tests.records` (pure, shared with the unit 
 from __future__ import annotations
 
 from kafka import KafkaProducer
+from kafka.producer.future import RecordMetadata
 
 from encoders.modality import Modality
 from streams.config.settings import Settings
 from tests.records import InputRecord
 
 
-def produce(settings: Settings, records: list[InputRecord]) -> None:
-    """Send records in order and wait until the broker has every one."""
+def produce(settings: Settings, records: list[InputRecord],
+            max_request_size: int = 1024 * 1024) -> list[RecordMetadata]:
+    """Send records in order and wait until the broker has every one; returns where each
+    landed (topic, partition, offset), in the order given. A `max_request_size` over the
+    client's 1 MiB default sends what a foreign producer may (the test broker takes up
+    to 8 MiB, the wire format 1,000,000 bytes)."""
     producer = KafkaProducer(
         bootstrap_servers=settings.resolved_kafka_bootstrap().split(","), acks="all",
-        linger_ms=5,
+        linger_ms=5, max_request_size=max_request_size,
     )
     try:
-        for rec in records:
-            producer.send(
-                settings.input_topic(rec.modality), key=rec.source.encode(), value=rec.value,
-                headers=rec.headers,
-            )
+        futures = [producer.send(settings.input_topic(rec.modality), key=rec.source.encode(),
+                                 value=rec.value, headers=rec.headers) for rec in records]
         producer.flush(timeout=60)
+        return [f.get(timeout=60) for f in futures]
     finally:
         producer.close(timeout=10)
 

@@ -70,8 +70,10 @@ def committed_and_end(settings: Settings, group: str, topic: str) -> tuple[int, 
         consumer.close()
 
 
-def uncommitted(settings: Settings, topics: Iterable[str], group: str | None = None) -> int:
-    """Records of `topics` (all partitions) past the consumer group's committed offsets."""
+def committed_offsets(settings: Settings, topics: Iterable[str], group: str | None = None
+                      ) -> dict[tuple[str, int], tuple[int, int]]:
+    """(committed offset of the group, log end offset) per (topic, partition) of `topics`;
+    0 where the group never committed."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
@@ -79,12 +81,17 @@ def uncommitted(settings: Settings, topics: Iterable[str], group: str | None = N
     try:
         parts = [TopicPartition(t, p) for t in topics
                  for p in sorted(consumer.partitions_for_topic(t) or ())]
-        if not parts:
-            return 0
-        ends = consumer.end_offsets(parts)
-        return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in parts)
+        ends = consumer.end_offsets(parts) if parts else {}
+        return {(tp.topic, tp.partition): (consumer.committed(tp) or 0, ends[tp])
+                for tp in parts}
     finally:
         consumer.close()
+
+
+def uncommitted(settings: Settings, topics: Iterable[str], group: str | None = None) -> int:
+    """Records of `topics` (all partitions) past the consumer group's committed offsets."""
+    return sum(end - committed
+               for committed, end in committed_offsets(settings, topics, group).values())
 
 
 def wait_until_processed(

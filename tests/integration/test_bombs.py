@@ -7,8 +7,6 @@ own `process_resident_memory_bytes`) stays put. Before the header checks a 48 KB
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -20,23 +18,11 @@ from streams.core.wire import HEADER_ERROR, encode_headers
 from tests.helpers import metric_value
 from tests.integration.pipeline_records import produce, read_to_end
 from tests.integration.progress import wait_until_processed
-from tests.records import InputRecord, good_records
+from tests.records import InputRecord, good_records, png_announcing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 TS = 1_764_000_000_000
 RSS_HEADROOM = 300 * 1024 * 1024  # the smallest bomb here would take ~1.2 GB decoded
-
-
-def png_announcing(width: int, height: int) -> bytes:
-    """A valid-looking PNG whose header says width x height; its data inflates to zeros."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-
-    rows = zlib.compress(b"\x00" * (1 + 3 * width) * 64, 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
-                                                               0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
 def flac_of_silence(seconds: int, rate: int = 48_000) -> bytes:

@@ -84,3 +84,22 @@ def test_header_limits_on_channels_rate_length_and_expansion() -> None:
     ):
         with pytest.raises(EncoderInputError, match=what):
             check_audio_header(frames, channels, rate, size)
+
+
+@pytest.mark.parametrize("kept", [0.05, 0.5, 0.99])
+def test_a_truncated_wav_is_refused_not_indexed_as_a_shorter_chunk(kept: float) -> None:
+    """libsndfile clamps a WAV's frame count to the bytes present, so a cut-off file read
+    as is would be indexed as a shorter (wrong) chunk: its `data` chunk size says how much
+    is missing."""
+    payload = wav_bytes(tone(440, 0.5, rate=16_000), 16_000)
+    with pytest.raises(EncoderInputError, match="truncated WAV"):
+        decode_audio(payload[: int(len(payload) * kept)], "audio/wav", 16_000)
+
+
+def test_a_streamed_wav_of_unknown_length_still_decodes() -> None:
+    """A streaming writer cannot know the length up front and puts 0xFFFFFFFF in the
+    `data` size (libsndfile then reads to the end): that is no truncation."""
+    payload = bytearray(wav_bytes(tone(440, 0.5, rate=16_000), 16_000))
+    at = payload.index(b"data") + 4
+    payload[at:at + 4] = b"\xff\xff\xff\xff"
+    assert decode_audio(bytes(payload), "audio/wav", 16_000).shape[0] == 8000

@@ -1,5 +1,9 @@
 """Integration fixtures: one real embedded Kafka + Redis per test session, unique names per test.
 
+Registered once for the whole suite (tests/conftest.py's `pytest_plugins`), so
+tests/integration and tests/faults share one session stack instead of starting a Kafka
+each.
+
 The session stack runs on free ports in a temporary home and is stopped at the end.
 Set `LOOKOUT_TEST_HOME=/some/dir` to reuse a long-lived stack there instead (started if
 needed, left running; ports from LOOKOUT_KAFKA_PORT / LOOKOUT_KAFKA_CONTROLLER_PORT /
@@ -64,6 +68,3 @@ def settings(stack: EmbeddedStack) -> Settings:
         worker_id=f"{name}-worker",
         partitions=1,
     )
-
-
-from tests.integration.worker_fixtures import worker_process  # noqa: F401,E402  (pipeline)
