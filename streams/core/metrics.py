@@ -34,7 +34,7 @@ SCORE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 STAGES = ("decode", "encode", "index", "match", "alert")
 #: `reason` of dead letters: the stage that rejected the record (streams.ingest.records'
 #: STAGE_* constants; tests/unit/observability/test_metrics.py keeps the two equal).
-DEADLETTER_REASONS = ("wire_format", "decode", "encode")
+DEADLETTER_REASONS = ("wire_format", "decode", "encode", "error")
 #: `op` of the Redis operations `retry_until_done` counts (it is passed `metrics=`).
 REDIS_OPS = ("ensure", "upsert")
 #: `outcome` of webhook deliveries (streams.alerting counts exactly these).

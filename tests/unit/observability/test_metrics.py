@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from encoders.modality import MODALITIES
 from streams.core.metrics import DEADLETTER_REASONS, REDIS_OPS, WEBHOOK_OUTCOMES, Metrics
-from streams.ingest.records import STAGE_DECODE, STAGE_ENCODE, STAGE_WIRE
+from streams.ingest.records import STAGE_DECODE, STAGE_ENCODE, STAGE_ERROR, STAGE_WIRE
 
 STREAMS = Path(__file__).resolve().parents[3] / "streams"
 
@@ -59,7 +59,7 @@ def test_error_counters_are_zero_before_the_first_error(name, expected) -> None:
 
 
 def test_dead_letter_reasons_are_the_ingest_stages() -> None:
-    assert set(DEADLETTER_REASONS) == {STAGE_WIRE, STAGE_DECODE, STAGE_ENCODE}
+    assert set(DEADLETTER_REASONS) == {STAGE_WIRE, STAGE_DECODE, STAGE_ENCODE, STAGE_ERROR}
 
 
 def _calls(name: str) -> list[ast.Call]:
