@@ -9,7 +9,14 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .content_types import ContentTypeError, media_type, parse_content_type, pcm_format
+from .content_types import (
+    CLIP_MEDIA_TYPES,
+    OPUS_RATES,
+    ContentTypeError,
+    media_type,
+    parse_content_type,
+    pcm_format,
+)
 from .errors import EncoderInputError
 
 CONTAINER_TYPES = frozenset(
@@ -128,6 +135,32 @@ def _decode_container(payload: bytes) -> tuple[np.ndarray, int]:
             f"truncated audio file: header announces {expected} frames, found {data.shape[0]}"
         )
     return data, rate
+
+
+def clip_sample_rate(fmt: str, wanted: int, rate: int) -> int:
+    """The rate a listening clip is kept at: `wanted`, never above the decoded `rate`
+    (nothing to gain), and for Opus the highest rate Opus has at or below that (8000 at
+    least: Opus carries only 8/12/16/24/48 kHz)."""
+    target = min(wanted, rate)
+    if fmt == "opus":
+        return max((r for r in OPUS_RATES if r <= target), default=OPUS_RATES[0])
+    return target
+
+
+def encode_clip(samples: np.ndarray, rate: int, fmt: str) -> tuple[bytes, str]:
+    """Mono float samples in [-1, 1] at `rate` -> (bytes, content type) of a clip people
+    listen to: `opus`/`vorbis` in Ogg (browsers play both; Opus is ~3.5 KB for a 1-s
+    chunk at 8 kHz, see docs/deploy.md), `pcm` raw big-endian `audio/L16` (2 bytes a
+    sample). Lossy: for listening, not for re-embedding."""
+    clipped = np.clip(samples, -1.0, 1.0)
+    if fmt == "pcm":
+        pcm = np.round(clipped * 32767.0).astype(">i2")
+        return pcm.tobytes(), f"audio/L16;rate={rate};channels=1"
+    if fmt not in CLIP_MEDIA_TYPES:
+        raise ValueError(f"clip format {fmt!r} is not one of pcm, {', '.join(CLIP_MEDIA_TYPES)}")
+    out = io.BytesIO()
+    sf.write(out, clipped.astype(np.float32), rate, format="OGG", subtype=fmt.upper())
+    return out.getvalue(), CLIP_MEDIA_TYPES[fmt]
 
 
 def audio_recipe(target_rate: int, **front_end: object) -> dict[str, object]:

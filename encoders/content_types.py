@@ -76,3 +76,13 @@ def _int_param(ct: ContentType, name: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise ContentTypeError(f"audio/L16 {name} {raw!r} is not an integer") from None
+
+
+#: Media types of the compressed listening clips (`LOOKOUT_AUDIO_CLIP_FORMAT`), as browsers
+#: name them in `<audio>`/`canPlayType` (Ogg container, one mono stream).
+CLIP_MEDIA_TYPES: dict[str, str] = {
+    "opus": "audio/ogg; codecs=opus",
+    "vorbis": "audio/ogg; codecs=vorbis",
+}
+#: The only sample rates an Opus stream can carry (libsndfile refuses any other).
+OPUS_RATES: tuple[int, ...] = (8000, 12000, 16000, 24000, 48000)

@@ -1,6 +1,7 @@
 """Evidence of indexed items: `GET /items/{key}/thumb`, the thumbnail (JPEG) of a frame, and
-`GET /items/{key}/audio`, the clip of an audio item (every item keeps a small one with
-`LOOKOUT_AUDIO_CLIP_RATE_HZ`; one that raised an alert keeps its chunk as sent)."""
+`GET /items/{key}/audio`, the clip of an audio item (every item keeps a small one,
+`LOOKOUT_AUDIO_CLIP_FORMAT` at `LOOKOUT_AUDIO_CLIP_RATE_HZ`; one that raised an alert keeps
+its chunk as sent)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ ROUTES: tuple[RouteSpec, ...] = (
                          404: Reply("no such item or no thumbnail", ErrorBody)}),
     RouteSpec("GET", "/items/{key}/audio",
               "The clip of an audio item, so that a browser can play it: the chunk as sent "
-              "when it raised an alert (WAV or FLAC), else the mono 16-bit clip every audio "
-              "item keeps (LOOKOUT_AUDIO_CLIP_RATE_HZ); raw audio/L16 comes back as WAV.",
+              "when it raised an alert (WAV or FLAC), else the mono clip every audio item "
+              "keeps (LOOKOUT_AUDIO_CLIP_FORMAT at LOOKOUT_AUDIO_CLIP_RATE_HZ: "
+              "audio/ogg; codecs=opus by default, served as kept); raw audio/L16 comes back "
+              "as WAV.",
               "search",
               operation_id="getAudioClip",
               responses={200: Reply("the chunk", media_type="audio/*",
@@ -36,9 +39,12 @@ ROUTES: tuple[RouteSpec, ...] = (
 
 
 def playable(payload: bytes, content_type: str) -> tuple[bytes, str]:
-    """(bytes, media type) a browser's <audio> plays: WAV and FLAC as they are, raw
-    big-endian PCM (audio/L16, RFC 2586) wrapped into a little-endian WAV."""
+    """(bytes, media type) a browser's <audio> plays: Ogg clips (Opus, Vorbis), WAV and
+    FLAC as they are, with their type; raw big-endian PCM (audio/L16, RFC 2586) wrapped
+    into a little-endian WAV (the only one re-encoded: browsers do not play L16)."""
     media = media_type(content_type)
+    if media == "audio/ogg":
+        return payload, content_type  # e.g. `audio/ogg; codecs=opus`, as kept
     if media != "audio/l16":
         return payload, "audio/flac" if media == "audio/flac" else "audio/wav"
     rate, channels = pcm_format(content_type)

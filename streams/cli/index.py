@@ -136,7 +136,8 @@ def register(root: click.Group) -> None:
     def reindex(modality: str, source: str | None, dry_run: bool) -> None:
         """Move retained items to the configured encoder and LOOKOUT_VECTOR_DTYPE: vectors
         of another dtype are converted, another model's items re-embedded from what is kept
-        of them (log text, alerted audio clips; frames cannot be)."""
+        of them (log text, alerted audio chunks as sent; not frames, nor the lossy
+        listening clips other audio items keep: the plan says how many were left)."""
         settings = load_settings()
         m = Modality(modality)
 

@@ -16,6 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from encoders.content_types import OPUS_RATES
 from encoders.modality import Modality
 
 
@@ -143,11 +144,18 @@ class Settings(BaseSettings):
     thumb_max_width: int = Field(160, ge=16, le=1024, description="Evidence thumbnail width.")
     audio_clip_rate_hz: int = Field(
         8000, ge=0, le=48_000,
-        description="Every audio item keeps a clip of its chunk (mono 16-bit PCM at this "
-        "rate, never above the encoder's) under the item's TTL, so search results can be "
-        "played (GET /items/{key}/audio). Costs 2 bytes x rate per second of audio in Redis: "
-        "16 KB per 1-s chunk at 8000 Hz, 32 KB at 16000. 0: only chunks that raised an alert "
-        "are kept (as sent).",
+        description="Every audio item keeps a mono clip of its chunk at this rate (never "
+        "above the encoder's) under the item's TTL, so search results can be played "
+        "(GET /items/{key}/audio). With opus the rate must be one Opus has (8000, 12000, "
+        "16000, 24000, 48000). 0: only chunks that raised an alert are kept (as sent).",
+    )
+    audio_clip_format: str = Field(
+        "opus", pattern="^(opus|vorbis|pcm)$",
+        description="How those clips are stored: opus (Ogg/Opus, ~3.5 KB per 1-s chunk at "
+        "8000 Hz, measured), vorbis (Ogg/Vorbis, ~6 KB: its headers are ~3 KB a clip), or "
+        "pcm (16-bit, 2 bytes x rate a second: 16 KB at 8000 Hz, served as WAV). Opus and "
+        "Vorbis are lossy and every clip may be downsampled: `lookout index reindex` never "
+        "re-embeds from them, only from alerted chunks kept as sent.",
     )
     status_interval_s: float = Field(
         5.0, ge=0.2, le=300,
@@ -184,6 +192,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"min_insync_replicas {self.min_insync_replicas} is more than "
                 f"replication_factor {self.replication_factor}: every write would be refused")
+        return self
+
+    @model_validator(mode="after")
+    def _check_audio_clip_rate(self) -> Settings:
+        rate = self.audio_clip_rate_hz
+        if self.audio_clip_format == "opus" and rate and rate not in OPUS_RATES:
+            raise ValueError(
+                f"audio_clip_rate_hz {rate} is not an Opus rate "
+                f"({', '.join(map(str, OPUS_RATES))}): pick one, or set "
+                "audio_clip_format=vorbis or pcm")
         return self
 
     @classmethod

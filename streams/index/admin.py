@@ -6,8 +6,11 @@ this code writes, without losing them and without a stop of the readers.
   space's alias is switched in one FT.ALIASUPDATE. The old index stays until dropped.
 - reindex: another model or dtype needs new vectors under new keys. Another dtype of the
   same model converts the stored vectors; another model re-embeds what Lookout keeps of
-  the raw content (a log line's text, an alerted audio chunk's clip). Frames keep only a
-  thumbnail, which is not what the model saw: those cannot be re-embedded and say so.
+  the raw content (a log line's text, an alerted audio chunk as sent). Frames keep only a
+  thumbnail, and other audio items only a lossy, downsampled listening clip
+  (`LOOKOUT_AUDIO_CLIP_FORMAT`, e.g. Opus at 8 kHz): neither is what the model saw, so
+  neither is re-embedded (a new model's vectors of them would silently be worse); the
+  plan and the counts say so.
 """
 
 from __future__ import annotations
@@ -40,7 +43,10 @@ RAW_CONTENT: dict[Modality, tuple[str, str | None] | None] = {
 WHY_NOT: dict[Modality, str] = {
     Modality.VIDEO: "frames keep only their vector and a thumbnail, not the frame the model "
                     "saw",
-    Modality.AUDIO: "audio chunks keep their bytes only when they raised an alert",
+    Modality.AUDIO: "only audio items that raised an alert keep their chunk as sent; the "
+                    "others keep a lossy, downsampled listening clip "
+                    "(LOOKOUT_AUDIO_CLIP_FORMAT), not what the model saw, and are not "
+                    "re-embedded from it",
     Modality.LOGS: "",
 }
 BATCH = 256
@@ -168,6 +174,8 @@ async def plan_reindex(client: Redis, target: IndexStore, source_name: str | Non
     if not converting and RAW_CONTENT[target.modality] is None:
         plan.steps.append(f"cannot re-embed: {WHY_NOT[target.modality]}; {target.name} starts "
                           "empty and fills with new records")
+    elif not converting and target.modality is Modality.AUDIO:
+        plan.steps.append(f"re-embeds only part: {WHY_NOT[target.modality]}")
     plan.steps.append(f"{source.name} and its items stay until they expire or "
                       f"`lookout index drop {source.name}`")
     return plan, keys
@@ -253,7 +261,7 @@ def _embedded(rows: list[tuple[dict[str, Any], Any, str]], encoder: Encoder,
     decoded: list[Any] = []
     for i, (fields, _, _) in enumerate(rows):
         payload = fields.get(payload_field)
-        if not payload:
+        if not payload or (modality is Modality.AUDIO and not _as_sent(fields)):
             continue
         ctype = _s(fields[type_field]) if type_field and type_field in fields else "text/plain"
         try:
@@ -267,6 +275,14 @@ def _embedded(rows: list[tuple[dict[str, Any], Any, str]], encoder: Encoder,
         for slot, vector in zip(slots, vectors, strict=True):
             out[slot] = vector
     return out
+
+
+def _as_sent(fields: dict[str, Any]) -> bool:
+    """An audio item's clip is the chunk as sent (kept when it raised an alert) when its
+    type is the record's own; a listening clip (Opus, Vorbis, 16-bit PCM at the clip
+    rate) has the type it was encoded to."""
+    clip_type, sent_type = fields.get("clip_type"), fields.get("content_type")
+    return clip_type is not None and sent_type is not None and _s(clip_type) == _s(sent_type)
 
 
 async def drop(client: Redis, prefix: str, name: str, *, force: bool = False) -> IndexInfo:

@@ -194,18 +194,19 @@ def _item_text(modality: Modality, decoded: Any) -> str | None:
     return None
 
 
-def audio_clip(wave: Any, rate: int | None, clip_rate: int) -> tuple[bytes, str] | None:
-    """A decoded chunk as a small clip people can listen to: mono 16-bit PCM at `clip_rate`
-    (never above the decoded rate), raw big-endian `audio/L16` (2 bytes a sample; served
-    as WAV). None without decoded samples (the `null` encoder) or with `clip_rate` 0."""
-    from encoders.audio import resample
+def audio_clip(wave: Any, rate: int | None, clip_rate: int, clip_format: str = "opus"
+               ) -> tuple[bytes, str] | None:
+    """A decoded chunk as a small clip people can listen to: mono at `clip_rate` (never
+    above the decoded rate; an Opus rate), compressed as `clip_format` (opus, vorbis, or
+    pcm: raw `audio/L16`, served as WAV). None without decoded samples (the `null`
+    encoder) or with `clip_rate` 0."""
+    from encoders.audio import clip_sample_rate, encode_clip, resample
 
     if not clip_rate or not rate or not isinstance(wave, torch.Tensor) or wave.ndim != 1:
         return None
-    target = min(clip_rate, rate)
+    target = clip_sample_rate(clip_format, clip_rate, rate)
     samples = resample(wave.detach().to("cpu", torch.float32), rate, target)
-    pcm = (samples.clamp(-1.0, 1.0) * 32767.0).round().to(torch.int16).numpy()
-    return pcm.astype(">i2").tobytes(), f"audio/L16;rate={target};channels=1"
+    return encode_clip(samples.numpy(), target, clip_format)
 
 
 def make_items(
@@ -217,9 +218,10 @@ def make_items(
     thumb_max_width: int,
     sample_rate: int | None = None,
     clip_rate: int = 0,
+    clip_format: str = "opus",
 ) -> tuple[list[IndexedItem], list[ItemDoc]]:
     """Pair each kept record with its vector row: the Redis document and the observer view;
-    audio items keep a clip at `clip_rate` Hz (0: none)."""
+    audio items keep a `clip_format` clip at `clip_rate` Hz (0: none)."""
     from encoders.image import make_thumbnail
 
     host = vectors.detach().to("cpu", torch.float32).numpy()
@@ -229,7 +231,8 @@ def make_items(
         key = rec.item_key
         text = _item_text(modality, value)
         thumb = None
-        clip = audio_clip(value, sample_rate, clip_rate) if modality is Modality.AUDIO else None
+        clip = (audio_clip(value, sample_rate, clip_rate, clip_format)
+                if modality is Modality.AUDIO else None)
         evidence: dict[str, Any] = {"source": rec.source, "ts": rec.ts_ms, "model": model,
                                     **evidence_of(modality, key, text, clip is not None)}
         if modality is Modality.VIDEO and not isinstance(value, bytes):
@@ -266,6 +269,7 @@ def embed_records(
     *,
     thumb_max_width: int,
     clip_rate: int = 0,
+    clip_format: str = "opus",
 ) -> EmbeddedBatch:
     """Decode, embed and build documents: all the CPU/GPU work of a batch, for one thread."""
     t0 = time.perf_counter()
@@ -283,6 +287,6 @@ def embed_records(
     items, docs = make_items(modality, kept_decoded, out.vectors, model=encoder.short_id,
                              thumb_max_width=thumb_max_width,
                              sample_rate=getattr(encoder, "sample_rate", None),
-                             clip_rate=clip_rate)
+                             clip_rate=clip_rate, clip_format=clip_format)
     return EmbeddedBatch(items, docs, out.vectors, dead, t1 - t0, time.perf_counter() - t1,
                          out.oom_errors)

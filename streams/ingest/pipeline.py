@@ -80,6 +80,8 @@ class BatchPipeline:
     thumb_max_width: int
     #: Audio items keep a clip at this rate (Hz) for people to listen to; 0: none.
     audio_clip_rate: int = 0
+    #: ... compressed as (opus, vorbis, pcm).
+    audio_clip_format: str = "opus"
     observers: list[BatchObserver] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     problems: list[str] = field(default_factory=list)
@@ -131,7 +133,8 @@ class BatchPipeline:
             batch = await retry_until_done(
                 lambda: self.inference.run(embed_records, self.encoders[modality], modality,
                                            good, thumb_max_width=self.thumb_max_width,
-                                           clip_rate=self.audio_clip_rate),
+                                           clip_rate=self.audio_clip_rate,
+                                           clip_format=self.audio_clip_format),
                 op="encode", what=f"embedding a {label} batch of {len(good)} records "
                                   f"(first {good[0].topic}[{good[0].partition}]@{good[0].offset})",
                 backoff=self.device_backoff, transient=(EncoderUnavailable,),

@@ -234,6 +234,7 @@ def create_app(
         deadletters=DeadLetterSink(sender, settings.topic("deadletter"), metrics),
         key_prefix=settings.topic_prefix, thumb_max_width=settings.thumb_max_width,
         audio_clip_rate=settings.audio_clip_rate_hz,
+        audio_clip_format=settings.audio_clip_format,
         problems=readiness.problems,  # a failing device makes the worker unready
     )
     alerting = build_alerting(

@@ -1,6 +1,7 @@
 """Audio items keep a clip people can listen to: an alert's chunk as sent (the alert's
-evidence names `/items/{key}/audio`), every other audio item a small mono 16-bit clip at
-`LOOKOUT_AUDIO_CLIP_RATE_HZ` (search results name it too), all under the item's TTL; with
+evidence names `/items/{key}/audio`), every other audio item a small mono clip
+(`LOOKOUT_AUDIO_CLIP_FORMAT`, Ogg/Opus by default, served as kept with its own type, at
+`LOOKOUT_AUDIO_CLIP_RATE_HZ`; search results name it too), all under the item's TTL; with
 the rate at 0, only alerted chunks are kept."""
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def test_an_audio_alert_keeps_its_chunk_and_serves_it(settings: Settings, worker
     finally:
         client.close()
     status, small, ctype = _get(worker.api_url + f"/items/{other}/audio")
-    assert status == 200 and ctype.startswith("audio/wav")
+    assert status == 200 and ctype == "audio/ogg; codecs=opus"
+    assert small[:4] == b"OggS" and len(small) < 2_500  # PCM would be 4000 bytes
     played, rate = sf.read(io.BytesIO(small))
     assert rate == settings.audio_clip_rate_hz == 8000 and played.ndim == 1
-    assert abs(len(played) - 0.25 * rate) <= 2  # the whole 0.25 s chunk, 2 bytes a sample
+    assert abs(len(played) - 0.25 * rate) <= 0.02 * rate  # the 0.25 s chunk, to a frame
     print(f"clip of a 0.25 s chunk: {len(small)} bytes (the chunk as sent: "
           f"{len(target.value)} bytes)")
     status, found = call(worker.api_url, "GET", "/search?modality=audio&k=10&item_key="

@@ -418,8 +418,8 @@ def test_an_audio_alert_card_plays_the_chunk_that_matched(console):
 
 
 def test_audio_search_results_have_players_with_a_playable_source(console, tmp_path):
-    """Every audio item keeps a small clip (LOOKOUT_AUDIO_CLIP_RATE_HZ), so search results
-    of audio come with a player, not only alerts."""
+    """Every audio item keeps a small clip (Ogg/Opus at LOOKOUT_AUDIO_CLIP_RATE_HZ), so
+    search results of audio come with a player Chromium loads, not only alerts."""
     from selenium.webdriver.support.ui import Select
 
     c = console
@@ -443,19 +443,25 @@ def test_audio_search_results_have_players_with_a_playable_source(console, tmp_p
     c.wait(lambda d: c.js(
         "const players = [...document.querySelectorAll('#results .hit audio.clip')];"
         "return players.length === arguments[0]"
-        " && players.every(a => a.readyState >= 1 && a.duration > 0)", len(hits)),
+        " && players.every(a => a.error === null && a.readyState >= 1 && a.duration > 0)",
+        len(hits)),
         what="a loaded player on every audio result")
     players = c.js("return [...document.querySelectorAll('#results .hit audio.clip')]"
                    ".map(a => [a.src, a.dataset.source, a.dataset.type])")
+    opus = "audio/ogg;codecs=opus"
     for src, source, media in players:
         assert src.startswith("blob:")  # fetched with the token, shown from memory
         assert source.startswith("/items/") and source.endswith("/audio")
-        assert media == "audio/wav"  # the type of the response the player plays
         # (the CSP forbids fetching a blob: URL again, so the source is asked directly)
         req = urllib.request.Request(c.url + source,
                                      headers={"Authorization": f"Bearer {TOKEN}"})
         with urllib.request.urlopen(req, timeout=10) as resp:
-            assert resp.status == 200 and resp.headers["Content-Type"] == "audio/wav"
+            served = resp.headers["Content-Type"]
+            assert resp.status == 200 and served in ("audio/ogg; codecs=opus", "audio/wav")
+        # the player plays the type served: the Opus clip as kept (not re-encoded to WAV);
+        # the earlier test's alerted chunk as sent (WAV)
+        assert media.replace(" ", "") == served.replace(" ", ""), (media, served)
+    assert sum(m.replace(" ", "") == opus for _, _, m in players) >= 3, players
     c.shot("search-audio")
     assert c.errors() == []
 

@@ -127,3 +127,22 @@ def test_embedded_default_ports_lie_outside_the_ephemeral_range() -> None:
     for name in ("kafka_port", "kafka_controller_port", "redis_port"):
         port = Settings.model_fields[name].default
         assert not low <= port <= high, (name, port, (low, high))
+
+
+def test_audio_clips_default_to_opus_at_8000_hz() -> None:
+    s = Settings()
+    assert (s.audio_clip_format, s.audio_clip_rate_hz) == ("opus", 8000)
+
+
+@pytest.mark.parametrize("rate", [11025, 22050, 44100])
+def test_an_opus_clip_rate_must_be_one_opus_has(rate: int) -> None:
+    with pytest.raises(ValidationError, match="not an Opus rate"):
+        Settings(audio_clip_rate_hz=rate)
+    assert Settings(audio_clip_rate_hz=rate, audio_clip_format="vorbis").audio_clip_rate_hz \
+        == rate
+    assert Settings(audio_clip_rate_hz=0).audio_clip_rate_hz == 0  # no clips: any format
+
+
+def test_an_unknown_clip_format_is_refused() -> None:
+    with pytest.raises(ValidationError, match="audio_clip_format"):
+        Settings(audio_clip_format="mp3")
