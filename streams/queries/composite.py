@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -186,3 +187,26 @@ def check_members(composite: CompositeQuery, plain_ids: set[str], composite_ids:
             "first (see `lookout query list`)")
 
 
+
+
+class RegisteredComposite(BaseModel):
+    """A composite as the query topic stores it (no vectors: it scores nothing itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    composite: CompositeQuery
+    fingerprint: str
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+    @property
+    def id(self) -> str:
+        return self.composite.id
+
+    def summary(self) -> dict[str, Any]:
+        """What list/show print: the declaration, webhooks by url, and when it changed."""
+        return {**self.composite.model_dump(mode="json"), "mode": self.composite.mode.value,
+                "members": self.composite.member_ids,
+                "webhooks": [w.url for w in self.composite.webhooks],
+                "fingerprint": self.fingerprint, "created_at": self.created_at,
+                "updated_at": self.updated_at}

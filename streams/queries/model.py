@@ -22,7 +22,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import yaml
 from pydantic import (
@@ -216,7 +216,14 @@ class Webhook(BaseModel):
         return value
 
 
-def require_secret_envs(query: StandingQuery, environ: Mapping[str, str] = os.environ) -> None:
+class WithWebhooks(Protocol):
+    """A plain or composite query: what signing needs of it."""
+
+    id: str
+    webhooks: list[Webhook]
+
+
+def require_secret_envs(query: WithWebhooks, environ: Mapping[str, str] = os.environ) -> None:
     """Refuse a query whose webhooks name a secret this worker's environment lacks (it
     could not sign their alerts; workers of one group share their environment)."""
     missing = [w.secret_env for w in query.webhooks
