@@ -12,10 +12,10 @@ Whether a hit completes depends only on the SET of hits (adding hits never undoe
 completion), so the completions are the same for every arrival order. They are then judged
 by the one incident policy (`streams.alerting.incidents.IncidentTracker`, min_hits 1,
 clear_s = the composite's cooldown): completions less than `cooldown_s` apart are one
-incident and raise ONE alert, whose id comes from the composite and the incident's first
-completing member item; a late hit that bridges two incidents merges them, exactly as for
-plain queries. A redelivered hit re-issues the alerts it completed (same id), and nothing
-else, so saving the state before publishing loses nothing on a crash.
+incident and raise ONE alert, whose id comes from the composite, the group and the
+incident's first completing member item; a late hit that bridges two incidents merges
+them, exactly as for plain queries. A redelivered hit re-issues the alerts it completed
+(same id), and nothing else, so saving the state before publishing loses nothing on a crash.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ MAX_LATENESS_S = 600.0
 #: Hits kept per member and group: a member matching every frame of a long scene must not
 #: grow the Redis value without bound (the best `within_s` window is what matters).
 MAX_HITS_PER_MEMBER = 200
+
+
+def composite_scope(composite_id: str, group: str) -> str:
+    return f"{composite_id}\x00{group}"
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,14 @@ class CompositeTracker:
 
     def __post_init__(self) -> None:
         if self.incidents is None:
-            self.incidents = IncidentTracker(self.rule.id, self._incident_rule())
+            self.incidents = IncidentTracker(self.incident_scope, self._incident_rule())
+
+    @property
+    def incident_scope(self) -> str:
+        """What alert ids are derived from besides the first completing member item: the
+        composite and the group (one item never counts in two groups of a composite, but
+        ids must not depend on that)."""
+        return composite_scope(self.rule.id, self.group)
 
     def _incident_rule(self) -> IncidentRule:
         """Every completion is a hit; runs of them closer than clear_s are one incident."""
@@ -183,7 +194,8 @@ class CompositeTracker:
         d = json.loads(raw)
         tr.hits = [MemberHit(**h) for h in d.get("h", [])]
         tr.completed = set(d.get("c", []))
-        tr.incidents = IncidentTracker.from_json(rule.id, tr._incident_rule(), d.get("i"))
+        tr.incidents = IncidentTracker.from_json(tr.incident_scope, tr._incident_rule(),
+                                                 d.get("i"))
         return tr
 
     # -- the rule -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from streams.alerting.composite import (
     CompositeRule,
     CompositeTracker,
     MemberHit,
+    composite_scope,
 )
 from streams.alerting.incidents import incident_alert_id
 from streams.queries.composite import CompositeMode, FusionScore
@@ -26,7 +27,7 @@ def rule(mode: CompositeMode = CompositeMode.ALL_OF, members=("glass", "person")
 
 def hit(q: str, t: float, score: float = 0.8, item: str | None = None, source: str = "cam"
         ) -> MemberHit:
-    item = item or f"{q}@{t}"
+    item = item or f"{source}:{q}@{t}"
     return MemberHit(q, item, item, source, "video", float(t), score,
                      {"thumb_url": f"/items/{item}/thumb"})
 
@@ -56,9 +57,10 @@ def test_all_of_fires_once_with_each_members_evidence():
     assert len(opens) == 1
     witness = opens[0].witness
     assert [h.query_id for h in witness] == ["glass", "person"]
-    assert witness[1].evidence == {"thumb_url": "/items/person@104/thumb"}
+    assert witness[1].evidence == {"thumb_url": "/items/cam:person@104/thumb"}
     # the alert id comes from the composite and the first completing member item
-    assert opens[0].action.alert_id == incident_alert_id("intrusion", "person/person@104")
+    assert opens[0].action.alert_id == incident_alert_id(composite_scope("intrusion", "lobby"),
+                                                           "person/cam:person@104")
 
 
 def test_one_member_alone_never_fires():

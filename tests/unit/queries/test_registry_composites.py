@@ -3,42 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 
-from encoders.modality import Modality
-from encoders.registry import build_encoder
 from streams.core.errors import QueryValidationError
 from streams.queries.composite import parse_composite
-from streams.queries.model import parse_query
-from streams.queries.registry import QueryRegistry, compute_pattern_vectors
 from streams.queries.sites import SITES_KEY, parse_sites
-
-TP = SimpleNamespace(topic="t.queries", partition=0)
-
-
-async def _direct(fn, *args):
-    return fn(*args)
-
-
-class TopiclessRegistry(QueryRegistry):
-    """A registry whose 'topic' is applied at once (what the follower does on a worker)."""
-
-    async def _publish(self, query_id, value):
-        self._apply(query_id.encode(), value, TP, 0)
+from tests.registry_stub import TP, logs_registry
 
 
 @pytest.fixture()
 def registry():
-    encoder = build_encoder("trivial", "logs", device="cpu")
-    reg = TopiclessRegistry(bootstrap="unused:9092", topic="t.queries",
-                            encoders={Modality.LOGS: encoder}, run_encoder=_direct)
-    for name in ("oom", "crash"):
-        q = parse_query({"name": name, "modality": "logs", "positives": [name]})
-        rq = asyncio.run(compute_pattern_vectors(q, encoder, _direct, None))
-        reg._apply(name.encode(), rq.model_dump_json().encode(), TP, 0)
-    return reg
+    return logs_registry("oom", "crash")
 
 
 def composite(**kw):
