@@ -182,6 +182,29 @@ class QueryList(BaseModel):
     queries: list[QueryView]
 
 
+class CompositeView(BaseModel):
+    """A registered composite query: its declaration, members by id, when it changed."""
+
+    model_config = _RESPONSE
+    kind: Literal["composite"]
+    id: str
+    name: str
+    mode: Literal["all_of", "any_of", "sequence"]
+    members: list[str]
+    within_s: float
+    group_by: str
+    severity: str
+    suppress_members: bool
+    enabled: bool
+    webhooks: list[str]
+    fingerprint: str
+
+
+class CompositeList(BaseModel):
+    model_config = _RESPONSE
+    composites: list[CompositeView]
+
+
 class Deleted(BaseModel):
     model_config = _RESPONSE
     deleted: str

@@ -171,6 +171,21 @@ def parse_composite(data: Any, origin: str = "") -> CompositeQuery:
         raise QueryValidationError(f"{origin}: {message}" if origin else message) from e
 
 
+def parse_composites_document(doc: Any, origin: str = "<yaml>") -> list[CompositeQuery]:
+    """The `kind: composite` entries of a queries document (`parse_queries_document` has
+    checked its shape and reads the others); ids unique among them."""
+    entries = doc.get("queries") or [] if isinstance(doc, dict) else doc or []
+    found: list[CompositeQuery] = []
+    for entry in entries:
+        if is_composite(entry):
+            found.append(parse_composite(entry, origin))
+    ids = [c.id for c in found]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise QueryValidationError(f"{origin}: composite ids appear twice: {twice}")
+    return found
+
+
 def check_members(composite: CompositeQuery, plain_ids: set[str], composite_ids: set[str]
                   ) -> None:
     """Members must be registered plain queries: composites of composites are refused, so

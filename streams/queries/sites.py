@@ -23,12 +23,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from streams.core.errors import QueryValidationError
 from streams.core.sources import compile_globs
-from streams.queries.model import QUERY_ID_PATTERN, validation_message
+from streams.queries.model import QUERY_ID_PATTERN, read_yaml, validation_message
 
 #: Key of the site map on the query topic: not a valid query id (ids start [a-z0-9]).
 SITES_KEY = "@sites"
@@ -107,13 +106,7 @@ def parse_sites(data: Any, origin: str = "sites") -> SiteMap:
 
 def load_sites_file(path: str | Path) -> SiteMap:
     """Read `sites.yaml`."""
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise QueryValidationError(f"cannot read {path}: {e.strerror or e}") from e
-    except yaml.YAMLError as e:
-        raise QueryValidationError(f"{path} is not valid YAML: {e}") from e
+    doc = read_yaml(path)
     if doc is not None and not isinstance(doc, dict):
         raise QueryValidationError(f"{path}: expected 'sites:' with a mapping of site names")
     return parse_sites(doc, f"sites in {path}")
