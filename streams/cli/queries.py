@@ -297,8 +297,11 @@ def register(root: click.Group) -> None:
     @click.argument("query_id")
     @api_option
     def show(query_id: str, api_url: str | None) -> None:
-        """Show one standing query (JSON)."""
-        print_json(_client(api_url).call("GET", f"/queries/{query_id}"))
+        """Show one standing or composite query (JSON)."""
+        client = _client(api_url)
+        composites = {c["id"] for c in client.call("GET", "/composites")["composites"]}
+        path = "/composites" if query_id in composites else "/queries"
+        print_json(client.call("GET", f"{path}/{query_id}"))
 
     @query.command("explain")
     @click.argument("query_id")

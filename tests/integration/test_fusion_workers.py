@@ -5,10 +5,13 @@ across a SIGKILL of a worker."""
 from __future__ import annotations
 
 import base64
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kafka.partitioner.default import murmur2
 
 from encoders.modality import Modality
@@ -18,6 +21,7 @@ from tests.helpers import metric_value, wait_for
 from tests.integration.alerting_helpers import alerts_on_topic, call, log_record
 from tests.integration.pipeline_records import produce
 from tests.integration.progress import uncommitted
+from tests.integration.worker_fixtures import lookout_cli
 from tests.records import InputRecord, jpeg_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -45,21 +49,30 @@ def frame(source: str, ts_ms: int, jpeg: bytes = PERSON) -> InputRecord:
     return InputRecord(Modality.VIDEO, source, ts_ms, jpeg, encode_headers("image/jpeg", ts_ms))
 
 
-def register(api: str) -> None:
-    for path, body in (
-        ("/queries", {"id": "glass", "name": "glass", "modality": "logs",
-                      "positives": [GLASS], "threshold": 0.9}),
-        ("/queries", {"id": "person", "name": "person", "modality": "video", "threshold": 0.99,
-                      "positives": [{"payload_b64": base64.b64encode(PERSON).decode(),
-                                     "content_type": "image/jpeg"}]}),
-        ("/composites", {"kind": "composite", "name": "intrusion",
-                         "all_of": ["glass", "person"], "within_s": 10, "group_by": "site",
-                         "suppress_members": True, "severity": "critical"}),
+def register(api: str, tmp_path: Path) -> None:
+    """The members through the API, the composite and the sites through the CLI."""
+    for body in (
+        {"id": "glass", "name": "glass", "modality": "logs", "positives": [GLASS],
+         "threshold": 0.9},
+        {"id": "person", "name": "person", "modality": "video", "threshold": 0.99,
+         "positives": [{"payload_b64": base64.b64encode(PERSON).decode(),
+                        "content_type": "image/jpeg"}]},
     ):
-        status, answer = call(api, "POST", path, body)
+        status, answer = call(api, "POST", "/queries", body)
         assert status == 201, answer
-    status, answer = call(api, "PUT", "/sites", SITES)
-    assert status == 200, answer
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(yaml.safe_dump(SITES))
+    for argv in (["sites", "apply", str(sites)],
+                 ["query", "add", "intrusion", "--all-of", "glass", "--all-of", "person",
+                  "--within", "10", "--group-by", "site", "--suppress-members",
+                  "--severity", "critical"]):
+        done = lookout_cli(*argv, api=api)
+        assert done.returncode == 0, done.stderr
+    shown = json.loads(lookout_cli("query", "show", "intrusion", api=api).stdout)
+    assert shown["mode"] == "all_of" and shown["members"] == ["glass", "person"], shown
+    bad = lookout_cli("query", "add", "x", "--all-of", "glass", "--all-of", "ghost", "--within",
+                  "5", api=api)
+    assert bad.returncode == 1 and "unknown member queries ['ghost']" in bad.stderr
 
 
 def incident(site: str, t_ms: int, gap_ms: int = 3000) -> list[InputRecord]:
@@ -88,11 +101,11 @@ def consumed_by(worker) -> dict[str, int]:
 
 
 def test_composite_fires_once_per_incident_across_workers_and_a_sigkill(
-        settings: Settings, worker_process):
+        settings: Settings, worker_process, tmp_path: Path):
     for site in SITES["sites"]:
         assert [partition_of(SENSOR[site]), partition_of(CAMERA[site])] == [0, 1]
     a, b = worker_process(**PARTITIONS), worker_process(**PARTITIONS)
-    register(a.api_url)
+    register(a.api_url, tmp_path)
     assert wait_for(lambda: b.get("/composites/intrusion")[0] == 200
                     and b.get("/sites")[1] == a.get("/sites")[1], 10), b.log_tail()
     t0 = int(time.time() * 1000) - 600_000
