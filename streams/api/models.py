@@ -200,6 +200,18 @@ class CompositeView(BaseModel):
     fingerprint: str
 
 
+class CompositePreviewResult(BaseModel):
+    """What a composite would have fired on over retained history."""
+
+    model_config = _RESPONSE
+    composite_id: str
+    hit_counts: dict[str, int] = Field(..., description="Retained hits per member query.")
+    would_fire: list[dict[str, Any]] = Field(
+        ..., description="Per alert: group, ts, fused score, the members' hits.")
+    alert_count: int
+    truncated: bool
+
+
 class CompositeList(BaseModel):
     model_config = _RESPONSE
     composites: list[CompositeView]

@@ -177,6 +177,21 @@ def _print_apply(summary: dict[str, Any], dry_run: bool) -> None:
                                                      if failed else ""))
 
 
+def _preview_composite(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    table = Table("ts", "group", "score", "members")
+    for f in result["would_fire"]:
+        members = "; ".join(f"{m['query_id']}@{m['source']} {m['score']:.3f}"
+                            for m in f["members"])
+        table.add_row(str(f["ts"]), f["group"], f"{f['score']:.3f}", members[:90])
+    Console().print(table)
+    hits = ", ".join(f"{q} {n}" for q, n in result["hit_counts"].items())
+    click.echo(f"hits: {hits}; {result['alert_count']} alerts would have fired"
+               + (" (truncated)" if result["truncated"] else ""))
+
+
 def _print_composites(composites: list[dict[str, Any]]) -> None:
     table = Table("id", "rule", "members", "within", "group by", "severity", "enabled")
     for c in composites:
@@ -373,10 +388,16 @@ def register(root: click.Group) -> None:
     @api_option
     def preview(query_id: str, since: str | None, until: str | None, limit: int,
                 as_json: bool, api_url: str | None) -> None:
-        """What QUERY_ID would have matched and fired on retained history."""
+        """What QUERY_ID (a standing or composite query) would have matched and fired on
+        retained history."""
         body = {k: v for k, v in {"since": since, "until": until, "limit": limit}.items()
                 if v is not None}
-        result = _client(api_url).call("POST", f"/queries/{query_id}/preview", body)
+        client = _client(api_url)
+        if query_id in {c["id"] for c in client.call("GET", "/composites")["composites"]}:
+            _preview_composite(client.call("POST", f"/composites/{query_id}/preview", body),
+                               as_json)
+            return
+        result = client.call("POST", f"/queries/{query_id}/preview", body)
         if as_json:
             print_json(result)
             return

@@ -150,3 +150,8 @@ def test_composite_fires_once_per_incident_across_workers_and_a_sigkill(
         ("lobby", t0 + 3000), ("dock", t0 + 103_000), ("lobby", t0 + 203_000)]
     status, history = call(c.api_url, "GET", "/alerts?query=intrusion")
     assert status == 200 and {x["alert_id"] for x in history["alerts"]} == set(ids), history
+    # The preview over retained history runs the same rule: the same three incidents.
+    preview = json.loads(lookout_cli("query", "preview", "intrusion", "--json",
+                                     api=c.api_url).stdout)
+    assert [(f["group"], f["ts"]) for f in preview["would_fire"]] == [
+        (x["site"], x["ts"]) for x in alerts], preview

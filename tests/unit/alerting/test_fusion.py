@@ -68,3 +68,23 @@ def test_matrix_selects_at_given_floors_and_nothing_for_other_queries():
     best, neg = m.scores(torch.tensor([[0.8, 0.6]]))
     assert m.select(best, neg, ["s"]) == []
     assert [x.query_id for x in m.select(best, neg, ["s"], floors={"a": 0.5})] == ["a"]
+
+
+def test_preview_runs_the_live_policy_over_the_members_retained_hits():
+    from streams.alerting.preview import composite_firings
+
+    c = parse_composite({"kind": "composite", "name": "db down", "within_s": 10,
+                         "sequence": ["oom", "crash"]})
+    sites = parse_sites({"sites": {"server-room": ["db-*", "mic-server"], "lab": ["db-9"]}})
+
+    def row(key, source, ts):
+        return {"key": key, "source": source, "ts": ts, "score": 0.8, "evidence": {}}
+
+    rows = {"oom": [row("a", "db-1", 1000), row("b", "db-1", 60_000), row("z", "web-1", 0)],
+            "crash": [row("c", "mic-server", 4000), row("d", "mic-server", 55_000)]}
+    result = composite_firings(c, rows, {"oom": "logs", "crash": "audio"}, sites)
+    # the crash at 55 s came before the OOM at 60 s: not the sequence; web-1 has no site
+    assert result["alert_count"] == 1 and result["hit_counts"] == {"oom": 3, "crash": 2}
+    (fired,) = result["would_fire"]
+    assert fired["group"] == "server-room" and fired["ts"] == 4000
+    assert [m["key"] for m in fired["members"]] == ["a", "c"]
