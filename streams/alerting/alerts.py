@@ -71,6 +71,7 @@ class Alert(BaseModel):
     query_name: str
     modality: str
     source: str
+    site: str | None = Field(None, description="The source's site (`/sites`), if it has one.")
     ts: int = Field(..., description="Event time of the matching item, ms since epoch.")
     detected_at: int = Field(..., description="When the worker raised it, ms since epoch.")
     score: float

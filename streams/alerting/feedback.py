@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from encoders.modality import Modality
+from encoders.modality import MODALITIES, Modality
 from streams.alerting.alerts import Alert, AlertStore
 from streams.core.errors import AlertNotFound, QueryValidationError
 from streams.core.metrics import Metrics
@@ -70,7 +70,10 @@ class FeedbackStore:
         alert = await self._alerts.get(alert_id)
         if alert is None:
             raise AlertNotFound(f"no alert {alert_id} in the history (expired or never raised)")
-        learned = await self._learn(alert, verdict, stores.get(Modality(alert.modality)))
+        # A composite alert (modality "composite") teaches nothing: its item is one
+        # member's, and the composite has no vectors; the verdict still counts for it.
+        store = stores.get(Modality(alert.modality)) if alert.modality in MODALITIES else None
+        learned = await self._learn(alert, verdict, store)
         record = FeedbackRecord(alert.alert_id, alert.query_id, alert.item_key, verdict,
                                 by or "anonymous", int(time.time() * 1000), note, learned)
         pipe = self._redis.pipeline(transaction=True)

@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from redis.asyncio import Redis
@@ -20,10 +20,12 @@ from redis.asyncio import Redis
 from encoders.base import Encoder
 from encoders.modality import Modality
 from streams.alerting.alerts import Alert, AlertClaimBusy, AlertStore, alert_on_topic
+from streams.alerting.composite import MemberHit
 from streams.alerting.dispatch import WebhookDispatcher, webhook_group
 from streams.alerting.egress import EgressPolicy
 from streams.alerting.feed import AlertFeed, AlertTopicFollower
 from streams.alerting.feedback import FeedbackStore
+from streams.alerting.fusion import CompositeStage, HitSource, hit_floors, member_hits
 from streams.alerting.incarnations import TopicIncarnations
 from streams.alerting.incidents import IncidentAction
 from streams.alerting.policy import AlertPolicy, Candidate, PolicyStateConflict, PolicyStateStore
@@ -88,14 +90,17 @@ class AlertingService:
         await self.webhooks.close()
 
 
-def score_batch(matrix: PatternMatrix, batch: torch.Tensor, sources: list[str]
-                ) -> tuple[torch.Tensor, list[Match]]:
-    """Scores of `batch` against every query ([B, Q] best positive, on the host) and the
-    matches; pure tensor work, run in the inference thread."""
+def score_batch(matrix: PatternMatrix, batch: torch.Tensor, sources: list[str],
+                floors: dict[str, float] | None = None
+                ) -> tuple[torch.Tensor, list[Match], list[Match]]:
+    """Scores of `batch` against every query ([B, Q] best positive, on the host), the
+    matches, and the composite member hits (scores at or above `floors`, negatives and
+    sources as for matches); pure tensor work, run in the inference thread."""
     with torch.inference_mode():
         best, negative = matrix.scores(batch)
         matches = matrix.select(best, negative, sources, with_hysteresis=True)
-        return best.cpu(), matches
+        hits = matrix.select(best, negative, sources, floors=floors) if floors else []
+        return best.cpu(), matches, hits
 
 
 class AlertingObserver:
@@ -111,6 +116,8 @@ class AlertingObserver:
 
     def __init__(self, service: AlertingService) -> None:
         self.s = service
+        self.fusion = CompositeStage(service.registry, service.policy_states,
+                                     self._publish_composite, service.alerts.update_incident)
 
     async def on_batch(
         self, modality: Modality, items: list[IndexedItem], vectors: torch.Tensor
@@ -128,22 +135,58 @@ class AlertingObserver:
         self.s.thresholds.apply(matrix, center_key)
         # Scoring runs where the encoder runs (the inference thread): on CUDA its
         # device->host copy would otherwise wait for the encoder's kernels on the event loop.
-        best, matches = await self.s.inference.run(score_batch, matrix, batch, sources)
+        floors = hit_floors(self.s.registry, self._threshold_of, matrix.query_ids)
+        best, matches, hits = await self.s.inference.run(score_batch, matrix, batch, sources,
+                                                         floors)
         self.s.thresholds.observe(matrix, best, sources, [it.record.ts_ms for it in items])
         self.s.metrics.stage_seconds.labels(modality=modality.value, stage="match").observe(
             time.perf_counter() - started)
-        if not matches:
+        if not matches and not hits:
             return
-        incarnation = await self._incarnations([items[m.row] for m in matches])
+        incarnation = await self._incarnations([items[m.row] for m in [*matches, *hits]])
         candidates = []
         for m in matches:
             item = items[m.row]
             self.s.metrics.match_scores.labels(query_id=m.query_id).observe(m.score)
-            if item.record.ts_ms > time.time() * 1000 + MAX_FUTURE_SKEW_MS:
+            if _too_far_ahead(item):
                 continue  # a clock far ahead would hold the pair's incidents back for days
             candidates.append(Candidate(m.query_id, item.record.source, item.record.ts_ms,
                                         item.key, m.score, incarnation[item.record.topic]))
         await self.raise_alerts(modality, candidates, {it.key: it for it in items})
+        await self._fuse(modality, items, hits, incarnation)
+
+    async def _fuse(self, modality: Modality, items: list[IndexedItem], hits: list[Match],
+                    incarnation: dict[str, str]) -> None:
+        """Composite queries: this batch's member hits, judged with the other workers'."""
+        found = []
+        for m in hits:
+            item = items[m.row]
+            if _too_far_ahead(item):
+                continue
+            cand = Candidate(m.query_id, item.record.source, item.record.ts_ms, item.key,
+                             m.score, incarnation[item.record.topic])
+            found.append((m, HitSource(cand.uid, item.key, cand.source, modality.value,
+                                       cand.ts_ms, dict(item.evidence))))
+        grouped = member_hits(self.s.registry, self._threshold_of, found)
+        if modality == Modality.AUDIO:
+            grouped = await self._with_clips(grouped, {it.key: it for it in items})
+        await self.fusion.run(grouped)
+
+    async def _with_clips(self, grouped: list[tuple[str, str, MemberHit]],
+                          items: dict[str, IndexedItem]) -> list[tuple[str, str, MemberHit]]:
+        """Audio member hits keep their chunk, so a composite alert can play it."""
+        store = self.s.index_stores.get(Modality.AUDIO)
+        kept: dict[str, bool] = {}
+        out = []
+        for composite_id, group, h in grouped:
+            if store is not None and h.item_key not in kept:
+                it = items[h.item_key]
+                kept[h.item_key] = await store.keep_clip(it.key, it.record.payload,
+                                                         it.record.content_type)
+            if kept.get(h.item_key):
+                h = replace(h, evidence={**h.evidence, "audio_url": f"/items/{h.item_key}/audio"})
+            out.append((composite_id, group, h))
+        return out
 
     async def _incarnations(self, matched: list[IndexedItem]) -> dict[str, str]:
         """Topic id of each topic the matched items came from (alert ids must not repeat
@@ -169,6 +212,8 @@ class AlertingObserver:
         raised = []
         for d in decisions:
             if d.action.kind == "open":
+                if self.s.registry.suppressed(d.candidate.query_id):
+                    continue  # a composite pages for it (suppress_members)
                 item = items[d.candidate.item_key]
                 alert = self._alert(modality, d.candidate, d.action, item)
                 if alert is not None and modality == Modality.AUDIO:
@@ -208,12 +253,25 @@ class AlertingObserver:
         q = rq.query
         return Alert.build(
             alert_id=action.alert_id, query_id=q.id, item_key=cand.item_key, query_name=q.name,
-            modality=modality.value, source=cand.source, ts=cand.ts_ms,
+            modality=modality.value, source=cand.source, site=self._site(cand.source),
+            ts=cand.ts_ms,
             score=round(cand.score, 6), threshold=round(self.s.thresholds.threshold_of(rq), 6),
             severity=q.severity, labels=q.labels, evidence=dict(item.evidence),
             incident={"start": int(round((action.start_t or cand.ts_ms / 1000) * 1000)),
                       "end": None, "peak": round(cand.score, 6)},
         )
+
+    def _site(self, source: str) -> str | None:
+        site = self.s.registry.sites.site_of(source)
+        return site.name if site is not None else None
+
+    async def _publish_composite(self, alert: Alert) -> bool:
+        """Composite alerts count with the others; their latency is from the last member."""
+        published = await self.s.alerts.publish_once(alert, self.s.alerts_topic, self.s.send)
+        if published:
+            self.s.metrics.alerts.labels(query_id=alert.query_id,
+                                         severity=alert.severity.value).inc()
+        return published
 
     async def _publish(self, modality: Modality, alert: Alert) -> bool:
         published = await self.s.alerts.publish_once(alert, self.s.alerts_topic, self.s.send)
@@ -273,6 +331,14 @@ def build_alerting(
         incarnations=TopicIncarnations(functools.partial(
             topic_ids, bootstrap, client_kwargs=kafka_python_kwargs(settings))),
     )
+
+
+def _too_far_ahead(item: IndexedItem) -> bool:
+    return item.record.ts_ms > time.time() * 1000 + MAX_FUTURE_SKEW_MS
+
+
+def _too_far_ahead(item: IndexedItem) -> bool:
+    return item.record.ts_ms > time.time() * 1000 + MAX_FUTURE_SKEW_MS
 
 
 async def lookup_item(

@@ -182,6 +182,41 @@ class QueryList(BaseModel):
     queries: list[QueryView]
 
 
+class CompositeView(BaseModel):
+    """A registered composite query: its declaration, members by id, when it changed."""
+
+    model_config = _RESPONSE
+    kind: Literal["composite"]
+    id: str
+    name: str
+    mode: Literal["all_of", "any_of", "sequence"]
+    members: list[str]
+    within_s: float
+    group_by: str
+    severity: str
+    suppress_members: bool
+    enabled: bool
+    webhooks: list[str]
+    fingerprint: str
+
+
+class CompositePreviewResult(BaseModel):
+    """What a composite would have fired on over retained history."""
+
+    model_config = _RESPONSE
+    composite_id: str
+    hit_counts: dict[str, int] = Field(..., description="Retained hits per member query.")
+    would_fire: list[dict[str, Any]] = Field(
+        ..., description="Per alert: group, ts, fused score, the members' hits.")
+    alert_count: int
+    truncated: bool
+
+
+class CompositeList(BaseModel):
+    model_config = _RESPONSE
+    composites: list[CompositeView]
+
+
 class Deleted(BaseModel):
     model_config = _RESPONSE
     deleted: str

@@ -8,7 +8,7 @@ import click
 
 from encoders.errors import LookoutError
 
-from . import alerts, bench, demo, index, produce, queries, search, stack, worker
+from . import alerts, bench, demo, index, produce, queries, search, sites, stack, worker
 
 
 @click.group(
@@ -20,7 +20,7 @@ def cli() -> None:
     """Lookout: watch live video, audio and logs by meaning."""
 
 
-for _module in (stack, worker, produce, queries, search, alerts, index, demo, bench):
+for _module in (stack, worker, produce, queries, sites, search, alerts, index, demo, bench):
     _module.register(cli)
 
 

@@ -6,17 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
 from encoders.modality import MODALITIES
 from streams.api.client import ApiClient, ApiRequestError, api_option
 from streams.cli.common import evidence_label, load_settings, print_json
+from streams.core.errors import QueryValidationError
+from streams.queries.composite import parse_composite, parse_composites_document
 from streams.queries.model import (
+    ApplyPlan,
     example_from_file,
     load_queries_file,
     parse_query,
     plan_apply,
+    read_yaml,
 )
 
 
@@ -98,6 +103,103 @@ def render_explain(result: dict[str, Any], width: int = 50) -> None:
                       f"{str(evidence_label(m['evidence'], m['key']))[:60]}")
 
 
+def composite_options(fn: Any) -> Any:
+    """The options that make `query add` register a composite query."""
+    options = [
+        click.option("--all-of", multiple=True, metavar="QUERY_ID",
+                     help="Composite: every member query must hit (repeatable)."),
+        click.option("--any-of", multiple=True, metavar="QUERY_ID",
+                     help="Composite: some member query must hit (repeatable)."),
+        click.option("--sequence", multiple=True, metavar="QUERY_ID",
+                     help="Composite: members must hit in this event-time order (repeatable)."),
+        click.option("--within", "within_s", type=float, default=None,
+                     help="Composite: first to last member hit within this many seconds."),
+        click.option("--group-by", default="site", show_default=True,
+                     help="Composite: site, source or label:NAME (hits count per group)."),
+        click.option("--score", type=click.Choice(["max", "mean", "weighted"]), default=None,
+                     help="Composite: late-fusion score (--threshold then applies to it)."),
+        click.option("--suppress-members", is_flag=True,
+                     help="Composite: the members raise no alerts of their own."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _add_composite(body: dict[str, Any], query_id: str | None, as_json: bool,
+                   api_url: str | None) -> None:
+    if query_id:
+        body["id"] = query_id
+    if body["within_s"] is None:
+        raise click.UsageError("a composite query needs --within SECONDS")
+    body = {k: v for k, v in body.items() if v not in (None, [])}
+    parse_composite(body)  # fail here, with the same message, before calling the worker
+    result = _client(api_url).call("POST", "/composites", body)
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(f"registered composite {result['id']} ({result['mode']} "
+                   f"{', '.join(result['members'])} within {result['within_s']:g} s "
+                   f"per {result['group_by']})")
+
+
+def _apply_plans(client: ApiClient, plan: ApplyPlan[Any], cplan: ApplyPlan[Any]
+                 ) -> dict[str, str]:
+    """Composites go first when removed and last when added (their members must exist).
+    One refused query (e.g. a stale one whose example item is gone) must not stop the
+    others: apply the rest, and return what failed and why."""
+    failed: dict[str, str] = {}
+    for composite_id in cplan.remove:
+        client.call("DELETE", f"/composites/{composite_id}")
+    for path, items in (("/queries", [*plan.add, *plan.update]),
+                        ("/composites", [*cplan.add, *cplan.update])):
+        for q in items:
+            try:
+                client.call("POST", path, q.model_dump(mode="json", exclude_none=True))
+            except ApiRequestError as e:
+                failed[q.id] = str(e)
+    for query_id in plan.remove:
+        client.call("DELETE", f"/queries/{query_id}")
+    return failed
+
+
+def _print_apply(summary: dict[str, Any], dry_run: bool) -> None:
+    failed, composites = summary["failed"], summary["composites"]
+    for verb in ("add", "update", "remove"):
+        for query_id in [*summary[verb], *composites[verb]]:
+            status = " (failed)" if query_id in failed else ""
+            click.echo(f"{verb:>7} {query_id}{status}")
+    counts = {v: len(summary[v]) + len(composites[v])
+              for v in ("add", "update", "remove", "unchanged")}
+    click.echo(f"{'planned' if dry_run else 'applied'}: {counts['add']} added, "
+               f"{counts['update']} updated, {counts['remove']} removed, "
+               f"{counts['unchanged']} unchanged" + (f", {len(failed)} failed"
+                                                     if failed else ""))
+
+
+def _preview_composite(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    table = Table("ts", "group", "score", "members")
+    for f in result["would_fire"]:
+        members = "; ".join(f"{m['query_id']}@{m['source']} {m['score']:.3f}"
+                            for m in f["members"])
+        table.add_row(str(f["ts"]), f["group"], f"{f['score']:.3f}", members[:90])
+    Console().print(table)
+    hits = ", ".join(f"{q} {n}" for q, n in result["hit_counts"].items())
+    click.echo(f"hits: {hits}; {result['alert_count']} alerts would have fired"
+               + (" (truncated)" if result["truncated"] else ""))
+
+
+def _print_composites(composites: list[dict[str, Any]]) -> None:
+    table = Table("id", "rule", "members", "within", "group by", "severity", "enabled")
+    for c in composites:
+        table.add_row(c["id"], c["mode"], ", ".join(c["members"]), f"{c['within_s']:g} s",
+                      c["group_by"], c["severity"], "yes" if c["enabled"] else "no")
+    Console().print(table)
+
+
 def register(root: click.Group) -> None:
     """Attach this module's commands to the root CLI."""
 
@@ -108,8 +210,9 @@ def register(root: click.Group) -> None:
     @query.command("add")
     @click.argument("name")
     @click.option("--modality", "-m", type=click.Choice([m.value for m in MODALITIES]),
-                  required=True)
+                  help="The query's modality (required unless it is a composite).")
     @click.option("--id", "query_id", default=None, help="Stable id (default: from NAME).")
+    @composite_options
     @click.option("--text", "-t", multiple=True, help="Positive text pattern (repeatable).")
     @click.option("--example", "-e", multiple=True, type=click.Path(exists=True, dir_okay=False),
                   help="Positive example file (repeatable).")
@@ -139,7 +242,11 @@ def register(root: click.Group) -> None:
     @click.option("--disabled", is_flag=True, help="Register without activating.")
     @click.option("--json", "as_json", is_flag=True)
     @api_option
-    def add(name: str, modality: str, query_id: str | None, text: tuple[str, ...],
+    @click.pass_context
+    def add(ctx: click.Context, name: str, modality: str | None, query_id: str | None,
+            all_of: tuple[str, ...], any_of: tuple[str, ...], sequence: tuple[str, ...],
+            within_s: float | None, group_by: str, score: str | None, suppress_members: bool,
+            text: tuple[str, ...],
             example: tuple[str, ...], item: tuple[str, ...], negative_text: tuple[str, ...],
             negative_example: tuple[str, ...], negative_item: tuple[str, ...],
             threshold: float | str, target_per_day: float, negative_margin: float,
@@ -147,7 +254,23 @@ def register(root: click.Group) -> None:
             cooldown_s: float, min_hits: int, window_s: float, severity: str,
             labels: tuple[str, ...], webhooks: tuple[str, ...], webhook_secret_env: str | None,
             disabled: bool, as_json: bool, api_url: str | None) -> None:
-        """Register a standing query NAME (replaces one with the same id)."""
+        """Register a standing query NAME (replaces one with the same id); with --all-of,
+        --any-of or --sequence, a composite query over registered member queries."""
+        if all_of or any_of or sequence:
+            body = {"kind": "composite", "name": name, "all_of": list(all_of),
+                    "any_of": list(any_of), "sequence": list(sequence), "within_s": within_s,
+                    "group_by": group_by, "score": score, "suppress_members": suppress_members,
+                    "threshold": None if threshold == "auto" else threshold,
+                    "severity": severity, "labels": _labels(labels), "enabled": not disabled,
+                    "webhooks": [{"url": u, "secret_env": webhook_secret_env}
+                                 for u in webhooks]}
+            if ctx.get_parameter_source("cooldown_s") != ParameterSource.DEFAULT:
+                body["cooldown_s"] = cooldown_s
+            _add_composite(body, query_id, as_json, api_url)
+            return
+        if modality is None:
+            raise click.UsageError("--modality/-m is required (or give --all-of, --any-of or "
+                                   "--sequence for a composite query)")
         body: dict[str, Any] = {
             "name": name, "modality": modality,
             "positives": _examples(text, example, item),
@@ -175,18 +298,25 @@ def register(root: click.Group) -> None:
     @api_option
     def list_(modality: str | None, as_json: bool, api_url: str | None) -> None:
         """List standing queries."""
-        result = _client(api_url).call("GET", "/queries", params={"modality": modality})
+        client = _client(api_url)
+        result = client.call("GET", "/queries", params={"modality": modality})
         if as_json:
             print_json(result["queries"])
-        else:
-            _print_queries(result["queries"])
+            return
+        _print_queries(result["queries"])
+        composites = client.call("GET", "/composites")["composites"]
+        if composites and modality is None:
+            _print_composites(composites)
 
     @query.command("show")
     @click.argument("query_id")
     @api_option
     def show(query_id: str, api_url: str | None) -> None:
-        """Show one standing query (JSON)."""
-        print_json(_client(api_url).call("GET", f"/queries/{query_id}"))
+        """Show one standing or composite query (JSON)."""
+        client = _client(api_url)
+        composites = {c["id"] for c in client.call("GET", "/composites")["composites"]}
+        path = "/composites" if query_id in composites else "/queries"
+        print_json(client.call("GET", f"{path}/{query_id}"))
 
     @query.command("explain")
     @click.argument("query_id")
@@ -223,36 +353,28 @@ def register(root: click.Group) -> None:
     @api_option
     def apply(path: str, dry_run: bool, no_prune: bool, as_json: bool,
               api_url: str | None) -> None:
-        """Make the registered queries equal to a YAML file (add, update, remove)."""
+        """Make the registered queries (and composites) equal to a YAML file (add, update,
+        remove)."""
         declared = load_queries_file(path)
+        composites = parse_composites_document(read_yaml(path), origin=path)
+        clash = sorted({q.id for q in declared} & {c.id for c in composites})
+        if clash:
+            raise QueryValidationError(f"{path}: ids used by a query and a composite: {clash}")
         client = _client(api_url)
         registered = client.call("GET", "/queries")["queries"]
         plan = plan_apply(declared, {q["id"]: q["fingerprint"] for q in registered},
                           prune=not no_prune,
                           stale={q["id"] for q in registered if q.get("stale")})
-        failed: dict[str, str] = {}
-        if not dry_run:
-            # One refused query (e.g. a stale one whose example item is gone) must not
-            # stop the others: apply the rest, then report it and exit non-zero.
-            for q in [*plan.add, *plan.update]:
-                try:
-                    client.call("POST", "/queries", q.model_dump(mode="json", exclude_none=True))
-                except ApiRequestError as e:
-                    failed[q.id] = str(e)
-            for query_id in plan.remove:
-                client.call("DELETE", f"/queries/{query_id}")
-        summary = {**plan.summary(), "failed": failed, "dry_run": dry_run}
+        cplan = plan_apply(composites, {c["id"]: c["fingerprint"] for c in
+                                        client.call("GET", "/composites")["composites"]},
+                           prune=not no_prune)
+        failed = {} if dry_run else _apply_plans(client, plan, cplan)
+        summary = {**plan.summary(), "composites": cplan.summary(), "failed": failed,
+                   "dry_run": dry_run}
         if as_json:
             print_json(summary)
         else:
-            for verb in ("add", "update", "remove"):
-                for query_id in summary[verb]:
-                    status = " (failed)" if query_id in failed else ""
-                    click.echo(f"{verb:>7} {query_id}{status}")
-            click.echo(f"{'planned' if dry_run else 'applied'}: {len(plan.add)} added, "
-                       f"{len(plan.update)} updated, {len(plan.remove)} removed, "
-                       f"{len(plan.unchanged)} unchanged" + (f", {len(failed)} failed"
-                                                             if failed else ""))
+            _print_apply(summary, dry_run)
         if failed:
             raise ApiRequestError(f"{len(failed)} of the file's queries were not applied: "
                                   + "; ".join(f"{k}: {v}" for k, v in failed.items()))
@@ -266,10 +388,16 @@ def register(root: click.Group) -> None:
     @api_option
     def preview(query_id: str, since: str | None, until: str | None, limit: int,
                 as_json: bool, api_url: str | None) -> None:
-        """What QUERY_ID would have matched and fired on retained history."""
+        """What QUERY_ID (a standing or composite query) would have matched and fired on
+        retained history."""
         body = {k: v for k, v in {"since": since, "until": until, "limit": limit}.items()
                 if v is not None}
-        result = _client(api_url).call("POST", f"/queries/{query_id}/preview", body)
+        client = _client(api_url)
+        if query_id in {c["id"] for c in client.call("GET", "/composites")["composites"]}:
+            _preview_composite(client.call("POST", f"/composites/{query_id}/preview", body),
+                               as_json)
+            return
+        result = client.call("POST", f"/queries/{query_id}/preview", body)
         if as_json:
             print_json(result)
             return

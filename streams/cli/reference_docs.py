@@ -72,11 +72,11 @@ def render_cli() -> str:
 
 
 def all_route_specs() -> list:
-    from streams.api import alerts, console, items, queries, search, status
+    from streams.api import alerts, composites, console, items, queries, search, status
     from streams.api.openapi import HEALTH_ROUTES
 
-    return [*HEALTH_ROUTES, *status.ROUTES, *queries.ROUTES, *search.ROUTES, *alerts.ROUTES,
-            *items.ROUTES, *console.ROUTES]
+    return [*HEALTH_ROUTES, *status.ROUTES, *queries.ROUTES, *composites.ROUTES, *search.ROUTES,
+            *alerts.ROUTES, *items.ROUTES, *console.ROUTES]
 
 
 def render_api() -> str:

@@ -219,14 +219,19 @@ class PatternMatrix:
         return self.select(best, negative, sources)
 
     def select(self, best: torch.Tensor, negative: torch.Tensor | None,
-               sources: Sequence[str], with_hysteresis: bool = False) -> list[Match]:
+               sources: Sequence[str], with_hysteresis: bool = False,
+               floors: dict[str, float] | None = None) -> list[Match]:
         """`match` on scores already computed by `scores` (the observer also needs them);
         `with_hysteresis` lowers each query's threshold by its hysteresis (an open incident
-        stays open on scores just below the threshold)."""
+        stays open on scores just below the threshold); `floors` replaces the thresholds
+        (queries it leaves out match nothing: composite member hits use it)."""
         if self.n_queries == 0 or len(sources) == 0:
             return []
         with torch.inference_mode():
             floor = self.thresholds - self.hysteresis if with_hysteresis else self.thresholds
+            if floors is not None:
+                floor = torch.tensor([floors.get(q, float("inf")) for q in self.query_ids],
+                                     dtype=torch.float32, device=self.device)
             keep = best >= floor
             if negative is not None:
                 keep &= negative < best - self.margins

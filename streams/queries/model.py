@@ -17,12 +17,12 @@ import mimetypes
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
 
 import yaml
 from pydantic import (
@@ -216,7 +216,14 @@ class Webhook(BaseModel):
         return value
 
 
-def require_secret_envs(query: StandingQuery, environ: Mapping[str, str] = os.environ) -> None:
+class WithWebhooks(Protocol):
+    """A plain or composite query: what signing needs of it."""
+
+    id: str
+    webhooks: list[Webhook]
+
+
+def require_secret_envs(query: WithWebhooks, environ: Mapping[str, str] = os.environ) -> None:
     """Refuse a query whose webhooks name a secret this worker's environment lacks (it
     could not sign their alerts; workers of one group share their environment)."""
     missing = [w.secret_env for w in query.webhooks
@@ -427,7 +434,14 @@ def example_from_file(path: str | Path, content_type: str | None = None) -> dict
 
 
 def load_queries_file(path: str | Path) -> list[StandingQuery]:
-    """Read `patterns.yaml`: a list of queries, or a mapping with a `queries:` list."""
+    """Read `patterns.yaml`: a list of queries, or a mapping with a `queries:` list (its
+    `kind: composite` entries are left to `streams.queries.composite`)."""
+    return parse_queries_document(read_yaml(path), base_dir=Path(path).parent,
+                                  origin=str(path))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's document; unreadable or invalid YAML is a `QueryValidationError`."""
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -435,7 +449,7 @@ def load_queries_file(path: str | Path) -> list[StandingQuery]:
         raise QueryValidationError(f"cannot read {path}: {e.strerror or e}") from e
     except yaml.YAMLError as e:
         raise QueryValidationError(f"{path} is not valid YAML: {e}") from e
-    return parse_queries_document(doc, base_dir=path.parent, origin=str(path))
+    return doc
 
 
 def parse_queries_document(
@@ -456,6 +470,8 @@ def parse_queries_document(
     for index, entry in enumerate(doc):
         if not isinstance(entry, dict):
             raise QueryValidationError(f"{origin}: entry {index} is not a mapping")
+        if entry.get("kind") == "composite":
+            continue  # `streams.queries.composite.parse_composites_document` reads these
         entry = {
             **entry,
             "positives": [_inline_file(e, base_dir) for e in entry.get("positives") or []],
@@ -474,12 +490,24 @@ def parse_queries_document(
     return queries
 
 
+class Declared(Protocol):
+    """A plain or composite query as `apply` diffs it: an id and a content fingerprint."""
+
+    @property
+    def id(self) -> str: ...
+
+    def fingerprint(self) -> str: ...
+
+
+D = TypeVar("D", bound=Declared)
+
+
 @dataclass(frozen=True)
-class ApplyPlan:
+class ApplyPlan(Generic[D]):
     """Steps that make the registered set equal to a declared set."""
 
-    add: list[StandingQuery] = field(default_factory=list)
-    update: list[StandingQuery] = field(default_factory=list)
+    add: list[D] = field(default_factory=list)
+    update: list[D] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
 
@@ -497,18 +525,18 @@ class ApplyPlan:
 
 
 def plan_apply(
-    declared: list[StandingQuery],
+    declared: Sequence[D],
     registered_fingerprints: dict[str, str],
     *,
     prune: bool = True,
     stale: AbstractSet[str] = frozenset(),
-) -> ApplyPlan:
+) -> ApplyPlan[D]:
     """Diff declared queries against registered ones (id -> fingerprint).
 
     A `stale` query (registered with another model than the worker's) is updated even
     when its spec is unchanged, so its vectors are computed again by the current model.
     """
-    plan = ApplyPlan()
+    plan: ApplyPlan[D] = ApplyPlan()
     declared_ids = set()
     for query in declared:
         declared_ids.add(query.id)

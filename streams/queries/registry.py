@@ -33,6 +33,7 @@ from streams.core.errors import (
     QueryValidationError,
 )
 from streams.kafka.admin import TopicLayout, assigned_consumer, ensure_topic
+from streams.queries.composite import CompositeQuery, RegisteredComposite, check_members
 from streams.queries.matching import PatternMatrix, QueryPatterns
 from streams.queries.model import (
     PatternExample,
@@ -43,6 +44,7 @@ from streams.queries.model import (
     parse_query,
     require_secret_envs,
 )
+from streams.queries.sites import SITES_KEY, SiteMap
 from streams.queries.thresholds import needs_centering, prior_for
 
 log = logging.getLogger(__name__)
@@ -224,6 +226,8 @@ class QueryRegistry:
         self._vectors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._matrices: dict[Modality, PatternMatrix] = {}
         self._rules: dict[str, PolicyRule] = {}
+        self._composites: dict[str, RegisteredComposite] = {}
+        self._sites = SiteMap()
         self._positions: dict[int, int] = {}
         self._applied = asyncio.Condition()
         self._consumer: AIOKafkaConsumer | None = None
@@ -309,9 +313,15 @@ class QueryRegistry:
         query_id = key.decode()
         old = self._queries.get(query_id)
         touched = {old.query.modality} if old else set()
+        self._composites.pop(query_id, None)
         if value is None:
             self._queries.pop(query_id, None)
             self._vectors.pop(query_id, None)
+            if query_id == SITES_KEY:
+                self._sites = SiteMap()
+            return touched
+        if query_id == SITES_KEY or value.startswith(b'{"composite"'):
+            self._apply_other(query_id, value, tp, offset)
             return touched
         try:
             rq = RegisteredQuery.model_validate_json(value)
@@ -324,6 +334,18 @@ class QueryRegistry:
                 or old.negative_vectors_b64 != rq.negative_vectors_b64:
             self._vectors[query_id] = decoded_vectors(rq)
         return touched | {rq.query.modality}
+
+    def _apply_other(self, key: str, value: bytes, tp: Any, offset: int) -> None:
+        """The site map, or a composite query (records a plain query's parser refuses)."""
+        try:
+            if key == SITES_KEY:
+                self._sites = SiteMap.model_validate_json(value)
+            else:
+                self._composites[key] = RegisteredComposite.model_validate_json(value)
+                self._queries.pop(key, None)
+        except ValidationError as e:
+            log.error("query topic %s[%d]@%d: unreadable record %s skipped: %s",
+                      tp.topic, tp.partition, offset, key, e)
 
     async def _rebuild(self, modalities: set[Modality]) -> None:
         """New matrices, built off the event loop (10k queries take a moment), then swapped."""
@@ -363,7 +385,29 @@ class QueryRegistry:
     def webhooks_of(self, query_id: str) -> list[Webhook]:
         """The webhooks of a query; none when it has none or is gone."""
         rq = self._queries.get(query_id)
-        return list(rq.query.webhooks) if rq is not None else []
+        if rq is not None:
+            return list(rq.query.webhooks)
+        rc = self._composites.get(query_id)
+        return list(rc.composite.webhooks) if rc is not None else []
+
+    # --- composites and sites ---------------------------------------------------------
+    @property
+    def sites(self) -> SiteMap:
+        return self._sites
+
+    def composites(self) -> list[RegisteredComposite]:
+        return sorted(self._composites.values(), key=lambda c: c.id)
+
+    def find_composite(self, query_id: str) -> RegisteredComposite | None:
+        return self._composites.get(query_id)
+
+    def composites_of(self, member_id: str) -> list[CompositeQuery]:
+        """The composites naming `member_id` as a member."""
+        return [c.composite for c in self.composites() if member_id in c.composite.member_ids]
+
+    def suppressed(self, query_id: str) -> bool:
+        """Whether an enabled composite with `suppress_members` takes this query's alerts."""
+        return any(c.enabled and c.suppress_members for c in self.composites_of(query_id))
 
     def describe(self, rq: RegisteredQuery) -> dict[str, Any]:
         """The query's summary plus `stale`: its model is not this worker's encoder, so
@@ -438,8 +482,35 @@ class QueryRegistry:
         await self._publish(query_id, rq.model_dump_json().encode())
         return self._queries.get(query_id, rq)
 
+    async def register_composite(self, composite: CompositeQuery) -> RegisteredComposite:
+        """Check the members (registered plain queries), then publish; returns once active
+        on this worker."""
+        require_secret_envs(composite)
+        if composite.id in self._queries:
+            raise QueryValidationError(
+                f"{composite.id!r} is a plain standing query; give the composite another id")
+        check_members(composite, set(self._queries), set(self._composites))
+        old = self._composites.get(composite.id)
+        rc = RegisteredComposite(composite=composite, fingerprint=composite.fingerprint())
+        if old is not None:
+            rc = rc.model_copy(update={"created_at": old.created_at})
+        await self._publish(composite.id, rc.model_dump_json().encode())
+        return self._composites.get(composite.id, rc)
+
+    async def put_sites(self, sites: SiteMap) -> SiteMap:
+        """Replace the site map on every worker (one record on the query topic)."""
+        await self._publish(SITES_KEY, sites.model_dump_json().encode())
+        return self._sites
+
     async def remove(self, query_id: str) -> None:
-        self.get(query_id)
+        """Delete a query or composite; a query that composites name is refused."""
+        if query_id not in self._composites:
+            self.get(query_id)
+            users = [c.id for c in self.composites_of(query_id)]
+            if users:
+                raise QueryValidationError(
+                    f"query {query_id!r} is a member of composite queries {users}; remove "
+                    "it from them (or remove them) first")
         await self._publish(query_id, None)
 
     async def _publish(self, query_id: str, value: bytes | None) -> None:

@@ -18,7 +18,17 @@ from aiohttp import web
 from faust.web import View
 
 from streams.alerting.service import AlertingService
-from streams.api import alerts, console, health, items, openapi, queries, search, status
+from streams.api import (
+    alerts,
+    composites,
+    console,
+    health,
+    items,
+    openapi,
+    queries,
+    search,
+    status,
+)
 from streams.api.health import Readiness
 from streams.api.openapi import Handler, Route
 from streams.api.status import WorkerDirectory
@@ -44,7 +54,7 @@ def api_routes(alerting: AlertingService, readiness: Readiness, metrics: Metrics
     served = [*health.routes(readiness, metrics.registry),
               *status.routes(directory, heartbeat_ttl_s),
               *console.routes(token_required=token_required, grafana_url=grafana_url)]
-    for area in (queries, search, alerts, items):
+    for area in (queries, composites, search, alerts, items):
         served.extend(area.routes(alerting))
     specs = [r.spec for r in served if r.spec not in openapi.HEALTH_ROUTES]
     return [*served, *openapi.routes(specs, version=_version())]

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -57,7 +55,7 @@ from tests.integration.progress import (
     wait_until_delivered,
     wait_until_processed,
 )
-from tests.integration.worker_fixtures import LOOKOUT_BIN
+from tests.integration.worker_fixtures import lookout_cli
 from tests.records import good_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -406,12 +404,6 @@ def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
     assert status == 200 and c.get("/queries/disk")[0] == 404
 
 
-def _lookout(*args: str, api: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
-    return subprocess.run([str(LOOKOUT_BIN), *args, "--api", api], capture_output=True,
-                          text=True, timeout=120, env=env)
-
-
 @pytest.mark.slow
 def test_minilm_paraphrase_alert_and_cli(settings: Settings, worker_process, tmp_path):
     """A log line that says the same thing in other words fires (MiniLM), driven by the CLI.
@@ -442,26 +434,26 @@ queries:
     positives: ["process killed by the OOM killer"]
 """)
     before = worker_process()  # trivial encoders
-    done = _lookout("query", "apply", str(patterns), "--json", api=before.api_url)
+    done = lookout_cli("query", "apply", str(patterns), "--json", api=before.api_url)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["add"] == ["disk-full", "oom"]
     assert before.stop() == 0
 
     worker = worker_process(LOOKOUT_ENCODER_LOGS="minilm")
     api = worker.api_url
-    listed = json.loads(_lookout("query", "list", "--json", api=api).stdout)
+    listed = json.loads(lookout_cli("query", "list", "--json", api=api).stdout)
     assert [(q["id"], q["stale"]) for q in listed] == [("disk-full", True), ("oom", True)]
-    done = _lookout("query", "apply", str(patterns), "--json", api=api)
+    done = lookout_cli("query", "apply", str(patterns), "--json", api=api)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["update"] == ["disk-full", "oom"]
-    shown = json.loads(_lookout("query", "show", "disk-full", api=api).stdout)
+    shown = json.loads(lookout_cli("query", "show", "disk-full", api=api).stdout)
     assert not shown["stale"] and shown["model_id"] == enc.model_id
-    again = _lookout("query", "apply", str(patterns), "--json", api=api)
+    again = lookout_cli("query", "apply", str(patterns), "--json", api=api)
     assert json.loads(again.stdout)["unchanged"] == ["disk-full", "oom"]
     patterns.write_text(patterns.read_text().split("  - id: oom")[0])
-    pruned = _lookout("query", "apply", str(patterns), "--json", api=api)
+    pruned = lookout_cli("query", "apply", str(patterns), "--json", api=api)
     assert json.loads(pruned.stdout)["remove"] == ["oom"], pruned.stdout
-    listed = _lookout("query", "list", "--json", api=api)
+    listed = lookout_cli("query", "list", "--json", api=api)
     assert [q["id"] for q in json.loads(listed.stdout)] == ["disk-full"]
 
     produce_logs(settings, [("db-1", u) for u in unrelated[:2]] + [("db-1", paraphrase)]
@@ -471,16 +463,16 @@ queries:
     (alert,) = wait_for_alerts(settings, done.alerts)
     assert alert["evidence"]["text"] == paraphrase
 
-    out = _lookout("alerts", "list", "--json", api=api)
+    out = lookout_cli("alerts", "list", "--json", api=api)
     assert [json.loads(line)["alert_id"] for line in out.stdout.splitlines()] == [
         alert["alert_id"]]  # JSON Lines
-    out = _lookout("search", "no space left on disk", "-m", "logs", "-k", "2", "--json", api=api)
+    out = lookout_cli("search", "no space left on disk", "-m", "logs", "-k", "2", "--json", api=api)
     assert json.loads(out.stdout)["results"][0]["evidence"]["text"] == paraphrase, out.stderr
-    out = _lookout("query", "preview", "disk-full", "--json", api=api)
+    out = lookout_cli("query", "preview", "disk-full", "--json", api=api)
     assert json.loads(out.stdout)["alert_count"] == 1, out.stderr
-    bad = _lookout("query", "add", "x", "-m", "logs", "--threshold", "2", "-t", "a", api=api)
+    bad = lookout_cli("query", "add", "x", "-m", "logs", "--threshold", "2", "-t", "a", api=api)
     assert bad.returncode != 0 and "threshold" in bad.stderr
-    missing = _lookout("query", "show", "nope", api=api)
+    missing = lookout_cli("query", "show", "nope", api=api)
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
 
 
@@ -500,12 +492,12 @@ queries:
     modality: logs
     positives: ["{DISK}"]
 """)
-    done = _lookout("query", "apply", str(patterns), api=worker.api_url)
+    done = lookout_cli("query", "apply", str(patterns), api=worker.api_url)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "add gone-item (failed)" in done.stdout and "1 failed" in done.stdout
     (line,) = done.stderr.strip().splitlines()
     assert "1 of the file's queries were not applied: gone-item:" in line
-    listed = json.loads(_lookout("query", "list", "--json", api=worker.api_url).stdout)
+    listed = json.loads(lookout_cli("query", "list", "--json", api=worker.api_url).stdout)
     assert [q["id"] for q in listed] == ["disk"]
 
 

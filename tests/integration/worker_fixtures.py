@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,14 @@ from streams.worker.process import WorkerProcess, http_get, settings_env
 from tests.helpers import free_port
 
 LOOKOUT_BIN = Path(sys.executable).with_name("lookout")
+
+
+def lookout_cli(*args: str, api: str) -> subprocess.CompletedProcess:
+    """Run the installed `lookout` CLI against a worker's API, without the test's
+    LOOKOUT_* environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+    return subprocess.run([str(LOOKOUT_BIN), *args, "--api", api], capture_output=True,
+                          text=True, timeout=120, env=env)
 
 
 @dataclass

@@ -40,6 +40,13 @@ NOWHERE = ["--api", "http://127.0.0.1:1"]
         (["query", "add", "x", "-m", "logs", "-t", "a", "--label", "novalue"], "KEY=VALUE"),
         (["query", "add", "x", "-m", "logs", "-t", "a", "--webhook", "ftp://h"], "http://"),
         (["search", "-m", "logs"], "exactly one of"),
+        (["query", "add", "x", "-t", "a"], "--modality/-m is required"),
+        (["query", "add", "x", "--all-of", "a", "--all-of", "b"], "needs --within"),
+        (["query", "add", "x", "--all-of", "a", "--all-of", "b", "--within", "0"],
+         "within_s must be > 0"),
+        (["query", "add", "x", "--all-of", "a", "--within", "5"], "at least two member"),
+        (["query", "add", "x", "--sequence", "a", "--sequence", "b", "--within", "5",
+          "--group-by", "room"], "group_by"),
     ],
 )
 def test_invalid_input_fails_before_calling_a_worker(argv, needle, capsys):
@@ -57,3 +64,22 @@ def test_apply_reads_the_file_first(tmp_path: Path, capsys):
 def test_no_worker_says_how_to_start_one(capsys):
     code, err = _run(["query", "list", "--api", f"http://127.0.0.1:{free_port()}"], capsys)
     assert code == 1 and "lookout worker" in err
+
+
+def test_apply_reads_composites_in_the_file_first(tmp_path: Path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text("- {name: a, modality: logs, positives: [a]}\n"
+                    "- {kind: composite, name: both, all_of: [a, b], within_s: -1}\n")
+    code, err = _run(["query", "apply", str(path), *NOWHERE], capsys)
+    assert code == 1 and "within_s must be > 0" in err and len(err.strip().splitlines()) == 1
+    path.write_text("- {name: a, modality: logs, positives: [a]}\n"
+                    "- {kind: composite, name: a, all_of: [b, c], within_s: 3}\n")
+    code, err = _run(["query", "apply", str(path), *NOWHERE], capsys)
+    assert code == 1 and "ids used by a query and a composite: ['a']" in err
+
+
+def test_sites_apply_refuses_a_bad_file_before_calling_a_worker(tmp_path: Path, capsys):
+    path = tmp_path / "sites.yaml"
+    path.write_text("sites:\n  lobby: []\n")
+    code, err = _run(["sites", "apply", str(path), *NOWHERE], capsys)
+    assert code == 1 and "sites.0.sources" in err and len(err.strip().splitlines()) == 1
