@@ -189,6 +189,11 @@ class Metrics:
         self.worker_up = Gauge(
             "lookout_worker_up", "1 while the worker's agents are running.", registry=r,
         )
+        self.startup_seconds = Gauge(
+            "lookout_worker_startup_seconds",
+            "Seconds each start-up phase took (phases overlap; `ready` is the total).",
+            ["phase"], registry=r,
+        )
 
 
 def parse_counters(text: str, name: str) -> dict[str, float]:
