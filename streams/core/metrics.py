@@ -196,8 +196,8 @@ class Metrics:
         )
 
 
-def parse_counters(text: str, name: str) -> dict[str, float]:
-    """Sum of a labelled counter per `modality` label, from a worker's /metrics text (what
+def parse_counters(text: str, name: str, label: str = "modality") -> dict[str, float]:
+    """Sum of a labelled metric per value of `label`, from a worker's /metrics text (what
     the demo and the pipeline bench watch a worker subprocess by)."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -205,7 +205,7 @@ def parse_counters(text: str, name: str) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and sample.labels:
-                key = sample.labels.get("modality", "")
+                key = sample.labels.get(label, "")
                 out[key] = out.get(key, 0.0) + sample.value
     return out
 

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from streams.core.metrics import parse_counters
+
 pytestmark = pytest.mark.integration
 
 PHASES = {"process", "preflight", "encoder_video", "encoder_audio", "encoder_logs",
@@ -14,12 +16,7 @@ PHASES = {"process", "preflight", "encoder_video", "encoder_audio", "encoder_log
 
 
 def _phases(worker) -> dict[str, float]:
-    out = {}
-    for line in worker.metrics_text().splitlines():
-        if line.startswith("lookout_worker_startup_seconds{"):
-            labels, value = line.rsplit(" ", 1)
-            out[labels.split('phase="')[1].split('"')[0]] = float(value)
-    return out
+    return parse_counters(worker.metrics_text(), "lookout_worker_startup_seconds", label="phase")
 
 
 def test_a_ready_worker_reports_each_start_up_phase_and_the_total(worker_process) -> None:

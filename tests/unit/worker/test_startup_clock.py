@@ -10,18 +10,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from encoders.modality import MODALITIES
 from streams.config.settings import Settings
-from streams.core.metrics import Metrics
+from streams.core.metrics import Metrics, parse_counters
 from streams.worker.encoders import load_missing_encoders
 from streams.worker.startup import StartupClock, process_age_s
 
 
 def _gauges(metrics: Metrics) -> dict[str, float]:
-    out = {}
-    for line in generate_latest(metrics.registry).decode().splitlines():
-        if line.startswith("lookout_worker_startup_seconds{"):
-            labels, value = line.rsplit(" ", 1)
-            out[labels.split('phase="')[1].split('"')[0]] = float(value)
-    return out
+    text = generate_latest(metrics.registry).decode()
+    return parse_counters(text, "lookout_worker_startup_seconds", label="phase")
 
 
 def test_process_age_is_uptime_minus_the_process_start(tmp_path: Path) -> None:
