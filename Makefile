@@ -57,12 +57,14 @@ test: setup
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
+# One JSON with every figure, the ratios, the machine and the date: docs/deploy.md quotes it.
 bench: setup
 	@mkdir -p .bench
 	$(VENV)/bin/lookout stack up
-	$(VENV)/bin/lookout bench encoders --json .bench/encoders.json
-	$(VENV)/bin/lookout bench pipeline --json .bench/pipeline.json
-	$(PY) -m benchmarks.matching | tee .bench/matching.json
+	$(PY) -m benchmarks.matching > .bench/matching.part.json
+	$(VENV)/bin/lookout bench all --add matching=.bench/matching.part.json \
+	  --json .bench/bench.json
+	rm -f .bench/matching.part.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams encoders tests benchmarks

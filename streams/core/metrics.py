@@ -189,10 +189,15 @@ class Metrics:
         self.worker_up = Gauge(
             "lookout_worker_up", "1 while the worker's agents are running.", registry=r,
         )
+        self.startup_seconds = Gauge(
+            "lookout_worker_startup_seconds",
+            "Seconds each start-up phase took (phases overlap; `ready` is the total).",
+            ["phase"], registry=r,
+        )
 
 
-def parse_counters(text: str, name: str) -> dict[str, float]:
-    """Sum of a labelled counter per `modality` label, from a worker's /metrics text (what
+def parse_counters(text: str, name: str, label: str = "modality") -> dict[str, float]:
+    """Sum of a labelled metric per value of `label`, from a worker's /metrics text (what
     the demo and the pipeline bench watch a worker subprocess by)."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -200,7 +205,7 @@ def parse_counters(text: str, name: str) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and sample.labels:
-                key = sample.labels.get("modality", "")
+                key = sample.labels.get(label, "")
                 out[key] = out.get(key, 0.0) + sample.value
     return out
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ from streams.worker.encoders import load_missing_encoders
 from streams.worker.heartbeat import Heartbeat, instance_id
 from streams.worker.lag import FaustOffsets, LagMonitor
 from streams.worker.probes import DependencyProbe, KafkaMetadataCheck
+from streams.worker.startup import StartupClock
 from streams.worker.web import APPLICATION_OPTIONS, api_routes, register_routes
 
 log = logging.getLogger(__name__)
@@ -88,16 +90,21 @@ class Worker:
     lag: LagMonitor
     probe: DependencyProbe
     heartbeat: Heartbeat
+    startup: StartupClock
     encoders: dict[Modality, Encoder] = field(default_factory=dict)
     index_stores: dict[Modality, IndexStore] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Encoders, then one index per modality, then alerting; then batches may flow."""
         s = self.settings
+        clock = self.startup
         self.probe.start()
         if not self.readiness.encoders_loaded:
-            await self.inference.run(load_missing_encoders, s, self.encoders)
+            await self.inference.run(
+                load_missing_encoders, s, self.encoders,
+                took=lambda m, seconds: clock.record(f"encoder_{m.value}", seconds))
             self.readiness.encoders_loaded = True
+        step = time.monotonic()
         for m, enc in self.encoders.items():
             self.metrics.encoder_info.labels(
                 modality=m.value, model=enc.short_id, device=str(enc.device)).set(1)
@@ -108,8 +115,11 @@ class Worker:
             await retry_until_done(store.ensure, op="ensure", what=f"creating index {store.name}",
                                    metrics=self.metrics)
         self.readiness.indexes_ensured = True
+        clock.timed("indexes", step)
+        step = time.monotonic()
         await self.alerting.start()
         self._ready(LOADING_QUERIES)
+        clock.timed("queries", step)
         self.lag.devices = tuple(sorted({str(e.device) for e in self.encoders.values()}))
         self.lag.start()
         self.heartbeat.encoders = {m.value: f"{e.short_id}@{e.device}"
@@ -119,6 +129,7 @@ class Worker:
         self.pipeline.ready.set()
         log.info("worker %s started: %s", s.worker_id,
                  ", ".join(f"{m.value}={e.short_id}@{e.device}" for m, e in self.encoders.items()))
+        clock.check_ready()
 
     def _ready(self, problem: str) -> None:
         if problem in self.readiness.problems:
@@ -145,6 +156,7 @@ class LookoutApp(faust.App):
 
     async def on_first_start(self) -> None:
         """Create the input and dead-letter topics before the consumer subscribes to them."""
+        self.worker.startup.app_started()  # the consumer group join starts now
         await super().on_first_start()
         s = self.worker.settings
         topics = [s.input_topic(m) for m in MODALITIES] + [s.topic("deadletter")]
@@ -216,8 +228,11 @@ def create_app(
     services: Services | None = None,
     metrics: Metrics | None = None,
     encoders: dict[Modality, Encoder] | None = None,
+    startup: StartupClock | None = None,
 ) -> LookoutApp:
-    """Build the worker's Faust app, its stages and routes; connects to nothing yet."""
+    """Build the worker's Faust app, its stages and routes; connects to nothing yet.
+    `startup` carries the phases measured before (`lookout worker`'s preflight and
+    encoder loading) into the worker's metrics."""
     services = services or resolve_services(settings)
     metrics = metrics or Metrics()
     app = _faust_app(settings, services)
@@ -257,13 +272,15 @@ def create_app(
             "Kafka": KafkaMetadataCheck(services.kafka_bootstrap, aiokafka_kwargs(settings)),
             "Redis": redis.ping,
         }),
-        heartbeat=heartbeat, encoders=loaded, index_stores=stores,
+        heartbeat=heartbeat, startup=startup or StartupClock(),
+        encoders=loaded, index_stores=stores,
     )
     register_routes(app, api_routes(alerting, readiness, metrics, directory,
                                     token_required=bool(settings.api_token),
                                     grafana_url=settings.grafana_url,
                                     heartbeat_ttl_s=heartbeat.ttl_s))
-    _track_assignment(app, readiness, input_topics)
+    app.worker.startup.attach(metrics, lambda: readiness.ready)
+    _track_assignment(app, readiness, input_topics, app.worker.startup)
     async def start_worker() -> None:
         await app.worker.start()
 
@@ -271,13 +288,17 @@ def create_app(
     return app
 
 
-def _track_assignment(app: faust.App, readiness: Readiness, input_topics: set[str]) -> None:
+def _track_assignment(app: faust.App, readiness: Readiness, input_topics: set[str],
+                      clock: StartupClock) -> None:
     """Readiness needs an assignment; log which input partitions this worker got."""
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         mine = [tp for tp in assigned if tp.topic in input_topics]
         readiness.assigned_partitions = len(mine)
+        if not readiness.assignment_received:
+            clock.record_since_app_start("assignment")
         readiness.assignment_received = True
+        clock.check_ready()
         log.info("assigned %d input partitions: %s", len(mine),
                  ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(mine)) or "none")
 

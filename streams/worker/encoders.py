@@ -6,6 +6,7 @@ thread count consistent wherever an encoder is loaded for the pipeline.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from encoders.base import Encoder
@@ -44,13 +45,21 @@ def load_missing_encoders(
     settings: Settings,
     encoders: dict[Modality, Encoder],
     announce: Callable[[Modality, str], None] | None = None,
+    took: Callable[[Modality, float], None] | None = None,
 ) -> dict[Modality, Encoder]:
     """Load every modality's configured encoder that `encoders` lacks (in place) and apply
-    the torch thread setting first; the one loading path of the CLI and the worker."""
+    the torch thread setting first; the one loading path of the CLI and the worker.
+    `took(modality, seconds)` hears how long each load took (the worker's start-up clock).
+
+    One after another: loading is mostly Python imports and unpickling under the GIL, and
+    loading the three defaults in three threads was no faster on the 2-core box."""
     apply_torch_threads(settings)
     for m in MODALITIES:
         if m not in encoders:
             if announce is not None:
                 announce(m, settings.encoder_spec(m))
+            start = time.monotonic()
             encoders[m] = build_modality_encoder(settings, m)
+            if took is not None:
+                took(m, time.monotonic() - start)
     return encoders
