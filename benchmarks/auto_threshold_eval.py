@@ -36,9 +36,9 @@ import numpy as np
 
 from encoders.modality import Modality
 from streams.alerting.incidents import IncidentRule, IncidentTracker
+from streams.alerting.thresholds import MIN_CENTER_ITEMS
 from streams.config.settings import Settings
 from streams.demo.scorecard import ObservedAlert, TruthEvent, score_alerts
-from streams.alerting.thresholds import MIN_CENTER_ITEMS
 from streams.queries.thresholds import (
     BackgroundCentering,
     CalibrationConfig,
