@@ -36,6 +36,7 @@ import numpy as np
 
 from encoders.modality import Modality
 from streams.alerting.incidents import IncidentRule, IncidentTracker
+from streams.alerting.thresholds import MIN_CENTER_ITEMS
 from streams.config.settings import Settings
 from streams.demo.scorecard import ObservedAlert, TruthEvent, score_alerts
 from streams.queries.thresholds import (
@@ -140,21 +141,24 @@ def query_scores(root: Path, settings: Settings, query_mode: str = "file",
     return out
 
 
-CENTER_PER_SOURCE = False
+CENTER_PER_SOURCE = True
 
 
 def _centered_scores(vectors: np.ndarray, pos: np.ndarray, neg: np.ndarray,
                      sources: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine after subtracting the RUNNING mean of the modality (or of the item's source
-    when `sources` is given) over the items seen so far, in event time, as a worker would
-    have it: streaming, no look-ahead."""
+    """Cosine after subtracting the RUNNING mean of the item's source (or of the modality
+    when `sources` is None) over the items seen so far, in event time, as a worker would
+    have it: streaming, no look-ahead, and -inf (cannot alarm, not counted) until that mean
+    has MIN_CENTER_ITEMS items."""
     dim = vectors.shape[1]
     cens: dict[str, BackgroundCentering] = {}
-    best = np.empty(len(vectors))
+    best = np.full(len(vectors), -np.inf)
     bneg = np.full(len(vectors), -np.inf)
     for i in range(len(vectors)):
         cen = cens.setdefault(sources[i] if sources else "*", BackgroundCentering(dim))
         cen.update(vectors[i])
+        if cen.n < MIN_CENTER_ITEMS:
+            continue
         v = cen.center(vectors[i][None, :])[0]
         best[i] = float((cen.center(pos) @ v).max())
         if len(neg):
@@ -183,7 +187,8 @@ def simulate(qs: QueryScores, cfg: CalibrationConfig, *, refresh: int = 10,
                                    strict=True):
         hk = src if per_source else "*"
         hist = hists.setdefault(hk, ScoreHistogram())
-        if not (conditional and sup):
+        counted = bool(np.isfinite(s)) and not (conditional and sup)  # as the worker's
+        if counted:
             seen_t.setdefault(src, []).append(float(t))
         if hk not in thr_by_key or n_since.get(hk, 0) >= refresh:
             n_since[hk] = 0
@@ -203,13 +208,14 @@ def simulate(qs: QueryScores, cfg: CalibrationConfig, *, refresh: int = 10,
         rule = IncidentRule(thr, hysteresis, qs.min_hits, qs.window_s, clear_s)
         tr = trackers.setdefault(src, IncidentTracker(qs.query_id, rule))
         tr.rule = rule
-        decision_score = -1.0 if sup else float(s)  # a suppressed item can never alert
+        # a suppressed item, or one scored before its source's mean is known, never alerts
+        decision_score = -1.0 if sup or not np.isfinite(s) else float(s)
         for a in tr.observe(float(t), key, decision_score):
             if a.kind == "open":
                 alerts[a.alert_id] = ObservedAlert(qs.query_id, src, a.t)
             elif a.kind == "merge":
                 alerts.pop(a.alert_id, None)
-        if not (conditional and sup):
+        if counted:
             hist.add([s])
         n_since[hk] = n_since.get(hk, 0) + 1
     final = {k: round(v, 4) for k, v in thr_by_key.items()}
@@ -333,11 +339,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="print the cold-start prior table measured on these scenarios' "
                          "backgrounds (no truth)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--center-per-source", action="store_true",
-                    help="centering by each source's running mean, not the modality's")
+    ap.add_argument("--center-modality", action="store_true",
+                    help="centering by the modality's running mean (the rule before "
+                         "per-source centering), not each source's")
     a = ap.parse_args(argv)
     global CENTER_PER_SOURCE
-    CENTER_PER_SOURCE = a.center_per_source
+    CENTER_PER_SOURCE = not a.center_modality
     cfg = dataclasses.replace(CalibrationConfig(), target_per_source_day=a.target,
                               min_background=a.min_background, tail_fraction=a.tail_fraction,
                               full_background=a.full_background,

@@ -97,7 +97,7 @@ def score_batch(matrix: PatternMatrix, batch: torch.Tensor, sources: list[str],
     matches, and the composite member hits (scores at or above `floors`, negatives and
     sources as for matches); pure tensor work, run in the inference thread."""
     with torch.inference_mode():
-        best, negative = matrix.scores(batch)
+        best, negative = matrix.scores(batch, sources)
         matches = matrix.select(best, negative, sources, with_hysteresis=True)
         hits = matrix.select(best, negative, sources, floors=floors) if floors else []
         return best.cpu(), matches, hits
@@ -129,10 +129,10 @@ class AlertingObserver:
         rows = torch.tensor([it.row for it in items], device=vectors.device)
         sources = [it.record.source for it in items]
         batch = vectors.index_select(0, rows)
-        center_key = f"{modality.value}:{self.s.registry.encoder(modality).short_id}"
-        if matrix.has_centered:  # only modalities with centered queries need their mean
-            self.s.thresholds.observe_vectors(center_key, batch)
-        self.s.thresholds.apply(matrix, center_key)
+        space = f"{modality.value}:{self.s.registry.encoder(modality).short_id}"
+        if matrix.has_centered:  # only modalities with centered queries need source means
+            self.s.thresholds.observe_vectors(space, batch, sources)
+        self.s.thresholds.apply(matrix, space)
         # Scoring runs where the encoder runs (the inference thread): on CUDA its
         # device->host copy would otherwise wait for the encoder's kernels on the event loop.
         floors = hit_floors(self.s.registry, self._threshold_of, matrix.query_ids)

@@ -14,10 +14,11 @@ new examples start a new background):
 
 so every worker derives the same threshold from the same counts, and a restart loses
 nothing. Queries whose raw scores are degenerate (`thresholds.CENTERED`: aisfx examples sit
-at 0.7-0.8 against plain room noise) are scored after subtracting their modality's mean
-vector; that mean is kept the same way, as a running sum per worker process:
+at 0.7-0.8 against plain room noise) score an item after subtracting the mean vector of
+the item's own SOURCE (each microphone's usual ambience, not the modality's average);
+those means are kept the same way, as a running sum per worker process:
 
-    <prefix>:center:<modality>:<model>   hash  process token -> float64 [n, sum...]
+    <prefix>:center:<modality>:<model>:<source>   hash  process token -> float64 [n, sum...]
 
 At registration `seed` scores the query against the items its modality still retains, so
 a query registered on a busy system starts from data, not from its prior. A refresh
@@ -70,7 +71,7 @@ MOVE_EPSILON = 0.002
 SEED_ITEMS = 2000
 #: How far ahead of the worker's clock an event time may be and still count as live.
 MAX_FUTURE_SKEW_MS = 86_400_000
-#: Items a modality's mean needs before centered queries may score at all.
+#: Items a source's mean needs before centered queries may score its items at all.
 MIN_CENTER_ITEMS = 20
 
 _SPAN_SCRIPT = """
@@ -185,7 +186,9 @@ class ThresholdKeeper:
         self._span = None
         self._token = uuid.uuid4().hex[:12]
         self._sums: dict[str, BackgroundCentering] = {}  # center key -> this process's
-        self._means: dict[str, torch.Tensor] = {}  # center key -> mean of all processes
+        # space -> source -> mean of all processes (`center_key` splits the Redis key)
+        self._means: dict[str, dict[str, torch.Tensor]] = {}
+        self._centers_version = 1  # a new matrix has version 0: apply once at least
 
     # --- keys --------------------------------------------------------------------------
     def key(self, rq: RegisteredQuery) -> str:
@@ -248,19 +251,21 @@ class ThresholdKeeper:
             pending = self._pending[layout] = _Pending(list(layout[0]), list(layout[1]))
         return cols, pending
 
-    def observe_vectors(self, center_key: str, vectors: torch.Tensor) -> None:
-        """Add a batch's vectors to its modality's running mean (for centered queries)."""
+    def observe_vectors(self, space: str, vectors: torch.Tensor, sources: Sequence[str]
+                        ) -> None:
+        """Add a batch's vectors to the running mean of each item's source (for centered
+        queries); `space` is `<modality>:<model>`."""
         v = vectors.detach().to("cpu", torch.float64).numpy()
-        self._sums.setdefault(center_key, BackgroundCentering(v.shape[1])).update(v)
+        for source, rows in _rows_by_source(sources).items():
+            key = center_key(space, source)
+            self._sums.setdefault(key, BackgroundCentering(v.shape[1])).update(v[rows])
 
-    def apply(self, matrix: PatternMatrix, center_key: str | None = None) -> None:
-        """Put the current auto thresholds (and the modality's mean, for centered queries)
-        into `matrix`; cheap when nothing changed."""
-        if matrix.has_centered and center_key is not None:
-            mean = self._means.get(center_key)
-            if mean is not None and (matrix.center is None or
-                                     not torch.equal(matrix.center.cpu().reshape(-1), mean)):
-                matrix.set_center(mean)
+    def apply(self, matrix: PatternMatrix, space: str | None = None) -> None:
+        """Put the current auto thresholds (and the source means of `space`, for centered
+        queries) into `matrix`; cheap when nothing changed."""
+        if matrix.has_centered and space is not None:
+            if matrix.centers_version != self._centers_version:
+                matrix.set_centers(self._means.get(space, {}), version=self._centers_version)
         if matrix.thresholds_version == self._version:
             return
         values = {rq.id: self.threshold_of(rq) for _, rq in self._auto_columns(matrix)}
@@ -349,7 +354,10 @@ class ThresholdKeeper:
             if parts and len({p.size for p in parts}) == 1:
                 total = np.sum(parts, axis=0)
                 if total[0] >= MIN_CENTER_ITEMS:
-                    self._means[key] = torch.from_numpy(total[1:] / total[0]).float()
+                    space, source = split_center_key(key)
+                    self._means.setdefault(space, {})[source] = torch.from_numpy(
+                        total[1:] / total[0]).float()
+        self._centers_version += 1
 
     async def refresh(self) -> None:
         """Flush, then re-derive the threshold of every auto query whose background count
@@ -463,9 +471,9 @@ class ThresholdKeeper:
         if not items:
             return 0
         vectors = torch.stack([torch.as_tensor(np.asarray(s.vector, np.float32)) for s in items])
-        best = await asyncio.to_thread(_scores, matrix, vectors)
-        self.observe(matrix, best, [s.source for s in items], [s.ts_ms for s in items],
-                     only=rq.id)
+        sources = [s.source for s in items]
+        best = await asyncio.to_thread(_scores, matrix, vectors, sources)
+        self.observe(matrix, best, sources, [s.ts_ms for s in items], only=rq.id)
         await self.refresh()
         return len(items)
 
@@ -484,9 +492,28 @@ class ThresholdKeeper:
             await self.flush()
 
 
-def _scores(matrix: PatternMatrix, vectors: torch.Tensor) -> torch.Tensor:
+def _scores(matrix: PatternMatrix, vectors: torch.Tensor, sources: Sequence[str]
+            ) -> torch.Tensor:
     with torch.inference_mode():
-        return matrix.scores(vectors)[0]
+        return matrix.scores(vectors, sources)[0]
+
+
+def center_key(space: str, source: str) -> str:
+    """`<modality>:<model>:<source>`: neither a modality nor a model's short id holds a ':',
+    so the source (which may) is everything after the second one."""
+    return f"{space}:{source}"
+
+
+def split_center_key(key: str) -> tuple[str, str]:
+    modality, model, source = key.split(":", 2)
+    return f"{modality}:{model}", source
+
+
+def _rows_by_source(sources: Sequence[str]) -> dict[str, list[int]]:
+    rows: dict[str, list[int]] = {}
+    for i, source in enumerate(sources):
+        rows.setdefault(source, []).append(i)
+    return rows
 
 
 def _decoded(raw: dict[Any, Any]) -> dict[str, str]:

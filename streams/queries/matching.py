@@ -22,7 +22,7 @@ of queries grows (the product is [B, d] x [d, P]).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,7 +41,7 @@ class QueryPatterns:
     threshold: float
     negative_margin: float = 0.0
     sources: tuple[str, ...] = ("*",)
-    centered: bool = False  # scored after subtracting the modality's mean vector
+    centered: bool = False  # scored after subtracting the item's source's mean vector
     hysteresis: float = 0.0  # an open incident stays open this far below the threshold
 
 
@@ -148,22 +148,32 @@ class PatternMatrix:
         self.centered = torch.tensor(centered, dtype=torch.bool, device=self.device)
         self._pos_centered = self.centered[self.pos_owner] if pos_owner else self.centered[:0]
         self._neg_centered = self.centered[self.neg_owner] if neg_owner else self.centered[:0]
-        self.center: torch.Tensor | None = None
-        self._positives_c = self._negatives_c = None
+        # Per source: its own mean vector, and the patterns centered on it (centered
+        # queries score an item relative to what its own source usually sends).
+        self.centers: dict[str, torch.Tensor] = {}
+        self._centered_patterns: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.centers_version = 0
 
     @property
     def has_centered(self) -> bool:
         return bool(self.centered.any())
 
-    def set_center(self, mean: torch.Tensor | None) -> None:
-        """The modality's mean vector for centered queries (None: not known yet, and those
-        queries score -inf, so they neither match nor feed their background)."""
-        if mean is None:
-            self.center = None
-            return
-        self.center = mean.to(self.device, torch.float32).reshape(1, -1)
-        self._positives_c = _normalized(self.positives - self.center)
-        self._negatives_c = _normalized(self.negatives - self.center)
+    def set_centers(self, means: Mapping[str, torch.Tensor], *, version: int = 0) -> None:
+        """Each source's mean vector for centered queries. A source without one (too few
+        items seen yet) scores -inf on those queries: it neither matches nor feeds their
+        background until its mean is known."""
+        centers: dict[str, torch.Tensor] = {}
+        patterns: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for source, mean in means.items():
+            c = mean.to(self.device, torch.float32).reshape(1, -1)
+            old = self.centers.get(source)
+            if old is not None and torch.equal(old, c):
+                centers[source], patterns[source] = old, self._centered_patterns[source]
+                continue
+            centers[source] = c
+            patterns[source] = (_normalized(self.positives - c), _normalized(self.negatives - c))
+        self.centers, self._centered_patterns = centers, patterns
+        self.centers_version = version
 
     def set_thresholds(self, values: dict[str, float], *, version: int) -> None:
         """Replace the thresholds of the named queries (auto thresholds move while the
@@ -185,28 +195,35 @@ class PatternMatrix:
         )
         return out.scatter_reduce_(1, owner.expand(sims.shape[0], -1), sims, reduce="amax")
 
-    def scores(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Best positive score [B, Q], and best negative score [B, Q] (-inf: none) or None."""
+    def scores(self, vectors: torch.Tensor, sources: Sequence[str] = ()
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Best positive score [B, Q], and best negative score [B, Q] (-inf: none) or None.
+        `sources` (one per row) is needed only by centered queries."""
         vectors = vectors.to(self.device, torch.float32)
         if vectors.dim() != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"expected vectors [B, {self.dim}], got {tuple(vectors.shape)}")
-        sims = self._sims(vectors, self.positives, self._positives_c, self._pos_centered)
+        sims = self._sims(vectors, self.positives, 0, self._pos_centered, sources)
         best = sims if self._identity_owner else self._scatter_max(sims, self.pos_owner)
         if self.negatives.shape[0] == 0:
             return best, None
-        neg = self._sims(vectors, self.negatives, self._negatives_c, self._neg_centered)
+        neg = self._sims(vectors, self.negatives, 1, self._neg_centered, sources)
         return best, self._scatter_max(neg, self.neg_owner)
 
-    def _sims(self, vectors: torch.Tensor, patterns: torch.Tensor,
-              centered_patterns: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
-        """Cosine to each pattern row; centered rows use centered vectors on both sides."""
+    def _sims(self, vectors: torch.Tensor, patterns: torch.Tensor, side: int,
+              mask: torch.Tensor, sources: Sequence[str]) -> torch.Tensor:
+        """Cosine to each pattern row; centered rows use vectors and patterns centered on
+        the item's own source (`side` 0: positives, 1: negatives)."""
         sims = vectors @ patterns.T
         if not bool(mask.any()):
             return sims
-        if self.center is None or centered_patterns is None:
-            return sims.masked_fill(mask, float("-inf"))
-        sims_c = _normalized(vectors - self.center) @ centered_patterns.T
-        return torch.where(mask, sims_c, sims)
+        centered = torch.full_like(sims, float("-inf"))
+        for source, rows in _rows_by_source(sources).items():
+            if source not in self.centers:
+                continue
+            idx = torch.tensor(rows, device=vectors.device)
+            v = _normalized(vectors.index_select(0, idx) - self.centers[source])
+            centered[idx] = v @ self._centered_patterns[source][side].T
+        return torch.where(mask, centered, sims)
 
     def match(self, vectors: torch.Tensor, sources: Sequence[str]) -> list[Match]:
         """Pairs passing threshold, negative suppression and source filter, row-major order."""
@@ -215,7 +232,7 @@ class PatternMatrix:
         if len(sources) != vectors.shape[0]:
             raise ValueError(f"{vectors.shape[0]} vectors but {len(sources)} sources")
         with torch.inference_mode():
-            best, negative = self.scores(vectors)
+            best, negative = self.scores(vectors, sources)
         return self.select(best, negative, sources)
 
     def select(self, best: torch.Tensor, negative: torch.Tensor | None,
@@ -269,3 +286,10 @@ class PatternMatrix:
 
 def _normalized(t: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(t, dim=-1) if t.numel() else t
+
+
+def _rows_by_source(sources: Sequence[str]) -> dict[str, list[int]]:
+    rows: dict[str, list[int]] = {}
+    for i, source in enumerate(sources):
+        rows.setdefault(source, []).append(i)
+    return rows

@@ -104,3 +104,62 @@ def test_an_auto_query_learns_its_background_and_alerts_once_per_incident(
     assert shown["feedback"]["false_alarm"] == 1 and shown["feedback"]["precision"] == 0.0
     assert call(worker.api_url, "POST", "/alerts/nope/feedback", {"verdict": "confirmed"})[0] \
         == 404
+
+
+def test_centered_queries_score_against_each_sources_mean_shared_by_every_worker(
+    settings: Settings,
+) -> None:
+    """Two worker processes each see part of two microphones; through Redis both end up
+    with the same per-source means (all items of a source, whichever process saw them),
+    and a centered query scores a dock item against the dock's mean, not the lobby's."""
+    import asyncio
+
+    import torch
+    from redis.asyncio import Redis
+
+    from streams.alerting.thresholds import MIN_CENTER_ITEMS, ThresholdKeeper
+    from streams.core.metrics import Metrics
+    from streams.queries.matching import PatternMatrix, QueryPatterns
+    from tests.registry_stub import logs_registry
+
+    gen = torch.Generator().manual_seed(5)
+    hum, room, siren = (torch.eye(8)[i] for i in range(3))
+
+    def chunks(base: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.nn.functional.normalize(base + 0.05 * torch.randn(n, 8, generator=gen), dim=1)
+
+    dock, lobby = chunks(2.0 * hum, 2 * MIN_CENTER_ITEMS), chunks(room, 2 * MIN_CENTER_ITEMS)
+    example = torch.nn.functional.normalize(room + siren, dim=0).reshape(1, -1)
+    space = "audio:aisfx-test"
+
+    async def run() -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        try:
+            keepers = [ThresholdKeeper(redis, settings.topic_prefix, logs_registry(), Metrics())
+                       for _ in range(2)]
+            half = MIN_CENTER_ITEMS  # each process sees half of each source
+            keepers[0].observe_vectors(space, torch.cat([dock[:half], lobby[:half]]),
+                                       ["mic-dock"] * half + ["mic-lobby"] * half)
+            keepers[1].observe_vectors(space, torch.cat([dock[half:], lobby[half:]]),
+                                       ["mic-dock"] * half + ["mic-lobby"] * half)
+            for k in (*keepers, keepers[0]):  # the first one reads the second's sums too
+                await k.refresh()
+            matrices = []
+            for k in keepers:
+                m = PatternMatrix([QueryPatterns("siren", example, torch.zeros(0, 8), 0.5,
+                                                 centered=True)], 8, torch.device("cpu"))
+                k.apply(m, space)
+                matrices.append(m)
+            event = torch.nn.functional.normalize(2.0 * hum + siren, dim=0).reshape(1, -1)
+            scores = matrices[0].scores(torch.cat([event, dock[:1]]), ["mic-dock"] * 2)[0]
+            return [m.centers for m in matrices], scores[:, 0]
+        finally:
+            await redis.aclose()
+
+    centers, scores = asyncio.run(run())
+    for source, items in (("mic-dock", dock), ("mic-lobby", lobby)):
+        expected = items.double().mean(dim=0).float()
+        for c in centers:
+            assert torch.allclose(c[source].reshape(-1), expected, atol=1e-5)
+    siren_at_dock, hum_alone = scores.tolist()
+    assert siren_at_dock > 0.6 and hum_alone < 0.3

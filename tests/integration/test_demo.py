@@ -89,11 +89,7 @@ def test_demo_scorecard_is_computed_from_the_alerts_topic(settings: Settings,
 
     # Scored independently against truth.json, the topic gives the card's figures.
     declared = [q["id"] for q in _declared(root)]
-    events = [TruthEvent(e["pattern_id"], e["source"], e["start_s"], e["end_s"])
-              for e in truth["events"]]
-    observed = [ObservedAlert(a["query_id"], a["source"], (a["ts"] - base_ms) / 1000)
-                for a in alerts]
-    expected = score_alerts(events, observed, pattern_ids=declared).as_dict()
+    expected = _score_topic(alerts, truth, base_ms, declared)
     assert set(card["patterns"]) == set(declared)
     for pid in declared:
         assert card["patterns"][pid] == expected["patterns"][pid], pid
@@ -136,6 +132,38 @@ def test_demo_reuses_the_cached_scenario_and_stops_its_worker(settings: Settings
     # Nothing of the demo's worker is left answering.
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_auto_thresholds_meet_the_targets_on_a_seed_nobody_tuned_for(
+        settings: Settings, tmp_path: Path) -> None:
+    """Issue 13's acceptance: the full scenario of seed 2468 (never used while the rule was
+    developed), every pattern on `threshold: auto`, scored from the alerts topic itself:
+    recall and precision >= 0.9."""
+    proc = _run_demo(settings, tmp_path, free_port(), "--seed", "2468", "--speed", "2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    card = json.loads(proc.stdout)
+    root = Path(card["scenario"]["dir"])
+    truth = json.loads((root / "truth.json").read_text())
+    assert truth["seed"] == 2468 and truth["duration_s"] == 120
+    declared = _declared(root)
+    assert all("threshold" not in q for q in declared)  # auto: nothing chosen by hand
+    assert all(t["auto"] for t in card["thresholds"].values())
+    alerts = _read_topic(settings.resolved_kafka_bootstrap(), settings.topic("alerts"))
+    scored = _score_topic(alerts, truth, card["scenario"]["ts_base_ms"],
+                          [q["id"] for q in declared])
+    assert scored["recall"] >= 0.9, scored["patterns"]
+    assert scored["precision"] >= 0.9, scored["patterns"]
+    assert card["acceptance"]["met"] is True
+
+
+def _score_topic(alerts: list[dict[str, Any]], truth: dict[str, Any], base_ms: int,
+                 pattern_ids: list[str]) -> dict[str, Any]:
+    """The alerts read from the topic, scored against truth.json by the scorecard's rules."""
+    events = [TruthEvent(e["pattern_id"], e["source"], e["start_s"], e["end_s"])
+              for e in truth["events"]]
+    observed = [ObservedAlert(a["query_id"], a["source"], (a["ts"] - base_ms) / 1000)
+                for a in alerts]
+    return score_alerts(events, observed, pattern_ids=pattern_ids).as_dict()
 
 
 def _declared(root: Path) -> list[dict[str, Any]]:

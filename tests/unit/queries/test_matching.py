@@ -141,7 +141,7 @@ def test_hysteresis_slack_lowers_each_querys_threshold_only_for_selection() -> N
     assert len(m.select(best, neg, ["s"], with_hysteresis=True)) == 1
 
 
-def test_centered_queries_score_against_the_modality_mean_and_wait_for_it() -> None:
+def test_centered_queries_score_against_their_sources_mean_and_wait_for_it() -> None:
     """Noise that shares one direction with the example scores high raw, low centered."""
     common, event = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
     example = torch.nn.functional.normalize(common + 0.6 * event, dim=0).reshape(1, -1)
@@ -152,8 +152,27 @@ def test_centered_queries_score_against_the_modality_mean_and_wait_for_it() -> N
     cen = PatternMatrix([QueryPatterns("cen", example, torch.zeros(0, 3), 0.5, centered=True)],
                         3, torch.device("cpu"))
     assert raw.scores(noise)[0].min() > 0.8
-    assert torch.isinf(cen.scores(noise)[0]).all()  # no mean yet: it cannot match
-    cen.set_center(noise.mean(dim=0))
-    assert cen.scores(noise)[0].abs().max() < 0.1
+    assert torch.isinf(cen.scores(noise, ["mic", "mic"])[0]).all()  # no mean yet: no match
+    cen.set_centers({"mic": noise.mean(dim=0)})
+    assert cen.scores(noise, ["mic", "mic"])[0].abs().max() < 0.1
     hit = torch.nn.functional.normalize(common + 0.6 * event, dim=0).reshape(1, -1)
-    assert cen.scores(hit)[0].item() > 0.9
+    assert cen.scores(hit, ["mic"])[0].item() > 0.9
+    assert torch.isinf(cen.scores(hit, ["other-mic"])[0]).all()  # its own mean is unknown
+
+
+def test_each_source_is_centered_on_its_own_ambience() -> None:
+    """The same sound over two different ambiences: centered on the modality's mixed mean
+    it scores low where the ambience is loud; on each source's own mean it scores alike."""
+    quiet, loud, sound = (torch.eye(4)[i] for i in range(3))
+    example = torch.nn.functional.normalize(0.3 * quiet + sound, dim=0).reshape(1, -1)
+    m = PatternMatrix([QueryPatterns("q", example, torch.zeros(0, 4), 0.5, centered=True)], 4,
+                      torch.device("cpu"))
+    at_lobby = torch.nn.functional.normalize(quiet + 0.8 * sound, dim=0)
+    at_dock = torch.nn.functional.normalize(2.0 * loud + 0.8 * sound, dim=0)
+    items = torch.stack([at_lobby, at_dock])
+    m.set_centers({"lobby": quiet, "dock": torch.nn.functional.normalize(2.0 * loud, dim=0)})
+    own = m.scores(items, ["lobby", "dock"])[0][:, 0]
+    m.set_centers({"lobby": (quiet + loud) / 2, "dock": (quiet + loud) / 2})
+    shared = m.scores(items, ["lobby", "dock"])[0][:, 0]
+    assert own.min() > 0.75 and abs(own[0] - own[1]) < 0.2
+    assert shared[1] < own[1] - 0.4
