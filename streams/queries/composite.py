@@ -30,7 +30,7 @@ from streams.queries.model import (
     USER_INPUT,
     Severity,
     Webhook,
-    slugify,
+    id_from_name,
     validation_message,
 )
 
@@ -112,9 +112,7 @@ class CompositeQuery(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _id_from_name(cls, value: Any) -> Any:
-        if isinstance(value, dict) and not value.get("id") and value.get("name"):
-            value = {**value, "id": slugify(str(value["name"]))}
-        return value
+        return id_from_name(value)
 
     @model_validator(mode="after")
     def _one_rule(self) -> CompositeQuery:

@@ -73,6 +73,14 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
+def id_from_name(value: Any) -> Any:
+    """A query given a name but no id gets the name's slug as its id (raw input, before
+    validation; every kind of standing query shares this rule)."""
+    if isinstance(value, dict) and not value.get("id") and value.get("name"):
+        value = {**value, "id": slugify(str(value["name"]))}
+    return value
+
+
 def slugify(name: str) -> str:
     """A query id derived from a name: lower case, [a-z0-9_.-], at most 64 characters."""
     slug = re.sub(r"[^a-z0-9_.-]+", "-", name.strip().lower()).strip("-._")
@@ -290,9 +298,7 @@ class StandingQuery(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _id_from_name(cls, value: Any) -> Any:
-        if isinstance(value, dict) and not value.get("id") and value.get("name"):
-            value = {**value, "id": slugify(str(value["name"]))}
-        return value
+        return id_from_name(value)
 
     @field_validator("threshold")
     @classmethod
