@@ -533,3 +533,54 @@ def test_a_query_preview_draws_its_background_and_what_it_would_fire_on(console)
     assert line in c.driver.find_element("id", "preview-matches").text
     c.shot("query-preview")
     assert c.errors() == []
+
+
+OOM = "Out of memory: killed process 4242 (postgres) on db-1"
+REFUSED = "upstream connect error: connection refused by <db-1:5432>"
+
+
+def test_a_composite_alert_card_shows_its_site_and_each_members_evidence(console):
+    """Two log queries and a composite over them at one site: the composite's card names
+    the site and has one row per member, each with its own log line as text."""
+    c = console
+    c.go("#live")
+    for qid, line in (("db-oom", OOM), ("app-refused", REFUSED)):
+        status, q = c.api("POST", "/queries", {"id": qid, "name": qid, "modality": "logs",
+                                               "positives": [line], "threshold": 0.95})
+        assert status == 201, q
+    status, sites = c.api("PUT", "/sites", {"sites": {"dc-east": ["db-1", "app-9"]}})
+    assert status == 200, sites
+    status, comp = c.api("POST", "/composites", {
+        "name": "db outage", "all_of": ["db-oom", "app-refused"], "within_s": 10,
+        "group_by": "site", "suppress_members": True, "severity": "critical"})
+    assert status == 201, comp
+    c.go("#search")  # the live view reloads the query names (the members') when entered
+    c.go("#live")
+    produce_logs(c.settings, [("db-1", OOM), ("app-9", REFUSED)])
+    card_css = "#alerts .card .evidence.composite"
+    c.wait(lambda d: d.find_elements("css selector", card_css), what="the composite card")
+    card = c.driver.find_element("css selector", card_css).find_element("xpath", "..")
+    assert "db outage" in card.find_element("css selector", "h3").text
+    assert "composite" in card.find_element("css selector", "h3").text
+    assert card.find_element("css selector", ".group").text == "site: dc-east"
+    assert "dc-east" in card.find_element("css selector", ".meta").text  # the site fact
+    rows = {r.get_attribute("data-query"): r
+            for r in card.find_elements("css selector", "li.member")}
+    assert sorted(rows) == ["app-refused", "db-oom"]
+    for qid, line, source in (("db-oom", OOM, "db-1"), ("app-refused", REFUSED, "app-9")):
+        row = rows[qid]
+        assert row.find_element("css selector", "pre.logline").text == line  # as text
+        assert "logs" in row.text and source in row.text and "1.000" in row.text
+        assert "event time" in row.text
+    assert c.js("return document.querySelectorAll('#alerts li.member pre.logline *').length") \
+        == 0  # the <db-1:5432> stayed text
+    from selenium.webdriver.support.ui import Select
+
+    Select(c.driver.find_element("id", "f-modality")).select_by_visible_text("composite")
+    shown = ("return [...document.querySelectorAll('#alerts .card')].map("
+             "n => [!n.hidden, n.querySelector('.evidence.composite') !== null])")
+    c.wait(lambda d: sorted(set(map(tuple, c.js(shown)))) == [(False, False), (True, True)],
+           10, "only the composite cards shown (and some others hidden)")
+    c.shot("live-composite")
+    Select(c.driver.find_element("id", "f-modality")).select_by_visible_text("any")
+    assert c.errors() == []

@@ -125,8 +125,10 @@ function loadThumb(img, url) {
   loadEvidence(img, url, (why) => { img.alt = `thumbnail ${why}`; });
 }
 
-/** What an item shows a person: its frame, its log line, or why there is nothing. */
+/** What an item shows a person: its frame, its log line, or why there is nothing; a
+ * composite alert shows each member's own. */
 function evidenceNode(modality, evidence) {
+  if (modality === "composite") return compositeEvidence(evidence);
   const box = el("div", "evidence");
   if (evidence && evidence.thumb_url) {
     const img = el("img", "thumb");
@@ -144,6 +146,29 @@ function evidenceNode(modality, evidence) {
   } else if (modality === "audio") {
     box.append(el("p", "muted", "audio chunk (no clip kept: LOOKOUT_AUDIO_CLIP_RATE_HZ=0)"));
   }
+  return box;
+}
+
+/** A composite alert's evidence: where (its group), then one row per member hit with the
+ * member's query, modality, event time, score, source and its own evidence. */
+function compositeEvidence(evidence) {
+  const ev = evidence || {};
+  const members = Array.isArray(ev.members) ? ev.members : [];
+  const box = el("div", "evidence composite");
+  box.append(el("p", "group", `${ev.group_by || "group"}: ${ev.group ?? ""}`));
+  const list = el("ol", "members");
+  for (const m of members) {
+    const row = el("li", "member");
+    row.dataset.query = String(m.query_id);
+    row.append(facts([
+      ["member", queryNames.has(m.query_id) ? `${queryNames.get(m.query_id)} (${m.query_id})`
+        : m.query_id],
+      ["modality", m.modality], ["event time", fmtTime(m.ts)], ["score", fmtScore(m.score)],
+      ["source", m.source],
+    ]), evidenceNode(m.modality, m));
+    list.append(row);
+  }
+  box.append(list);
   return box;
 }
 
@@ -188,6 +213,7 @@ function alertCard(alert) {
   const meta = el("div", "meta", title, facts([
     ["score", `${fmtScore(alert.score)} (threshold ${fmtScore(alert.threshold)})`],
     ["source", alert.source],
+    ["site", alert.site],
     ["event time", fmtTime(alert.ts)],
     ["latency", fmtLatency(alert.detected_at - alert.ts)],
   ]), link);
@@ -361,7 +387,7 @@ async function showAlert(id) {
     evidenceNode(alert.modality, alert.evidence),
     facts([
       ["score", fmtScore(alert.score)], ["threshold", fmtScore(alert.threshold)],
-      ["source", alert.source], ["modality", alert.modality],
+      ["source", alert.source], ["site", alert.site], ["modality", alert.modality],
       ["event time", fmtTime(alert.ts)], ["detected", fmtTime(alert.detected_at)],
       ["latency", fmtLatency(alert.detected_at - alert.ts)],
       ["incident start", fmtTime(incident.start)], ["incident end", fmtTime(incident.end)],
@@ -374,6 +400,10 @@ async function showAlert(id) {
 }
 
 async function loadNeighbours(alert) {
+  if (alert.modality === "composite") {  // no item of its own: its members' are shown above
+    $("#neighbours-note").textContent = "a composite alert: each member's evidence is above";
+    return;
+  }
   const params = new URLSearchParams({ modality: alert.modality, item_key: alert.item_key, k: "7" });
   try {
     const data = await apiJson(`/search?${params}`);
@@ -722,7 +752,8 @@ function start() {
     for (const resolve of waiting) resolve();
     if (started) route();
   });
-  $("#live-filters").addEventListener("input", applyLiveFilter);
+  // "change" too: a <select> changed by a script or a driver may fire only that one
+  for (const kind of ["input", "change"]) $("#live-filters").addEventListener(kind, applyLiveFilter);
   $("#live-filters").addEventListener("submit", (e) => e.preventDefault());
   $("#search-form").addEventListener("submit", runSearch);
   $("#query-form").addEventListener("submit", createQuery);
