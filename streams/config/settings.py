@@ -118,13 +118,22 @@ class Settings(BaseSettings):
         256, ge=1, le=65536, description="Most log lines embedded in one micro-batch."
     )
     max_wait_video_s: float = Field(
-        0.25, gt=0, le=60, description="Longest wait (s) to fill a video micro-batch."
+        0.0, ge=0, le=60, description="Longest wait (s) to fill a video micro-batch "
+        "while the encoder is idle (0: none, batch adaptively)."
     )
     max_wait_audio_s: float = Field(
-        0.25, gt=0, le=60, description="Longest wait (s) to fill an audio micro-batch."
+        0.0, ge=0, le=60, description="Longest wait (s) to fill an audio micro-batch "
+        "while the encoder is idle (0: none, batch adaptively)."
     )
     max_wait_logs_s: float = Field(
-        0.25, gt=0, le=60, description="Longest wait (s) to fill a logs micro-batch."
+        0.0, ge=0, le=60, description="Longest wait (s) to fill a logs micro-batch "
+        "while the encoder is idle (0: none, batch adaptively)."
+    )
+
+    pipeline_in_flight: int = Field(
+        2, ge=1, le=8,
+        description="Batches per modality between take and commit: 2 encodes one while "
+        "the previous one is indexed, matched and alerted; 1: no overlap.",
     )
 
     retention_s: int = Field(7 * 24 * 3600, ge=60, description="TTL of indexed items in Redis.")

@@ -1,22 +1,28 @@
-"""One Faust agent per modality: take a micro-batch, hand it to the `BatchPipeline`, repeat.
+"""One Faust agent per modality: records -> adaptive batches -> the `BatchPipeline`.
 
-Offsets: `Stream.take_events` acks a batch's events only when the loop asks for the next
-batch, i.e. after `BatchPipeline.handle` returned (items in Redis, dead letters in Kafka, observers
-done); Faust commits only offsets whose events are acked, contiguously per partition. If
-the batch is abandoned (shutdown cancels it) `hold_back` keeps Faust from acking it on the
-way out, so those records are consumed again by whoever owns the partition next.
+The agent reads its stream with Faust's acks off and hands every event to a
+`streams.ingest.flow.BatchFlow`: a batch is flushed as soon as the encoder is idle,
+`BatchPipeline.prepare` (the inference thread) runs for batch N+1 while
+`BatchPipeline.complete` (dead letters, upsert, match, alert) runs for batch N, and the
+agent acks a batch's events only after its `complete` returned, batches in order. Faust
+commits only offsets whose events are acked, contiguously per partition, so nothing is
+committed before it is in Redis (or dead-lettered) and alerted. If the agent stops (shutdown
+cancels it) the events it holds are never acked (`hold_back` makes sure), so every batch
+taken and not finished is consumed again by whoever owns the partition next.
 
-`handle` settles every failure it can (dead letter, wait, record); should anything still
-escape it (the dead-letter sink itself failing), the agent handles the same batch again
-with backoff rather than letting Faust's supervisor restart it past the batch: records
-that are neither indexed nor dead-lettered are never skipped and never committed past.
+`prepare` and `complete` settle every failure they can (dead letter, wait, record); should
+anything still escape them (the dead-letter sink itself failing), the agent runs the same
+stage of the same batch again with backoff rather than letting Faust's supervisor restart
+it past the batch: records that are neither indexed nor dead-lettered are never skipped and
+never committed past.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import faust
 
@@ -24,8 +30,11 @@ from encoders.modality import MODALITIES, Modality
 from encoders.runtime import runs_on_cuda
 from streams.config.settings import Settings
 from streams.core.retry import Backoff, retry_until_done
-from streams.ingest.pipeline import BatchPipeline
+from streams.ingest.flow import BatchFlow
+from streams.ingest.pipeline import BatchPipeline, PreparedBatch
 from streams.ingest.records import ConsumedRecord
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +60,8 @@ def consumed_record(event: Any) -> ConsumedRecord:
 def hold_back(events: Sequence[Any]) -> None:
     """Mark messages done without telling the consumer, so their offsets stay uncommitted.
 
-    `take_events` acks its buffered events in a `finally`, even when the loop body raised;
-    an acked-looking message is never acked again, so the commit stops before the gap.
+    An acked-looking message is never acked again (not by any `finally` of Faust's on the
+    way out either), so the commit stops before the gap.
     """
     for event in events:
         event.message.acked = True
@@ -73,24 +82,49 @@ def register_agents(app: faust.App, pipeline: BatchPipeline, settings: Settings)
 def _indexing_agent(pipeline: BatchPipeline, modality: Modality, settings: Settings,
                     backoff: Backoff = Backoff(initial_s=1.0, max_s=60.0)) -> Any:
     max_batch = settings.batch_size(modality, runs_on_cuda(settings.device))
-    within = settings.max_wait_s(modality)
+    label = modality.value
 
-    async def index_records(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(max_batch, within=within):
-            records = [consumed_record(e) for e in events]
-            first = records[0].position
-            try:
-                await retry_until_done(
-                    lambda batch=records: pipeline.handle(modality, batch), op="batch",
-                    what=f"handling a {modality.value} batch of {len(records)} records "
-                         f"(first {first})",
-                    backoff=backoff, transient=(Exception,), level=logging.ERROR,
-                )
-            except BaseException:
-                hold_back(events)
-                log.warning("abandoned a %s batch of %d records (first %s); it will be "
-                            "consumed again", modality.value, len(events), first)
-                raise
+    async def stage(fn: Callable[[], Awaitable[T]], doing: str,
+                    records: Sequence[ConsumedRecord]) -> T:
+        return await retry_until_done(
+            fn, op="batch", what=f"{doing} a {label} batch of {len(records)} records "
+                                 f"(first {records[0].position})",
+            backoff=backoff, transient=(Exception,), level=logging.ERROR)
+
+    async def prepare(events: list[Any]) -> tuple[list[ConsumedRecord], PreparedBatch]:
+        records = [consumed_record(e) for e in events]
+        prepared = await stage(lambda: pipeline.prepare(modality, records), "preparing",
+                               records)
+        return records, prepared
+
+    async def complete(step: tuple[list[ConsumedRecord], PreparedBatch]) -> None:
+        records, prepared = step
+        await stage(lambda: pipeline.complete(prepared), "completing", records)
+
+    async def index_records(stream: Any) -> None:
+        async def ack(events: Sequence[Any]) -> None:
+            for event in events:
+                await stream.ack(event)
+
+        flow: BatchFlow[Any, tuple[list[ConsumedRecord], PreparedBatch]] = BatchFlow(
+            prepare=prepare, complete=complete, ack=ack, max_batch=max_batch,
+            in_flight=settings.pipeline_in_flight, linger_s=settings.max_wait_s(modality))
+        stream.enable_acks = False  # acked by the flow, after each batch completes
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(flow.run())
+                async for event in stream.events():
+                    await flow.put(event)
+                await flow.close()
+            if flow.unacked:  # the flow ended early (cancelled from within): never skip
+                raise RuntimeError(f"the {label} batch flow stopped with records unacked")
+        except BaseException:
+            held = flow.unacked
+            hold_back(held)
+            if held:
+                log.warning("abandoned %d %s records (first %s); they will be consumed "
+                            "again", len(held), label, consumed_record(held[0]).position)
+            raise
 
     index_records.__name__ = f"index_{modality.value}"
     index_records.__qualname__ = index_records.__name__

@@ -1,8 +1,10 @@
 """What happens to one micro-batch before its offsets may be committed.
 
-`BatchPipeline.handle` runs the pure steps of `streams.ingest.batch` in the worker's single
-inference thread, sends dead letters to Kafka, upserts the items into Redis, then hands
-them to every `BatchObserver` (alerting). Only when it returns may the agent ack the batch.
+`BatchPipeline.prepare` runs the pure steps of `streams.ingest.batch` in the worker's single
+inference thread; `complete` sends dead letters to Kafka, upserts the items into Redis, then
+hands them to every `BatchObserver` (alerting). Only when `complete` returns may the agent
+ack the batch. The split lets the agent prepare batch N+1 while batch N completes
+(`streams.ingest.flow`); `handle` is both, one after the other.
 Everything it needs is passed in explicitly, so a test can build one from plain parts.
 
 Failures, by whose fault they are (every record ends indexed or dead-lettered, or the
@@ -63,6 +65,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class PreparedBatch:
+    """`BatchPipeline.prepare`'s answer: the embedded items (None: nothing embedded) and
+    the records to dead-letter, all still to be written by `complete`."""
+
+    modality: Modality
+    batch: EmbeddedBatch | None
+    dead: list[DeadLetter]
+
+
+@dataclass
 class BatchPipeline:
     """The ingest stage of one worker: encoders, indexes, dead letters and observers.
 
@@ -99,6 +111,13 @@ class BatchPipeline:
         self, modality: Modality, records: Sequence[ConsumedRecord]
     ) -> EmbeddedBatch | None:
         """Everything one batch needs before its offsets may be committed."""
+        prepared = await self.prepare(modality, records)
+        return await self.complete(prepared)
+
+    async def prepare(self, modality: Modality,
+                      records: Sequence[ConsumedRecord]) -> PreparedBatch:
+        """The encoder's part of a batch (parse, decode, encode); writes nothing, so the
+        next batch may be prepared while this one's `complete` runs."""
         m, label = self.metrics, modality.value
         m.records_consumed.labels(modality=label).inc(len(records))
         m.batch_size.labels(modality=label).observe(len(records))
@@ -107,11 +126,17 @@ class BatchPipeline:
             good, dead = parse_records(modality, records, key_prefix=self.key_prefix,
                                        space=self.index_stores[modality].space)
         except Exception as exc:
-            await self._give_up(modality, records, "parsing the batch", exc)
-            return None
+            return PreparedBatch(modality, None, self._given_up(modality, records,
+                                                                "parsing the batch", exc))
         batch = await self._embed(modality, good, dead) if good else None
-        if dead:
-            await self.deadletters.send(modality, dead)
+        return PreparedBatch(modality, batch, dead)
+
+    async def complete(self, prepared: PreparedBatch) -> EmbeddedBatch | None:
+        """The writing part: dead letters, upsert, observers (match, alert). When it
+        returns, the batch's offsets may be committed."""
+        modality, batch = prepared.modality, prepared.batch
+        if prepared.dead:
+            await self.deadletters.send(modality, prepared.dead)
         if batch is None or not batch.items:
             return batch
         try:
@@ -185,10 +210,14 @@ class BatchPipeline:
     async def _give_up(self, modality: Modality, records: Sequence[ConsumedRecord],
                        doing: str, exc: Exception) -> None:
         """Dead-letter the records a bug belongs to, with the exception as the reason."""
+        await self.deadletters.send(modality, self._given_up(modality, records, doing, exc))
+
+    def _given_up(self, modality: Modality, records: Sequence[ConsumedRecord], doing: str,
+                  exc: Exception) -> list[DeadLetter]:
+        """The dead letters of records a bug belongs to (logged once here)."""
         self._log_given_up(modality, len(records), doing, exc)
         reason = error_reason(doing, exc)
-        await self.deadletters.send(modality, [DeadLetter(r, reason, STAGE_ERROR)
-                                               for r in records])
+        return [DeadLetter(r, reason, STAGE_ERROR) for r in records]
 
     def _log_given_up(self, modality: Modality, n: int, doing: str, exc: Exception) -> None:
         log.error("gave up %s a %s batch after %d attempts; dead-lettering its %d records "

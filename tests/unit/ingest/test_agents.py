@@ -60,48 +60,100 @@ def test_hold_back_keeps_faust_from_acking_the_messages_later():
 
 
 class _Stream:
-    """Hands out the given batches once, like `take_events`."""
+    """Hands out the given events once, like a Faust stream with acks off; records acks."""
 
-    def __init__(self, batches: list[list[SimpleNamespace]]) -> None:
-        self.batches = batches
+    def __init__(self, events: list[SimpleNamespace]) -> None:
+        self._events = events
+        self.enable_acks = True
+        self.acked: list[int] = []
 
-    async def take_events(self, max_batch: int, within: float):  # noqa: ANN201
-        for batch in self.batches:
-            yield batch
+    async def events(self):  # noqa: ANN201
+        assert not self.enable_acks, "the agent acks itself, after each batch completes"
+        for event in self._events:
+            yield event
+
+    async def ack(self, event: SimpleNamespace) -> None:
+        self.acked.append(event.message.offset)
 
 
-class _FailingOnce:
-    """A pipeline whose first `handle` raises (a bug past every stage's own handling)."""
+def _events(*offsets: int) -> list[SimpleNamespace]:
+    events = [_event([]) for _ in offsets]
+    for event, offset in zip(events, offsets, strict=True):
+        event.message.offset = offset
+    return events
 
-    def __init__(self) -> None:
-        self.handled: list[list[int]] = []
 
-    async def handle(self, modality, records) -> None:  # noqa: ANN001
-        self.handled.append([r.offset for r in records])
-        if len(self.handled) == 1:
+class _Pipeline:
+    """Records `prepare`/`complete` calls; `complete` of the first batch fails `fail` times
+    (a bug past every stage's own handling)."""
+
+    def __init__(self, acked: list[int], fail: int = 0) -> None:
+        self.calls: list[tuple[str, list[int]]] = []
+        self.acked_at_complete: list[list[int]] = []
+        self.acked, self.fail = acked, fail
+
+    async def prepare(self, modality, records):  # noqa: ANN001, ANN201
+        offsets = [r.offset for r in records]
+        self.calls.append(("prepare", offsets))
+        return offsets
+
+    async def complete(self, prepared) -> None:  # noqa: ANN001
+        self.calls.append(("complete", prepared))
+        self.acked_at_complete.append(list(self.acked))
+        if self.fail:
+            self.fail -= 1
             raise TypeError("dead-letter sink bug")
 
 
-def test_a_batch_that_fails_past_the_pipeline_is_handled_again_not_skipped(caplog):
-    """The agent neither moves past the batch nor acks it until `handle` returns."""
-    first = [_event([]), _event([])]
-    first[1].message.offset = 42
-    pipeline = _FailingOnce()
-    agent = _indexing_agent(pipeline, Modality.LOGS, Settings(), backoff=Backoff(0.001))
+def _settings(batch: int) -> Settings:
+    return Settings(batch_size_logs=batch)
+
+
+def test_a_batch_that_fails_past_the_pipeline_is_completed_again_not_skipped(caplog):
+    """The agent neither moves past the batch nor acks it until `complete` returns."""
+    stream = _Stream(_events(41, 42, 43))
+    pipeline = _Pipeline(stream.acked, fail=1)
+    agent = _indexing_agent(pipeline, Modality.LOGS, _settings(2), backoff=Backoff(0.001))
     with caplog.at_level(logging.ERROR):
-        asyncio.run(agent(_Stream([first, [_event([])]])))
-    assert pipeline.handled == [[41, 42], [41, 42], [41]]
-    assert not any(e.message.acked for e in first)  # not held back: acked normally later
+        asyncio.run(agent(stream))
+    completes = [offsets for stage, offsets in pipeline.calls if stage == "complete"]
+    assert completes[:2] == [completes[0], completes[0]]  # the same batch again
+    assert sorted(o for batch in completes[1:] for o in batch) == [41, 42, 43]
+    assert pipeline.acked_at_complete[:2] == [[], []]  # nothing acked before it completed
+    assert stream.acked == [41, 42, 43]
     assert "dead-letter sink bug" in caplog.text
 
 
-def test_a_cancelled_batch_is_held_back_and_the_cancellation_goes_on():
-    class _Cancelled:
-        async def handle(self, modality, records) -> None:  # noqa: ANN001
-            raise asyncio.CancelledError
+def test_every_event_is_acked_once_in_order_and_only_after_its_batch_completed():
+    stream = _Stream(_events(*range(10)))
+    pipeline = _Pipeline(stream.acked)
+    asyncio.run(_indexing_agent(pipeline, Modality.LOGS, _settings(3))(stream))
+    assert stream.acked == list(range(10))
+    completes = [offsets for stage, offsets in pipeline.calls if stage == "complete"]
+    for batch, acked_before in zip(completes, pipeline.acked_at_complete, strict=True):
+        assert len(batch) <= 3
+        assert not set(batch) & set(acked_before)
 
-    batch = [_event([])]
-    agent = _indexing_agent(_Cancelled(), Modality.LOGS, Settings())
-    with pytest.raises(asyncio.CancelledError):
-        asyncio.run(agent(_Stream([batch])))
-    assert batch[0].message.acked
+
+def test_a_stopped_agent_holds_back_every_event_it_did_not_finish():
+    """Shutdown cancels the agent while a batch is being written and the next prepared:
+    none of their events is acked, now or by Faust on the way out."""
+    entered, never = asyncio.Event(), asyncio.Event()
+
+    class _Blocked(_Pipeline):
+        async def complete(self, prepared) -> None:  # noqa: ANN001
+            entered.set()
+            await never.wait()  # an upsert that does not return before shutdown
+
+    async def scenario(stream: _Stream) -> None:
+        agent = asyncio.ensure_future(
+            _indexing_agent(_Blocked(stream.acked), Modality.LOGS, _settings(1))(stream))
+        await entered.wait()
+        agent.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await agent
+
+    stream = _Stream(_events(7, 8, 9))
+    asyncio.run(scenario(stream))
+    assert stream.acked == []
+    assert all(e.message.acked for e in stream._events[:2])  # taken, unfinished: held back

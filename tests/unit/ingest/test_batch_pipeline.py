@@ -275,3 +275,17 @@ def test_cancellation_during_an_outage_abandons_the_batch():
 
     _run(scenario())
     assert not store.keys and not broker.letters
+
+
+def test_prepare_writes_nothing_so_the_next_batch_may_be_prepared_before_this_one_completes():
+    """Dead letters, upserts and observers all wait for `complete`: until it runs, a crash
+    leaves no trace of the batch but its uncommitted offsets."""
+    store, observer = Store(), Observer()
+    pipeline, broker = _pipeline(store=store, observer=observer)
+    bad = ConsumedRecord(f"unit.{LOGS.value}", 0, 9, b"app", b"x", [], None)  # no headers
+    prepared = _run(pipeline.prepare(LOGS, [*_records(2), bad]))
+    assert (store.calls, observer.calls, broker.letters) == (0, 0, [])
+    assert len(prepared.batch.items) == 2 and [d.record.offset for d in prepared.dead] == [9]
+    _run(pipeline.complete(prepared))
+    assert len(store.keys) == 2 and len(observer.seen) == 2
+    assert [offset for offset, _ in broker.letters] == [9]
