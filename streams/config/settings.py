@@ -168,9 +168,10 @@ class Settings(BaseSettings):
         "recall; takes effect when the index is (re)built.",
     )
     index_hnsw_ef_runtime: int = Field(
-        10, ge=1, le=4096,
+        50, ge=1, le=4096,
         description="HNSW: candidates kept while searching, sent with every KNN query (no "
-        "rebuild). Higher: better recall, slower queries.",
+        "rebuild). Higher: better recall, slower queries. Redis's own default, 10, gave "
+        "recall@10 0.90 at 200k items in `lookout bench index`; 50 gave 0.999.",
     )
     thumb_max_width: int = Field(160, ge=16, le=1024, description="Evidence thumbnail width.")
     audio_clip_rate_hz: int = Field(

@@ -28,8 +28,9 @@ class VectorIndexParams:
     m: int = 16
     ef_construction: int = 200
     #: Candidates kept while searching; sent with every KNN query, so changing it needs no
-    #: rebuild (higher: better recall, slower queries).
-    ef_runtime: int = 10
+    #: rebuild (higher: better recall, slower queries). Redis's default, 10, missed the
+    #: recall@10 >= 0.95 target at 200k items (0.90); 50 reached 0.999 for +0.4 ms p50.
+    ef_runtime: int = 50
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:

@@ -19,11 +19,11 @@ def _schema(params: VectorIndexParams | None = None) -> IndexSchema:
                                               short_id="m", dims=384, params=params))
 
 
-def test_the_default_is_hnsw_with_redis_defaults_and_the_index_name_does_not_change():
-    default, explicit = _schema(), _schema(VectorIndexParams("hnsw", 16, 200, 10))
+def test_the_default_is_hnsw_as_before_searched_wider_and_the_index_name_does_not_change():
+    default, explicit = _schema(), _schema(VectorIndexParams("hnsw", 16, 200, 50))
     vec = default.fields["embedding"].attrs
     assert vec.algorithm.value.lower() == "hnsw"
-    assert (vec.m, vec.ef_construction, vec.ef_runtime) == (16, 200, 10)
+    assert (vec.m, vec.ef_construction, vec.ef_runtime) == (16, 200, 50)
     assert default.to_dict() == explicit.to_dict()
     assert default.index.name == "p:idx:logs:m:float32:v2"  # existing deployments keep it
 
@@ -67,3 +67,9 @@ def test_settings_carry_the_parameters_and_refuse_what_redis_cannot_build(monkey
                         ("hnsw_ef_construction", "0"), ("hnsw_ef_runtime", "5000")):
         with pytest.raises(ValidationError, match=f"index_{name}"):
             Settings(**{f"index_{name}": value})
+
+
+def test_the_settings_defaults_are_the_codes(monkeypatch):
+    for name in ("ALGORITHM", "HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_RUNTIME"):
+        monkeypatch.delenv(f"LOOKOUT_INDEX_{name}", raising=False)
+    assert VectorIndexParams.from_settings(Settings()) == VectorIndexParams()
