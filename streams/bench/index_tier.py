@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -150,15 +151,24 @@ def redis_servers(count: int, root: Path) -> Iterator[list[redis.Redis]]:
         clients = []
         for i in range(count):
             server = RedisServer(root / f"redis{i}", free_port())
-            proc = server.process(root / "pids", root / "logs")
-            server.start(proc)
-            stack.callback(proc.stop, 10)
+            proc = server.process(root / f"redis{i}" / "pids", root / f"redis{i}" / "logs")
+            stack.callback(_stop, server.start(proc))
             if not wait_until(server.is_ready, 30):
                 raise RuntimeError(f"bench Redis did not start: {proc.log_tail()}")
             client = redis.Redis.from_url(server.url, decode_responses=False, protocol=2)
             stack.callback(client.close)
             clients.append(client)
         yield clients
+
+
+def _stop(popen: subprocess.Popen) -> None:
+    """SIGTERM the bench's own server (by its handle), SIGKILL if it lingers."""
+    popen.terminate()
+    try:
+        popen.wait(10)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(10)
 
 
 def redis_cpu_s(client: redis.Redis) -> float:
