@@ -57,14 +57,19 @@ test: setup
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
+# Vectors per variant of `lookout bench index` (its own Redis servers; 200k takes tens of
+# minutes on a small box: `make bench INDEX_BENCH_N=20000` for a quick look).
+INDEX_BENCH_N ?= 200000
+
 # One JSON with every figure, the ratios, the machine and the date: docs/deploy.md quotes it.
 bench: setup
 	@mkdir -p .bench
 	$(VENV)/bin/lookout stack up
 	$(PY) -m benchmarks.matching > .bench/matching.part.json
+	$(VENV)/bin/lookout bench index --n $(INDEX_BENCH_N) --json .bench/index.part.json
 	$(VENV)/bin/lookout bench all --add matching=.bench/matching.part.json \
-	  --json .bench/bench.json
-	rm -f .bench/matching.part.json
+	  --add index=.bench/index.part.json --json .bench/bench.json
+	rm -f .bench/matching.part.json .bench/index.part.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams encoders tests benchmarks

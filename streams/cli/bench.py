@@ -254,6 +254,67 @@ def print_log_table(report: dict) -> None:
     Console().print_json(data=report["ratios"])
 
 
+@bench.command(name="index")
+@click.option("--n", "n", type=click.IntRange(1000, 10_000_000), default=200_000,
+              show_default=True, help="Vectors written per variant.")
+@click.option("--variant", "variants", multiple=True, metavar="NAME",
+              help="Variant to run (repeatable; default: all but the 1-writer vector sets). "
+              "Known: flat, hnsw, hnsw-m8-ef100, hnsw-float16, hnsw-2-shards, svs-vamana, "
+              "vectorset-q8, vectorset-q8-4-writers, vectorset-float32.")
+@click.option("--queries", type=click.IntRange(10, 10_000), default=200, show_default=True,
+              help="KNN queries for recall@10 and latency.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=256, show_default=True,
+              help="HSETs per pipeline round trip.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write the report as JSON to this file ('-' = stdout).")
+def bench_index(n: int, variants: tuple[str, ...], queries: int, batch: int,
+                json_path: Path | None) -> None:
+    """Vectors/s into a Redis vector index (384-d, written as the worker writes them) and
+    the recall@10 and latency it still gives, per algorithm, dtype and sharding; each
+    variant on freshly started embedded Redis servers. No Kafka needed."""
+    report = run_index_bench_cli(n, variants, queries, batch)
+    _emit(report, json_path, lambda: print_index_table(report))
+
+
+def run_index_bench_cli(n: int = 200_000, variants: tuple[str, ...] = (), queries: int = 200,
+                        batch: int = 256) -> dict:
+    from streams.bench.index_tier import DEFAULT_VARIANTS, VARIANTS, run_index_bench
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise click.BadParameter(f"unknown {unknown}; known: {', '.join(VARIANTS)}",
+                                 param_hint="--variant")
+    return run_index_bench(n, variants or DEFAULT_VARIANTS, queries=queries, batch=batch,
+                           progress=lambda m: click.echo(m, err=True))
+
+
+def print_index_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"index throughput, {report['n']} x {report['dims']}-d "
+                        f"(recall@10 over {report['queries']} queries vs exact)")
+    for col in ("variant", "vectors/s", "last 1/4", "Redis cores", "per Redis CPU-s",
+                "MB", "recall@10 (EF)", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for r in report["results"]:
+        if "error" in r:
+            table.add_row(r["variant"], "refused")
+            continue
+        best = r["best"] or max(r["quality"], key=lambda q: q["recall_at_10"])
+        last = r["last_quarter"]
+        table.add_row(r["variant"], f"{r['overall']['vectors_per_s']:.0f}",
+                      f"{last['vectors_per_s']:.0f}", f"{last['redis_cpu_cores']:.2f}",
+                      f"{last['vectors_per_redis_cpu_s']:.0f}",
+                      f"{r['memory']['redis_used_memory_mb']:.0f}",
+                      f"{best['recall_at_10']:.3f} ({best['ef_runtime'] or '-'})",
+                      f"{best['p50_ms']:.2f}", f"{best['p99_ms']:.2f}")
+    Console().print(table)
+    for r in report["results"]:
+        if "error" in r:
+            Console().print(f"{r['variant']} refused by Redis: {r['error']}")
+
+
 def _parse_sections(values: tuple[str, ...]) -> dict[str, dict]:
     sections = {}
     for v in values:

@@ -22,6 +22,7 @@ from streams.config.settings import Settings
 from streams.index import admin
 from streams.index.catalog import IndexInfo, list_indexes
 from streams.index.naming import schema_version
+from streams.index.params import VectorIndexParams
 from streams.index.store import IndexStore, wrap_redis_error
 from streams.worker.encoders import build_modality_encoder
 
@@ -47,7 +48,8 @@ def _run(settings: Settings, work: Callable[[Redis], Awaitable[T]]) -> T:
 
 def _row(i: IndexInfo) -> dict[str, Any]:
     return {"index": i.name, "modality": i.ref.modality.value, "model": i.ref.model,
-            "dtype": i.datatype, "dims": i.dims, "schema": i.ref.version, "items": i.docs,
+            "dtype": i.datatype, "dims": i.dims, "algorithm": i.algorithm,
+            "schema": i.ref.version, "items": i.docs,
             "indexed": i.percent_indexed, "current": i.current,
             "written_by_this_version": not i.ref.legacy and i.ref.version == schema_version()}
 
@@ -75,7 +77,8 @@ def _target(settings: Settings, client: Redis, modality: Modality) -> tuple[Inde
     encoder = build_modality_encoder(settings, modality)
     store = IndexStore(client, prefix=settings.topic_prefix, modality=modality,
                        model_short_id=encoder.short_id, dims=encoder.dim,
-                       datatype=settings.vector_dtype, ttl_s=settings.retention_s)
+                       datatype=settings.vector_dtype, ttl_s=settings.retention_s,
+                       params=VectorIndexParams.from_settings(settings))
     return store, encoder
 
 
@@ -98,10 +101,11 @@ def register(root: click.Group) -> None:
         table = Table(title=f"Lookout indexes under {settings.topic_prefix!r} "
                             f"(this version writes schema v{schema_version()})")
         table.add_column("index (<modality>:<model>:<dtype>:<schema>)", overflow="fold")
+        table.add_column("algorithm", overflow="fold")
         for column in ("items", "indexed", "current"):
             table.add_column(column, justify="right")
         for r in rows:
-            table.add_row(r["index"], str(r["items"]), f"{r['indexed']:.0%}",
+            table.add_row(r["index"], r["algorithm"], str(r["items"]), f"{r['indexed']:.0%}",
                           "yes" if r["current"] else "")
         Console().print(table)
 
@@ -116,7 +120,8 @@ def register(root: click.Group) -> None:
         async def work(client: Redis) -> None:
             indexes = await list_indexes(client, settings.topic_prefix,
                                          Modality(modality) if modality else None)
-            targets = admin.migration_targets(client, settings.topic_prefix, indexes)
+            targets = admin.migration_targets(client, settings.topic_prefix, indexes,
+                                              VectorIndexParams.from_settings(settings))
             if not targets:
                 click.echo(f"nothing to migrate: every index with items is at schema "
                            f"v{schema_version()} (or needs `lookout index reindex`)")

@@ -29,6 +29,7 @@ from encoders.modality import Modality
 from streams.core.errors import IndexMismatch
 from streams.index.catalog import IndexInfo, list_indexes
 from streams.index.naming import mismatch, schema_version
+from streams.index.params import VectorIndexParams
 from streams.index.store import VECTOR_FIELD, IndexStore
 
 Progress = Callable[[int, int], None]
@@ -65,10 +66,11 @@ class Plan:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def migration_targets(client: Redis, prefix: str, indexes: Sequence[IndexInfo]
-                      ) -> list[IndexStore]:
+def migration_targets(client: Redis, prefix: str, indexes: Sequence[IndexInfo],
+                      params: VectorIndexParams | None = None) -> list[IndexStore]:
     """One target per vector space whose newest index is older than this code's schema
-    version: its model and dims come from that index, so no encoder needs loading."""
+    version: its model and dims come from that index, so no encoder needs loading; the new
+    index is built with `params` (LOOKOUT_INDEX_*: a migration is a rebuild anyway)."""
     spaces: dict[str, IndexInfo] = {}
     for info in indexes:
         if not info.ref.legacy and info.docs > 0:
@@ -76,7 +78,8 @@ def migration_targets(client: Redis, prefix: str, indexes: Sequence[IndexInfo]
             if best is None or info.ref.version > best.ref.version:
                 spaces[info.ref.space()] = info
     return [IndexStore(client, prefix=prefix, modality=i.ref.modality,
-                       model_short_id=i.ref.model, dims=i.dims, datatype=i.datatype)
+                       model_short_id=i.ref.model, dims=i.dims, datatype=i.datatype,
+                       params=params)
             for i in spaces.values() if i.ref.version < schema_version()]
 
 

@@ -29,6 +29,8 @@ class IndexInfo:
     percent_indexed: float
     #: The alias of its vector space points at this index.
     current: bool
+    #: How its vectors are indexed: `flat`, or `hnsw M=.. EF_CONSTRUCTION=..`.
+    algorithm: str = ""
 
 
 def _text(value: Any) -> str:
@@ -39,14 +41,20 @@ def _get(info: dict[Any, Any], key: str) -> Any:
     return info.get(key.encode(), info.get(key))
 
 
-def _vector_attrs(info: dict[Any, Any]) -> tuple[str, int]:
-    """(datatype, dims) of the vector field in an FT.INFO reply ('', 0 when none)."""
+def _vector_attrs(info: dict[Any, Any]) -> tuple[str, int, str]:
+    """(datatype, dims, algorithm) of the vector field in an FT.INFO reply ('', 0, '' when
+    none); the algorithm with its HNSW build parameters."""
     for attr in _get(info, "attributes") or []:
         if isinstance(attr, list):  # RESP2 without redis-py's parsing: a flat list
             attr = dict(zip(attr[::2], attr[1::2], strict=False))
         if _text(_get(attr, "type")).lower() == "vector":
-            return _text(_get(attr, "data_type")).lower(), int(_get(attr, "dim") or 0)
-    return "", 0
+            algorithm = _text(_get(attr, "algorithm") or "").lower()
+            if algorithm == "hnsw":
+                algorithm += (f" M={_text(_get(attr, 'M'))} "
+                              f"EF_CONSTRUCTION={_text(_get(attr, 'ef_construction'))}")
+            return (_text(_get(attr, "data_type")).lower(), int(_get(attr, "dim") or 0),
+                    algorithm)
+    return "", 0, ""
 
 
 async def alias_target(client: Redis, alias: str) -> str | None:
@@ -72,7 +80,7 @@ async def list_indexes(client: Redis, prefix: str,
             info = await client.execute_command("FT.INFO", name)
         except redis.exceptions.ResponseError:  # dropped in between
             continue
-        datatype, dims = _vector_attrs(info)
+        datatype, dims, algorithm = _vector_attrs(info)
         current = False
         if not ref.legacy:
             alias = index_alias(prefix, ref.modality, ref.model, ref.datatype or datatype)
@@ -82,5 +90,6 @@ async def list_indexes(client: Redis, prefix: str,
         definition = _get(info, "index_definition") or {}
         prefixes = tuple(_text(p) for p in _get(definition, "prefixes") or [])
         out.append(IndexInfo(name, ref, datatype, dims, int(_get(info, "num_docs") or 0),
-                             prefixes, float(_get(info, "percent_indexed") or 0.0), current))
+                             prefixes, float(_get(info, "percent_indexed") or 0.0), current,
+                             algorithm))
     return out

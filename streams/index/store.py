@@ -34,6 +34,7 @@ from streams.index.naming import (
     parse_index_name,
     schema_version,
 )
+from streams.index.params import VectorIndexParams
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,11 @@ def stored_fields(modality: Modality) -> list[str]:
 
 def build_schema(
     *, prefix: str, modality: Modality, short_id: str, dims: int, datatype: str = "float32",
-    version: int | None = None,
+    version: int | None = None, params: VectorIndexParams | None = None,
 ) -> dict[str, Any]:
     """The redisvl schema dict of one vector space's index, from `schema.yaml`; `version`
-    (default: the current one) only names it: the fields are always today's."""
+    (default: the current one) only names it: the fields are always today's. `params`
+    (default: HNSW, M 16, EF_CONSTRUCTION 200) choose how the vector field is built."""
     if dims < 1:
         raise IndexStoreError(f"vector dims must be positive, not {dims}")
     modality = Modality(modality)
@@ -71,6 +73,7 @@ def build_schema(
     for spec in layout()["fields"]["common"] + layout()["fields"][modality.value]:
         spec = {**spec, "attrs": dict(spec.get("attrs", {}))}
         if spec["type"] == "vector":
+            spec["attrs"].update((params or VectorIndexParams()).field_attrs())
             spec["attrs"].update(dims=int(dims), datatype=datatype)
         if not spec["attrs"]:
             del spec["attrs"]
@@ -85,28 +88,33 @@ def build_schema(
     }
 
 
-def _field_layout(schema: IndexSchema) -> dict[str, tuple[str, ...]]:
+def _attr(attrs: Any, name: str) -> str:
+    value = getattr(attrs, name, None)
+    return str(getattr(value, "value", value)).lower()
+
+
+def _field_layout(schema: IndexSchema, algorithm: bool = True) -> dict[str, tuple[str, ...]]:
     """name -> (type[, vector dims, datatype, algorithm, distance metric]), lower case."""
+    vector_attrs = ("datatype", "algorithm", "distance_metric") if algorithm else (
+        "datatype", "distance_metric")
     out: dict[str, tuple[str, ...]] = {}
     for name, f in schema.fields.items():
         kind = str(getattr(f.type, "value", f.type)).lower()
         if kind == "vector":
-            attrs = f.attrs
-            out[name] = (kind, str(attrs.dims), *(
-                str(getattr(getattr(attrs, a), "value", getattr(attrs, a))).lower()
-                for a in ("datatype", "algorithm", "distance_metric")))
+            out[name] = (kind, str(f.attrs.dims), *(_attr(f.attrs, a) for a in vector_attrs))
         else:
             out[name] = (kind,)
     return out
 
 
-def schema_differences(existing: IndexSchema, expected: IndexSchema) -> list[str]:
+def schema_differences(existing: IndexSchema, expected: IndexSchema,
+                       algorithm: bool = True) -> list[str]:
     """What an existing index does differently from the one this worker would create:
-    vector dims, datatype, algorithm or metric, fields missing, extra or of another type,
-    another key prefix. Before, only dims were compared: switching LOOKOUT_VECTOR_DTYPE to
-    float16 kept the FLOAT32 index, new hashes were never indexed and old vectors were
-    decoded as float16."""
-    have, want = _field_layout(existing), _field_layout(expected)
+    vector dims, datatype, algorithm (unless `algorithm` is False) or metric, fields
+    missing, extra or of another type, another key prefix. Before, only dims were
+    compared: switching LOOKOUT_VECTOR_DTYPE to float16 kept the FLOAT32 index, new hashes
+    were never indexed and old vectors were decoded as float16."""
+    have, want = _field_layout(existing, algorithm), _field_layout(expected, algorithm)
     out = [f"field {n}: {' '.join(have[n])} instead of {' '.join(want[n])}"
            for n in sorted(have.keys() & want.keys()) if have[n] != want[n]]
     out += [f"field {n} missing" for n in sorted(want.keys() - have.keys())]
@@ -116,6 +124,28 @@ def schema_differences(existing: IndexSchema, expected: IndexSchema) -> list[str
     if expected.index.prefix not in prefixes:
         out.append(f"key prefix {prefixes} instead of {expected.index.prefix!r}")
     return out
+
+
+def vector_build(schema: IndexSchema) -> VectorIndexParams | None:
+    """How an index's vector field is built (algorithm; M and EF_CONSTRUCTION for HNSW),
+    None when it is something this code does not build (e.g. SVS-VAMANA)."""
+    field_ = schema.fields.get(VECTOR_FIELD)
+    if field_ is None:
+        return None
+    algorithm = _attr(field_.attrs, "algorithm")
+    try:
+        if algorithm != "hnsw":
+            return VectorIndexParams(algorithm)
+        return VectorIndexParams("hnsw", int(field_.attrs.m), int(field_.attrs.ef_construction))
+    except IndexStoreError:
+        return None
+
+
+def rebuild_advice(name: str) -> str:
+    """How to rebuild an index with other vector settings, keeping its items."""
+    return (f"`lookout index drop {name} --force` (its items stay), then start the worker: it "
+            "creates the index anew over the same items and Redis indexes them in the "
+            "background (searches miss part of them until `lookout index status` shows 100%)")
 
 
 @dataclass(frozen=True)
@@ -199,6 +229,7 @@ class IndexStore:
         datatype: str = "float32",
         ttl_s: int | None = None,
         version: int | None = None,
+        params: VectorIndexParams | None = None,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -211,9 +242,10 @@ class IndexStore:
         self.version = schema_version() if version is None else int(version)
         self.alias = index_alias(prefix, self.modality, model_short_id, datatype)
         self._np_dtype = np.float16 if datatype == "float16" else np.float32
+        self.params = params or VectorIndexParams()
         self.schema_dict = build_schema(
             prefix=prefix, modality=self.modality, short_id=model_short_id, dims=dims,
-            datatype=datatype, version=self.version,
+            datatype=datatype, version=self.version, params=self.params,
         )
         self.index = AsyncSearchIndex(
             IndexSchema.from_dict(self.schema_dict), redis_client=client, owns_client=False
@@ -290,6 +322,9 @@ class IndexStore:
         """The index of this name must have the fields this worker writes (someone may have
         created it by hand, or changed schema.yaml without bumping its version)."""
         existing = await AsyncSearchIndex.from_existing(self.name, redis_client=self.client)
+        if not schema_differences(existing.schema, self.index.schema, algorithm=False):
+            self._check_vector_build(vector_build(existing.schema))
+            return
         differences = schema_differences(existing.schema, self.index.schema)
         if differences:
             raise IndexMismatch(
@@ -299,6 +334,25 @@ class IndexStore:
                 f"{self.name}`; the items stay) or bump the schema version and run "
                 f"`lookout index migrate --modality {self.modality.value}`"
             )
+
+    def _check_vector_build(self, built: VectorIndexParams | None) -> None:
+        """Another algorithm than LOOKOUT_INDEX_ALGORITHM: refused (the operator asked for
+        another trade-off of insert speed against query cost); other HNSW M or
+        EF_CONSTRUCTION: the index works as built, so a warning that they apply on a
+        rebuild. EF_RUNTIME goes with every query and always applies."""
+        want = self.params
+        have = built.describe() if built is not None else "another algorithm"
+        if built is None or built.algorithm != want.algorithm:
+            raise IndexMismatch(
+                f"Redis index {self.name} is built with {have}, not the configured "
+                f"LOOKOUT_INDEX_ALGORITHM={want.algorithm}: set it back to "
+                f"{built.algorithm if built else 'what the index has'}, or rebuild the index: "
+                f"{rebuild_advice(self.name)}")
+        if built.hnsw and (built.m, built.ef_construction) != (want.m, want.ef_construction):
+            log.warning("Redis index %s is built with %s; LOOKOUT_INDEX_HNSW_M=%d and "
+                        "LOOKOUT_INDEX_HNSW_EF_CONSTRUCTION=%d apply only once it is rebuilt: "
+                        "%s", self.name, built.describe(), want.m, want.ef_construction,
+                        rebuild_advice(self.name))
 
     def _mapping(self, doc: ItemDoc) -> dict[str, Any]:
         vec = np.asarray(doc.vector, dtype=self._np_dtype).reshape(-1)
@@ -406,6 +460,7 @@ class IndexStore:
             filter_expression=self._filter(sources, ts_range),
             dtype=self.datatype,
             num_results=int(k),
+            ef_runtime=self.params.ef_runtime if self.params.hnsw else None,
         )
         rows = await self._call("KNN search", lambda: self.index.query(query))
         return self._hits(rows)

@@ -42,6 +42,7 @@ from streams.core.metrics import Metrics
 from streams.core.retry import retry_until_done
 from streams.core.wire import MAX_PAYLOAD_BYTES
 from streams.embedded import Services, resolve_services
+from streams.index.params import VectorIndexParams
 from streams.index.store import IndexStore
 from streams.ingest.agents import register_agents
 from streams.ingest.deadletter import DeadLetterSink
@@ -111,6 +112,7 @@ class Worker:
             store = self.index_stores.setdefault(m, IndexStore(
                 self.redis, prefix=s.topic_prefix, modality=m, model_short_id=enc.short_id,
                 dims=enc.dim, datatype=s.vector_dtype, ttl_s=s.retention_s,
+                params=VectorIndexParams.from_settings(s),
             ))
             await retry_until_done(store.ensure, op="ensure", what=f"creating index {store.name}",
                                    metrics=self.metrics)

@@ -7,6 +7,8 @@ schema version over the same vectors while the old index stays until dropped."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,8 +26,10 @@ from streams.core.errors import IndexMismatch, IndexStoreError
 from streams.index import admin
 from streams.index.catalog import list_indexes
 from streams.index.naming import index_alias, schema_version
+from streams.index.params import VectorIndexParams
 from streams.index.store import IndexStore, ItemDoc
 from streams.worker.process import settings_env
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 DIMS = 8
@@ -152,3 +156,65 @@ def test_reindex_re_embeds_kept_log_text_for_a_new_model(settings: Settings) -> 
         assert hits[0].text == LINES[2] and hits[0].score == pytest.approx(1.0, abs=1e-3)
 
     _with_redis(settings, check)
+
+
+def _index(settings: Settings) -> Any:
+    return next(i for i in _with_redis(settings, lambda c: list_indexes(c, settings.topic_prefix))
+                if i.ref.version == schema_version())
+
+
+def test_another_algorithm_is_refused_and_the_rebuild_it_names_keeps_the_items(
+        settings: Settings) -> None:
+    _ensure(settings, items=5)  # the default: HNSW
+    flat = VectorIndexParams("flat")
+    with pytest.raises(IndexMismatch) as refused:
+        _ensure(settings, params=flat)  # LOOKOUT_INDEX_ALGORITHM=flat on the next start
+    name = _index(settings).name
+    message = str(refused.value)
+    assert (f"{name} is built with hnsw (M=16, EF_CONSTRUCTION=200), not the configured "
+            "LOOKOUT_INDEX_ALGORITHM=flat: set it back to hnsw") in message
+    assert f"`lookout index drop {name} --force`" in message and "\n" not in message
+
+    assert "5 items stay" in _lookout(settings, "index", "drop", name, "--force")
+    _ensure(settings, params=flat)  # the worker starts: the index is created anew
+    # Redis indexes the retained hashes in the background
+    assert wait_for(lambda: _index(settings).percent_indexed >= 1.0, timeout_s=30)
+    rebuilt = _index(settings)
+    assert (rebuilt.algorithm, rebuilt.docs, rebuilt.current) == ("flat", 5, True)
+
+    async def nearest(client: Redis) -> None:
+        store = _store(client, settings, params=flat)
+        item = (await store.get_many([f"{store.key_prefix}{settings.topic_prefix}.logs:0:2"]))[0]
+        hits = await store.knn(item.vector, k=5)
+        assert len(hits) == 5 and hits[0].key == item.key
+
+    _with_redis(settings, nearest)
+
+
+def test_other_hnsw_build_parameters_only_warn_and_ef_runtime_goes_with_every_query(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    _ensure(settings, items=5)
+    tuned = VectorIndexParams("hnsw", m=8, ef_construction=100, ef_runtime=64)
+    with caplog.at_level(logging.WARNING, logger="streams.index.store"):
+        _ensure(settings, params=tuned)  # starts: the index works as it was built
+    assert "LOOKOUT_INDEX_HNSW_M=8 and LOOKOUT_INDEX_HNSW_EF_CONSTRUCTION=100 apply only once " \
+           "it is rebuilt" in caplog.text
+    status = json.loads(_lookout(settings, "index", "status", "--json"))
+    assert [i["algorithm"] for i in status["indexes"]] == ["hnsw M=16 EF_CONSTRUCTION=200"]
+
+    async def sent(client: Redis) -> list[bytes]:
+        """The KNN query as Redis received it (its slow log, every command for a moment)."""
+        store = _store(client, settings, params=tuned)
+        item = (await store.get_many([f"{store.key_prefix}{settings.topic_prefix}.logs:0:4"]))[0]
+        before = (await client.config_get("slowlog-log-slower-than"))["slowlog-log-slower-than"]
+        await client.config_set("slowlog-log-slower-than", 0)
+        try:
+            hits = await store.knn(item.vector, k=3)
+        finally:
+            await client.config_set("slowlog-log-slower-than", before)
+        assert hits[0].key == item.key
+        return next(e["command"] for e in await client.slowlog_get(50)
+                    if e["command"].startswith(f"FT.SEARCH {store.name}".encode()))
+
+    command = _with_redis(settings, sent)
+    assert b"EF_RUNTIME $EF" in command and b" EF 64" in command
