@@ -169,7 +169,9 @@ def render_scorecard(card: dict[str, Any]) -> RenderableType:
         f"{_fmt(card['precision'])}  ", ("target met" if met else "target NOT met",
                                          "green" if met else "red"),
         f"  (recall >= {card['acceptance']['recall_min']}, precision >= "
-        f"{card['acceptance']['precision_min']} overall)\n",
+        f"{card['acceptance']['precision_min']} overall"
+        + (", and for the composites)\n" if card.get("composites", {}).get("events")
+           else ")\n"),
         ("ingest-to-alert latency ", "bold"),
         f"p50 {_fmt(card['latency_p50_s'], '{:.2f} s')}  p99 "
         f"{_fmt(card['latency_p99_s'], '{:.2f} s')}\n",
