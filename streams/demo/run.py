@@ -105,13 +105,18 @@ def ensure_scenario(root: Path, opts: DemoOptions) -> tuple[dict[str, Any], bool
 
 
 def apply_sites(client: ApiClient, path: Path) -> int:
-    """Replace the site map with the scenario's sites.yaml (`PUT /sites`, as `lookout sites
-    apply` does); returns how many sites are in force. Composites group hits by site."""
+    """Put the scenario's sites.yaml in force (`PUT /sites`, as `lookout sites apply` does),
+    keeping a running worker's other sites after them (like the queries, the user's own are
+    never pruned); returns how many sites are in force. Composites group hits by site."""
     from streams.queries.sites import SiteMap, load_sites_file
 
     declared = load_sites_file(path)
+    ours = {s.name for s in declared.sites}
+    theirs = [s for s in SiteMap.model_validate(client.call("GET", "/sites")).sites
+              if s.name not in ours]
+    merged = SiteMap(sites=[*declared.sites, *theirs])
     return len(SiteMap.model_validate(
-        client.call("PUT", "/sites", declared.model_dump(mode="json"))).sites)
+        client.call("PUT", "/sites", merged.model_dump(mode="json"))).sites)
 
 
 def apply_patterns(client: ApiClient, path: Path) -> tuple[list[str], dict[str, str]]:

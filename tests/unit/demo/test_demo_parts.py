@@ -234,3 +234,25 @@ def test_without_composites_the_acceptance_is_the_single_modality_one() -> None:
     card = build_scorecard(_obs(alerts, sends))
     assert card["acceptance"]["composites_met"] is None and card["acceptance"]["met"] is True
     assert card["composites"]["patterns"] == {} and card["composites"]["recall"] is None
+
+
+def test_the_demo_puts_its_sites_first_and_keeps_the_users_other_sites(tmp_path: Path) -> None:
+    from streams.demo.run import apply_sites
+
+    class Client:
+        def __init__(self) -> None:
+            self.sites = {"sites": [{"name": "lobby", "sources": ["door-*"], "labels": {}},
+                                    {"name": "garage", "sources": ["cam-g"], "labels": {}}]}
+
+        def call(self, method: str, path: str, body: dict | None = None) -> dict:
+            assert path == "/sites"
+            if method == "PUT":
+                self.sites = body
+            return self.sites
+
+    path = tmp_path / "sites.yaml"
+    path.write_text("sites:\n  lobby: [cam-lobby, mic-lobby]\n  dock: [cam-dock]\n")
+    client = Client()
+    assert apply_sites(client, path) == 3  # type: ignore[arg-type]
+    assert [(s["name"], s["sources"]) for s in client.sites["sites"]] == [
+        ("lobby", ["cam-lobby", "mic-lobby"]), ("dock", ["cam-dock"]), ("garage", ["cam-g"])]
