@@ -78,10 +78,10 @@ def scenario_recipe() -> str:
     import hashlib
     import inspect
 
-    from streams.demo import scenario
+    from streams.demo import incidents, scenario
     from streams.demo import synth as scenario_synth
 
-    text = inspect.getsource(scenario) + inspect.getsource(scenario_synth)
+    text = "".join(inspect.getsource(m) for m in (scenario, scenario_synth, incidents))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -104,26 +104,47 @@ def ensure_scenario(root: Path, opts: DemoOptions) -> tuple[dict[str, Any], bool
 # --- queries ------------------------------------------------------------------------------
 
 
+def apply_sites(client: ApiClient, path: Path) -> int:
+    """Put the scenario's sites.yaml in force (`PUT /sites`, as `lookout sites apply` does),
+    keeping a running worker's other sites after them (like the queries, the user's own are
+    never pruned); returns how many sites are in force. Composites group hits by site."""
+    from streams.queries.sites import SiteMap, load_sites_file
+
+    declared = load_sites_file(path)
+    ours = {s.name for s in declared.sites}
+    theirs = [s for s in SiteMap.model_validate(client.call("GET", "/sites")).sites
+              if s.name not in ours]
+    merged = SiteMap(sites=[*declared.sites, *theirs])
+    return len(SiteMap.model_validate(
+        client.call("PUT", "/sites", merged.model_dump(mode="json"))).sites)
+
+
 def apply_patterns(client: ApiClient, path: Path) -> tuple[list[str], dict[str, str]]:
-    """Register the scenario's queries (add/update, never prune the user's own).
+    """Register the scenario's queries, then its composites (their members must exist
+    first), as `lookout query apply --no-prune` does: add/update, never prune the user's own.
 
     Returns the ids the worker holds now and, for each one it refused (e.g. a text pattern
-    for an encoder without a text space), the reason, which the scorecard shows.
+    for an encoder without a text space, or a composite whose member was refused), the
+    reason, which the scorecard shows.
     """
-    from streams.queries.model import load_queries_file, plan_apply
+    from streams.queries.composite import parse_composites_document
+    from streams.queries.model import load_queries_file, plan_apply, read_yaml
 
     declared = load_queries_file(path)
-    registered = {q["id"]: q["fingerprint"] for q in client.call("GET", "/queries")["queries"]}
-    plan = plan_apply(declared, registered, prune=False)
+    composites = parse_composites_document(read_yaml(path), origin=str(path))
     refused: dict[str, str] = {}
-    for q in [*plan.add, *plan.update]:
-        try:
-            client.call("POST", "/queries", q.model_dump(mode="json", exclude_none=True))
-        except ApiRequestError as e:
-            if "HTTP 4" not in str(e):
-                raise
-            refused[q.id] = str(e).split(": ", 2)[-1]
-    return [q.id for q in declared if q.id not in refused], refused
+    for route, items in (("/queries", declared), ("/composites", composites)):
+        key = route.strip("/")
+        registered = {q["id"]: q["fingerprint"] for q in client.call("GET", route)[key]}
+        plan = plan_apply(items, registered, prune=False)
+        for q in [*plan.add, *plan.update]:
+            try:
+                client.call("POST", route, q.model_dump(mode="json", exclude_none=True))
+            except ApiRequestError as e:
+                if "HTTP 4" not in str(e):
+                    raise
+                refused[q.id] = str(e).split(": ", 2)[-1]
+    return [q.id for q in [*declared, *composites] if q.id not in refused], refused
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -229,9 +250,10 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
         worker.wait_ready(WORKER_READY_TIMEOUT_S)
         mark("worker_ready_s")
         view.phase(f"worker ready at {api_url}; console: {api_url}/")
-        registered, refused = apply_patterns(ApiClient(api_url, settings.api_token),
-                                             root / "patterns.yaml")
-        view.phase(f"standing queries: {len(registered)} registered"
+        client = ApiClient(api_url, settings.api_token)
+        sites = apply_sites(client, root / "sites.yaml")
+        registered, refused = apply_patterns(client, root / "patterns.yaml")
+        view.phase(f"sites: {sites}; standing queries: {len(registered)} registered"
                    + (f", {len(refused)} need another model" if refused else ""))
         watch = _watch(settings, bootstrap, worker, cleanup)
         processed, drained = _play(services, root, truth, opts, watch, view, mark)
