@@ -40,7 +40,9 @@ PLANT_S = {"video": 6.0, "audio": 4.0, "logs": 3.0}
 #: Same-label events at one source at most this far apart could be one incident of a plain
 #: query (its clear time, 10 s by default, plus a margin; `plan_events` keeps them further).
 REPEAT_GAP_S = 15.0
-DISTRACTOR_KINDS = ("other-site", "apart", "alone")
+DISTRACTOR_KINDS = ("apart", "other-site", "alone")
+#: Random start times tried per pair of slots (more ways around the slots' other events).
+DRAWS = 3
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,10 @@ class CompositeSpec:
 
 SITES: dict[str, dict[str, list[str]]] = {
     "small": {"lobby": ["cam-lobby", "mic-lobby"], "office": ["web-1"]},
-    "default": {"lobby": ["cam-lobby", "mic-lobby"], "dock": ["cam-dock", "mic-dock"],
-                "lab": ["cam-lab"], "server-room": ["db-1", "mic-server"],
-                "office": ["web-1", "auth-1"]},
+    "default": {"lobby": ["cam-lobby", "mic-lobby"],
+                # db-1's rack stands in the dock's machine room: its microphone hears it.
+                "dock": ["cam-dock", "mic-dock", "db-1"],
+                "lab": ["cam-lab"], "office": ["web-1", "auth-1"]},
 }
 
 COMPOSITES: dict[str, tuple[CompositeSpec, ...]] = {
@@ -79,7 +82,7 @@ COMPOSITES: dict[str, tuple[CompositeSpec, ...]] = {
                       ("audio-crash", "video-astronaut"), "lobby", ("mic-lobby", "cam-lobby"),
                       "mic-dock", incidents=2),
         CompositeSpec("server-crash", "an out-of-memory kill and a crash sound at one site",
-                      ("logs-oom-kill", "audio-crash"), "server-room", ("db-1", "mic-server"),
+                      ("logs-oom-kill", "audio-crash"), "dock", ("db-1", "mic-dock"),
                       "web-1", incidents=2),
     ),
 }
@@ -235,7 +238,8 @@ def candidates(spec: CompositeSpec, kind: str, modality: dict[str, str], grid: S
         return []
     ma, mb = modality[first], modality[second]
     out: list[tuple[Plant, ...]] = []
-    for ka, kb in itertools.product(range(grid(ma)[0]), range(grid(mb)[0])):
+    slots = itertools.product(range(grid(ma)[0]), range(grid(mb)[0]), range(DRAWS))
+    for ka, kb, _ in slots:
         ra, rb = _starts(grid, ma, ka, duration_s), _starts(grid, mb, kb, duration_s)
         if ra is None or rb is None:
             continue
@@ -243,15 +247,30 @@ def candidates(spec: CompositeSpec, kind: str, modality: dict[str, str], grid: S
         if kind == "alone":
             out.append((a,))
         elif kind == "apart":
-            b = _event(second, mb, kb, spec.label(1), float(rng.uniform(*rb)))
-            if max(b[3] - a[4], a[3] - b[4]) >= spec.within_s + APART_EXTRA_S:
-                out.append((a, b))
+            start = _apart_start(a, PLANT_S[mb], rb, spec, rng)
+            if start is not None:
+                out.append((a, _event(second, mb, kb, spec.label(1), start)))
         elif max(ra[0], rb[0]) <= min(ra[1], rb[1]):  # incident, other-site: start together
             t = float(rng.uniform(max(ra[0], rb[0]), min(ra[1], rb[1])))
             out.append((_event(first, ma, ka, spec.label(0), t),
                         _event(second, mb, kb, spec.label(1), t)))
     order = rng.permutation(len(out))
     return [out[i] for i in order]
+
+
+def _apart_start(a: Plant, length_s: float, starts: tuple[float, float], spec: CompositeSpec,
+                 rng: np.random.Generator) -> float | None:
+    """A start in `starts` for an event of `length_s` that lies `within_s + APART_EXTRA_S`
+    to `NEAR_S` seconds before or after `a` (an `apart` distractor, not an `alone` one), or
+    None when the slot allows neither. 0.1 s inside the bounds: starts are rounded."""
+    near, far = spec.within_s + APART_EXTRA_S + 0.1, NEAR_S - 0.1
+    spans = [(max(starts[0], a[4] + near), min(starts[1], a[4] + far)),
+             (max(starts[0], a[3] - far - length_s), min(starts[1], a[3] - near - length_s))]
+    spans = [(lo, hi) for lo, hi in spans if lo <= hi]
+    if not spans:
+        return None
+    lo, hi = spans[int(rng.integers(len(spans)))]
+    return float(rng.uniform(lo, hi))
 
 
 @dataclass
@@ -275,17 +294,16 @@ def plan_incidents(size: str, sources: Sequence[Any], duration_s: float,
     modality = {s.id: s.modality for s in sources}
     result = IncidentPlan({}, [])
     base = {s.id: plan(s, {}) for s in sources}
-    for spec in specs:
-        if not all(s in modality for s in (*spec.sources, spec.other_site_source or
-                                           spec.sources[0])):
-            continue
-        for kind in _kinds(spec):
-            found = candidates(spec, kind, modality, grid, duration_s, rng)
-            for events in sorted(found, key=lambda ev: _relabels(ev, base, grid, modality)):
-                trial = _with(result, Planted(spec.id, kind, events))
-                if trial is not None and _agrees(trial, specs, sites, sources, plan):
-                    result = trial
-                    break
+    usable = [spec for spec in specs
+              if all(s in modality for s in (*spec.sources, spec.other_site_source
+                                             or spec.sources[0]))]
+    for spec, kind in _kinds(usable):
+        found = candidates(spec, kind, modality, grid, duration_s, rng)
+        for events in sorted(found, key=lambda ev: _relabels(ev, base, grid, modality)):
+            trial = _with(result, Planted(spec.id, kind, events))
+            if trial is not None and _agrees(trial, specs, sites, sources, plan):
+                result = trial
+                break
     return result
 
 
@@ -301,10 +319,13 @@ def _relabels(events: tuple[Plant, ...], base: dict[str, list[Event]], grid: Slo
     return changed
 
 
-def _kinds(spec: CompositeSpec) -> list[str]:
-    """What to plant, in turn: the incidents first (they need aligned slots at two sources),
-    then the distractors."""
-    return ["incident"] * spec.incidents + list(spec.distractors)
+def _kinds(specs: Sequence[CompositeSpec]) -> list[tuple[CompositeSpec, str]]:
+    """What to plant, in turn, most constrained first: every composite's incidents (aligned
+    slots at two sources, and composites may share a source), then the distractors kind by
+    kind in `DISTRACTOR_KINDS` order."""
+    return ([(spec, "incident") for spec in specs for _ in range(spec.incidents)]
+            + [(spec, kind) for kind in DISTRACTOR_KINDS for spec in specs
+               if kind in spec.distractors])
 
 
 def _with(plan: IncidentPlan, planted: Planted) -> IncidentPlan | None:

@@ -102,7 +102,6 @@ SIZES: dict[str, ScenarioSize] = {
         _src("cam-lab", "video", "grass", ("coffee", "rocket", "astronaut")),
         _src("mic-lobby", "audio", "room", ("siren", "beeping", "crash")),
         _src("mic-dock", "audio", "machine", ("siren", "crash", "beeping")),
-        _src("mic-server", "audio", "room", ("beeping", "crash")),
         _src("web-1", "logs", "web", ("disk-full", "oom-kill", "db-refused")),
         _src("db-1", "logs", "db", ("disk-full", "oom-kill")),
         _src("auth-1", "logs", "auth", ("auth-bruteforce", "oom-kill")),

@@ -8,11 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.demo.incidents import (
+    APART_EXTRA_S,
     COMPOSITES,
+    DISTRACTOR_KINDS,
     NEAR_S,
     SAFE_S,
     SITES,
     PlacedEvent,
+    _apart_start,
     derive,
     gap_s,
     site_map,
@@ -83,7 +86,7 @@ def test_demo_seeds_plant_two_incidents_per_composite_and_every_distractor_kind(
         mine = [c for c in plan.composite_events if c.pattern_id == spec.id]
         assert sum(c.planned and not c.ambiguous for c in mine) == 2, mine
     kinds = {d["kind"] for d in plan.distractors}
-    assert kinds == {"other-site", "apart", "alone"}
+    assert kinds == set(DISTRACTOR_KINDS)
 
 
 def test_the_small_scenario_has_one_incident() -> None:
@@ -128,3 +131,19 @@ def test_every_source_of_a_size_is_at_one_site() -> None:
     for size, spec in SIZES.items():
         placed = [src for srcs in SITES[size].values() for src in srcs]
         assert sorted(placed) == sorted(s.id for s in spec.sources)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a_start=st.floats(0, 110), lo=st.floats(0, 110), width=st.floats(0, 12),
+       seed=st.integers(0, 2**32 - 1))
+def test_an_apart_partner_lies_between_the_safe_gap_and_near(a_start: float, lo: float,
+                                                              width: float, seed: int) -> None:
+    spec = COMPOSITES["default"][0]
+    a = ("mic-lobby", 1, "crash", round(a_start, 1), round(a_start + 4.0, 1))
+    start = _apart_start(a, 6.0, (lo, lo + width), spec, np.random.default_rng(seed))
+    if start is None:
+        return
+    b = PlacedEvent("b", "cam-lobby", "video-astronaut", round(start, 1), round(start + 6, 1))
+    gap = gap_s(PlacedEvent("a", a[0], "audio-crash", a[3], a[4]), b)
+    assert lo <= start <= lo + width
+    assert spec.within_s + APART_EXTRA_S <= gap <= NEAR_S
