@@ -256,3 +256,29 @@ def test_the_demo_puts_its_sites_first_and_keeps_the_users_other_sites(tmp_path:
     assert apply_sites(client, path) == 3  # type: ignore[arg-type]
     assert [(s["name"], s["sources"]) for s in client.sites["sites"]] == [
         ("lobby", ["cam-lobby", "mic-lobby"]), ("dock", ["cam-dock"]), ("garage", ["cam-g"])]
+
+
+def test_a_rerun_in_the_same_stack_says_its_figures_differ_from_a_first_run(
+        tmp_path: Path) -> None:
+    from streams.demo.run import earlier_run_note
+
+    patterns = tmp_path / "patterns.yaml"
+    patterns.write_text("queries:\n"
+                        "  - {id: logs-disk-full, name: disk full, modality: logs,\n"
+                        "     positives: [{text: disk full}]}\n"
+                        "  - {id: logs-oom-kill, name: oom, modality: logs,\n"
+                        "     positives: [{text: out of memory}]}\n")
+
+    class Client:
+        def __init__(self, ids: list[str]) -> None:
+            self.ids = ids
+
+        def call(self, method: str, route: str) -> dict[str, list[dict[str, str]]]:
+            assert (method, route) == ("GET", "/queries")
+            return {"queries": [{"id": i} for i in self.ids]}
+
+    assert earlier_run_note(Client(["users-own"]), patterns, tmp_path / "home") == []
+    [note] = earlier_run_note(Client(["logs-oom-kill", "users-own"]), patterns,
+                              tmp_path / "home")
+    assert note.startswith("1 of the demo's queries were registered already")
+    assert str(tmp_path / "home") in note
