@@ -5,10 +5,18 @@ search); the candidates' stored vectors then go through the very same `PatternMa
 and `AlertPolicy` as live items, so the preview applies negatives, source globs,
 hysteresis and cooldown exactly as the worker would have. A composite's preview runs each
 member's, then the live `CompositePolicy` over their hits.
+
+Queries scored centered (`thresholds.CENTERED`: each item and pattern minus the mean of
+the item's own source) get the source means the workers keep in Redis
+(`ThresholdKeeper.source_means`), so their preview scores equal their live scores. A
+centered score is not bounded by the raw cosine a range query measures, so their
+candidates are the `CENTERED_CANDIDATES` items nearest each positive in raw space instead
+(`truncated` says when the retained history held more).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +25,7 @@ import torch
 
 from streams.alerting.composite import CompositePolicy, CompositeRule, MemberHit
 from streams.alerting.policy import AlertPolicy, Candidate
+from streams.alerting.thresholds import center_space
 from streams.core.sources import matches as source_matches
 from streams.core.sources import redis_prefilter
 from streams.ingest.records import evidence_of
@@ -27,6 +36,12 @@ from streams.queries.registry import build_matrix
 from streams.queries.sites import SiteMap, group_of
 from streams.queries.thresholds import ScoreHistogram
 
+SourceMeans = Callable[[str, Sequence[str]], Awaitable[Mapping[str, torch.Tensor]]]
+"""`means(space, sources)`: each source's mean vector in `space` as the workers keep it
+(`ThresholdKeeper.source_means`); sources without one are left out."""
+#: Candidates per positive of a centered query (the raw-nearest items, see above).
+CENTERED_CANDIDATES = 2000
+
 
 def matrix_of(rq: RegisteredQuery, encoder: Any) -> PatternMatrix | None:
     """A matrix of `rq` alone, enabled or not (None: bound to another model)."""
@@ -35,12 +50,45 @@ def matrix_of(rq: RegisteredQuery, encoder: Any) -> PatternMatrix | None:
     return None if skipped else matrix
 
 
+async def _candidates(matrix: PatternMatrix, rq: RegisteredQuery, store: Any, *,
+                      threshold: float, ts_range: tuple[int | None, int | None] | None,
+                      limit: int) -> tuple[list[Any], bool]:
+    """The retained items worth scoring, with their vectors, and whether there were more:
+    those at or above `threshold` in raw cosine to a positive, or for a centered query the
+    raw-nearest ones."""
+    sources = redis_prefilter(rq.query.sources)
+    keys: dict[str, Any] = {}
+    truncated = False
+    for vector in matrix.positives:
+        if matrix.has_centered:
+            budget = max(limit, CENTERED_CANDIDATES)
+            hits = await store.knn(vector, budget, sources=sources, ts_range=ts_range)
+        else:
+            budget = limit
+            hits = await store.range(vector, max(-1.0, threshold), sources=sources,
+                                     ts_range=ts_range, limit=limit)
+        truncated = truncated or len(hits) >= budget
+        for hit in hits:
+            keys.setdefault(hit.key, hit)
+    stored = await store.get_many(list(keys))
+    return [s for s in stored if s is not None and len(s.vector) == matrix.dim], truncated
+
+
+async def _with_centers(matrix: PatternMatrix, rq: RegisteredQuery, encoder: Any,
+                        sources: Sequence[str], means: SourceMeans) -> None:
+    """Give a centered query's matrix the means of these sources, as the live one has."""
+    if matrix.has_centered:
+        space = center_space(rq.query.modality, encoder)
+        matrix.set_centers(await means(space, sorted(set(sources))), version=1)
+
+
 async def preview_query(
     rq: RegisteredQuery,
     encoder: Any,
     store: Any,
     *,
     threshold: float,
+    means: SourceMeans,
     ts_range: tuple[int | None, int | None] | None = None,
     limit: int = 200,
 ) -> dict[str, Any]:
@@ -59,20 +107,12 @@ async def preview_query(
             f"encoder is {encoder.model_id}"
         )
     matrix.set_thresholds({q.id: threshold}, version=1)
-    sources = redis_prefilter(q.sources)
-    keys: dict[str, Any] = {}
-    truncated = False
-    for vector in matrix.positives:
-        hits = await store.range(vector, max(-1.0, threshold), sources=sources,
-                                 ts_range=ts_range, limit=limit)
-        truncated = truncated or len(hits) >= limit
-        for hit in hits:
-            keys.setdefault(hit.key, hit)
-    stored = await store.get_many(list(keys))
-    stored = [s for s in stored if s is not None and len(s.vector) == encoder.dim]
+    stored, truncated = await _candidates(matrix, rq, store, threshold=threshold,
+                                          ts_range=ts_range, limit=limit)
     if not stored:
         return {"query_id": q.id, "matches": [], "would_fire": [], "match_count": 0,
                 "alert_count": 0, "truncated": truncated}
+    await _with_centers(matrix, rq, encoder, [s.source for s in stored], means)
     vectors = torch.stack([torch.as_tensor(s.vector) for s in stored])
     matches = matrix.match(vectors, [s.source for s in stored])
     rows = []
@@ -99,8 +139,8 @@ async def preview_query(
     }
 
 
-async def best_matches(rq: RegisteredQuery, encoder: Any, store: Any, *, k: int = 5
-                       ) -> list[dict[str, Any]]:
+async def best_matches(rq: RegisteredQuery, encoder: Any, store: Any, *, means: SourceMeans,
+                       k: int = 5) -> list[dict[str, Any]]:
     """The `k` retained items of the query's sources that score highest against it
     (whatever its threshold), best first: what the background's top looks like."""
     if k == 0:
@@ -109,6 +149,8 @@ async def best_matches(rq: RegisteredQuery, encoder: Any, store: Any, *, k: int 
     matrix = matrix_of(rq, encoder)
     if matrix is None:
         return []
+    if matrix.has_centered:
+        return await _best_centered(matrix, rq, encoder, store, means, k)
     seen: dict[str, float] = {}
     for vector in matrix.positives:
         for hit in await store.knn(vector, k * 4, sources=redis_prefilter(q.sources)):
@@ -118,6 +160,29 @@ async def best_matches(rq: RegisteredQuery, encoder: Any, store: Any, *, k: int 
     return [{"key": s.key, "score": round(seen[s.key], 6), "source": s.source, "ts": s.ts_ms,
              "evidence": evidence_of(q.modality, s.key, s.text, "clip_type" in s.fields)}
             for s in await store.get_many(keys)]
+
+
+async def _best_centered(matrix: PatternMatrix, rq: RegisteredQuery, encoder: Any,
+                         store: Any, means: SourceMeans, k: int) -> list[dict[str, Any]]:
+    """`best_matches` of a centered query: its raw-nearest candidates ranked by the
+    centered score the live matching gives them (items of a source without a mean yet
+    score nothing, as live)."""
+    stored, _ = await _candidates(matrix, rq, store, threshold=-1.0, ts_range=None, limit=k)
+    stored = [s for s in stored if source_matches(s.source, rq.query.sources)]
+    if not stored:
+        return []
+    sources = [s.source for s in stored]
+    await _with_centers(matrix, rq, encoder, sources, means)
+    vectors = torch.stack([torch.as_tensor(s.vector) for s in stored])
+    with torch.inference_mode():
+        best = matrix.scores(vectors, sources)[0][:, 0].tolist()
+    ranked = sorted((i for i, b in enumerate(best) if b != float("-inf")),
+                    key=lambda i: -best[i])[:k]
+    modality = rq.query.modality
+    return [{"key": stored[i].key, "score": round(best[i], 6), "source": stored[i].source,
+             "ts": stored[i].ts_ms, "evidence": evidence_of(
+                 modality, stored[i].key, stored[i].text, "clip_type" in stored[i].fields)}
+            for i in ranked]
 
 
 def coarse_histogram(hist: ScoreHistogram, bins: int) -> dict[str, Any]:
@@ -151,6 +216,7 @@ async def preview_composite(
     members: list[MemberPreview],
     sites: SiteMap,
     *,
+    means: SourceMeans,
     ts_range: tuple[int | None, int | None] | None = None,
     limit: int = 200,
 ) -> dict[str, Any]:
@@ -160,7 +226,7 @@ async def preview_composite(
     truncated = False
     for m in members:
         found = await preview_query(m.rq, m.encoder, m.store, threshold=m.hit_threshold,
-                                    ts_range=ts_range, limit=limit)
+                                    means=means, ts_range=ts_range, limit=limit)
         rows[m.rq.id] = found["matches"]
         truncated = truncated or found["truncated"]
     modality = {m.rq.id: m.rq.query.modality.value for m in members}

@@ -29,7 +29,7 @@ from streams.alerting.fusion import CompositeStage, HitSource, hit_floors, membe
 from streams.alerting.incarnations import TopicIncarnations
 from streams.alerting.incidents import IncidentAction
 from streams.alerting.policy import AlertPolicy, Candidate, PolicyStateConflict, PolicyStateStore
-from streams.alerting.thresholds import MAX_FUTURE_SKEW_MS, ThresholdKeeper
+from streams.alerting.thresholds import MAX_FUTURE_SKEW_MS, ThresholdKeeper, center_space
 from streams.alerting.webhooks import WebhookSender
 from streams.config.kafka_security import aiokafka_kwargs, kafka_python_kwargs
 from streams.config.settings import Settings
@@ -129,7 +129,7 @@ class AlertingObserver:
         rows = torch.tensor([it.row for it in items], device=vectors.device)
         sources = [it.record.source for it in items]
         batch = vectors.index_select(0, rows)
-        space = f"{modality.value}:{self.s.registry.encoder(modality).short_id}"
+        space = center_space(modality, self.s.registry.encoder(modality))
         if matrix.has_centered:  # only modalities with centered queries need source means
             self.s.thresholds.observe_vectors(space, batch, sources)
         self.s.thresholds.apply(matrix, space)

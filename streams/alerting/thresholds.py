@@ -39,7 +39,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -347,17 +347,31 @@ class ThresholdKeeper:
             pipe.hset(f"{self._prefix}:center:{key}", self._token,
                       np.concatenate([[mine.n], mine.total]).tobytes())
             pipe.expire(f"{self._prefix}:center:{key}", BACKGROUND_TTL_S)
+        await pipe.execute()
+        for key, mean in (await self._read_means(keys)).items():
+            space, source = split_center_key(key)
+            self._means.setdefault(space, {})[source] = mean
+        self._centers_version += 1
+
+    async def _read_means(self, keys: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The mean of each center key over every process's running sum, as Redis holds
+        them now; keys whose sources have fewer than MIN_CENTER_ITEMS items are left out."""
+        if not keys:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
             pipe.hvals(f"{self._prefix}:center:{key}")
         replies = await pipe.execute()
-        for key, rows in zip(keys, replies[2::3], strict=True):
-            parts = [np.frombuffer(r, dtype=np.float64) for r in rows if r]
-            if parts and len({p.size for p in parts}) == 1:
-                total = np.sum(parts, axis=0)
-                if total[0] >= MIN_CENTER_ITEMS:
-                    space, source = split_center_key(key)
-                    self._means.setdefault(space, {})[source] = torch.from_numpy(
-                        total[1:] / total[0]).float()
-        self._centers_version += 1
+        means = {key: merged_mean(rows) for key, rows in zip(keys, replies, strict=True)}
+        return {key: mean for key, mean in means.items() if mean is not None}
+
+    async def source_means(self, space: str, sources: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Each source's mean in `space` from Redis (every worker's items, the same values
+        the live matching centers on): a preview of a centered query needs the means of
+        sources this process may never have seen."""
+        wanted = sorted(set(sources))
+        means = await self._read_means([center_key(space, s) for s in wanted])
+        return {split_center_key(key)[1]: mean for key, mean in means.items()}
 
     async def refresh(self) -> None:
         """Flush, then re-derive the threshold of every auto query whose background count
@@ -496,6 +510,25 @@ def _scores(matrix: PatternMatrix, vectors: torch.Tensor, sources: Sequence[str]
             ) -> torch.Tensor:
     with torch.inference_mode():
         return matrix.scores(vectors, sources)[0]
+
+
+def center_space(modality: Any, encoder: Any) -> str:
+    """`<modality>:<model>`: the space whose source means center an encoder's queries
+    (the live matching and the preview name it the same way)."""
+    return f"{getattr(modality, 'value', modality)}:{encoder.short_id}"
+
+
+def merged_mean(rows: Iterable[bytes | None]) -> torch.Tensor | None:
+    """One source's mean from every process's running sum (`[n, sum...]` as float64
+    bytes); None when the sums disagree in size or hold fewer than MIN_CENTER_ITEMS items
+    (a source that new scores -inf on centered queries, live and in a preview alike)."""
+    parts = [np.frombuffer(r, dtype=np.float64) for r in rows if r]
+    if not parts or len({p.size for p in parts}) != 1:
+        return None
+    total = np.sum(parts, axis=0)
+    if total[0] < MIN_CENTER_ITEMS:
+        return None
+    return torch.from_numpy(total[1:] / total[0]).float()
 
 
 def center_key(space: str, source: str) -> str:

@@ -92,8 +92,9 @@ def routes(service: AlertingService) -> list[Route]:
         since, until = parse_time_ms(body.since, "since"), parse_time_ms(body.until, "until")
         try:
             result = await preview_composite(composite, _members(service, composite),
-                                             registry.sites, ts_range=(since, until),
-                                             limit=body.limit)
+                                             registry.sites,
+                                             means=service.thresholds.source_means,
+                                             ts_range=(since, until), limit=body.limit)
         except ValueError as e:  # a member bound to another model than this worker's
             raise ApiError(409, str(e)) from e
         return web.json_response(result)

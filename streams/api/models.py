@@ -171,7 +171,10 @@ class QueryView(BaseModel):
     webhooks: list[str]
     fingerprint: str
     model_id: str
-    stale: bool
+    stale: bool = Field(description="Registered with another model than this worker's "
+                                    "encoder: skipped (no matches, no alerts).")
+    stale_reason: str | None = Field(
+        None, description="When stale: both models and the fix (`lookout query apply`).")
     effective_threshold: float
     calibration: dict[str, Any] | None = None
     feedback: dict[str, Any] | None = Field(None, description="GET /queries/{id} only.")

@@ -123,6 +123,7 @@ def _history_handlers(service: AlertingService) -> tuple[Any, Any]:
         try:
             result = await preview_query(rq, registry.encoder(modality), store,
                                          threshold=thresholds.threshold_of(rq),
+                                         means=thresholds.source_means,
                                          ts_range=(since, until), limit=body.limit)
         except ValueError as e:
             raise ApiError(409, str(e)) from e
@@ -136,7 +137,8 @@ def _history_handlers(service: AlertingService) -> tuple[Any, Any]:
         if store is None:
             raise ApiError(503, f"this worker has no {rq.query.modality} index yet; retry")
         hist = await thresholds.histogram(rq)
-        best = await best_matches(rq, registry.encoder(rq.query.modality), store, k=k)
+        best = await best_matches(rq, registry.encoder(rq.query.modality), store,
+                                  means=thresholds.source_means, k=k)
         return web.json_response({
             "query_id": rq.id, **thresholds.describe(rq),
             "histogram": coarse_histogram(hist, bins), "best_matches": best})

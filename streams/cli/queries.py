@@ -68,14 +68,19 @@ def threshold_label(q: dict[str, Any]) -> str:
 
 
 def _print_queries(queries: list[dict[str, Any]]) -> None:
+    """The table, then one line per stale query: why the worker skips it and the fix."""
     table = Table("id", "modality", "threshold", "sources", "severity", "enabled", "positives")
     for q in queries:
         enabled = "yes" if q["enabled"] else "no"
         if q.get("stale"):
-            enabled += " (stale: other model; run `query apply`)"
+            enabled += " (STALE: skipped)"
         table.add_row(q["id"], q["modality"], threshold_label(q), ",".join(q["sources"]),
                       q["severity"], enabled, "; ".join(q["positives"])[:60])
     Console().print(table)
+    for q in queries:
+        if q.get("stale"):
+            reason = q.get("stale_reason") or "registered with another model; run `query apply`"
+            click.echo(f"stale {q['id']}: {reason}")
 
 
 def render_explain(result: dict[str, Any], width: int = 50) -> None:

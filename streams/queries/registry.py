@@ -158,6 +158,19 @@ def bound_to(rq: RegisteredQuery, encoder: Encoder) -> bool:
     return rq.model_id == encoder.model_id and rq.dim == encoder.dim
 
 
+def stale_reason(rq: RegisteredQuery, encoder: Encoder | None) -> str | None:
+    """Why a worker with `encoder` skips `rq` and what fixes it; None when it is live (or
+    the worker has no encoder of its modality, so nothing to compare with)."""
+    if encoder is None or bound_to(rq, encoder):
+        return None
+    modality = rq.query.modality.value
+    return (f"registered with {rq.model_id} ({rq.dim}-d); this worker's {modality} encoder "
+            f"is {encoder.model_id} ({encoder.dim}-d), so it is skipped: no matches, "
+            "no alerts. Fix: `lookout query apply <your queries file>` (re-registers stale "
+            "queries even when unchanged), or register it again (`lookout query add`, "
+            "POST /queries) so this model embeds its examples")
+
+
 def starting_threshold(q: StandingQuery, encoder: Encoder) -> float:
     """A fixed threshold as given; an auto one starts at the encoder's prior for the
     query's kind until its background says otherwise (`streams.alerting.thresholds`)."""
@@ -227,6 +240,7 @@ class QueryRegistry:
         self._matrices: dict[Modality, PatternMatrix] = {}
         self._rules: dict[str, PolicyRule] = {}
         self._composites: dict[str, RegisteredComposite] = {}
+        self._warned_stale: set[tuple[str, str, str]] = set()
         self._sites = SiteMap()
         self._positions: dict[int, int] = {}
         self._applied = asyncio.Condition()
@@ -356,13 +370,22 @@ class QueryRegistry:
             queries = [q for q in self._queries.values() if q.query.modality == modality]
             matrix, skipped = await asyncio.to_thread(
                 build_matrix, queries, encoder, dict(self._vectors))
-            if skipped:
-                log.warning("queries %s were registered with another %s model than %s; "
-                            "re-register them to match here", skipped, modality, encoder.model_id)
+            self._warn_stale(skipped, encoder)
             self._matrices[modality] = matrix
             if self._metrics is not None:
                 self._metrics.standing_queries.labels(modality=modality.value).set(len(matrix))
         self._rules = {q.id: PolicyRule.of(q.query) for q in self._queries.values()}
+
+    def _warn_stale(self, query_ids: list[str], encoder: Encoder) -> None:
+        """One warning per stale query and model, not one per rebuild: every change to a
+        modality's queries rebuilds its matrix and would repeat them all."""
+        for query_id in query_ids:
+            rq = self._queries[query_id]
+            mark = (query_id, rq.model_id, encoder.model_id)
+            if mark not in self._warned_stale:
+                self._warned_stale.add(mark)
+                log.warning("standing query %r is stale: %s", query_id,
+                            stale_reason(rq, encoder))
 
     # --- views ------------------------------------------------------------------------
     def matrix(self, modality: Modality) -> PatternMatrix | None:
@@ -411,9 +434,10 @@ class QueryRegistry:
 
     def describe(self, rq: RegisteredQuery) -> dict[str, Any]:
         """The query's summary plus `stale`: its model is not this worker's encoder, so
-        the worker skips it until it is registered again (`lookout query apply` does)."""
-        encoder = self._encoders.get(rq.query.modality)
-        return {**rq.summary(), "stale": encoder is not None and not bound_to(rq, encoder)}
+        the worker skips it until it is registered again (`lookout query apply` does);
+        `stale_reason` says so, naming both models and the fix."""
+        reason = stale_reason(rq, self._encoders.get(rq.query.modality))
+        return {**rq.summary(), "stale": reason is not None, "stale_reason": reason}
 
     def all(self, modality: Modality | None = None) -> list[RegisteredQuery]:
         return sorted(

@@ -443,6 +443,13 @@ queries:
     api = worker.api_url
     listed = json.loads(lookout_cli("query", "list", "--json", api=api).stdout)
     assert [(q["id"], q["stale"]) for q in listed] == [("disk-full", True), ("oom", True)]
+    for q in listed:  # why (both models) and the fix, in the API and the worker's log once
+        assert q["model_id"] in q["stale_reason"] and enc.model_id in q["stale_reason"]
+        assert "lookout query apply" in q["stale_reason"]
+        assert worker.log_path.read_text().count(f"standing query {q['id']!r} is stale: "
+                                                 f"{q['stale_reason']}") == 1
+    table = lookout_cli("query", "list", api=api).stdout
+    assert f"stale disk-full: {listed[0]['stale_reason']}" in table
     done = lookout_cli("query", "apply", str(patterns), "--json", api=api)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["update"] == ["disk-full", "oom"]

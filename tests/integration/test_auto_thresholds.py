@@ -163,3 +163,72 @@ def test_centered_queries_score_against_each_sources_mean_shared_by_every_worker
             assert torch.allclose(c[source].reshape(-1), expected, atol=1e-5)
     siren_at_dock, hum_alone = scores.tolist()
     assert siren_at_dock > 0.6 and hum_alone < 0.3
+
+
+def test_a_centered_query_previews_with_the_means_the_workers_keep_in_redis(
+    settings: Settings,
+) -> None:
+    """A worker centers a query on the per-source means it keeps in Redis; a preview served
+    by another process (which never saw those items) reads the same means from Redis, so
+    its scores equal the live ones and it finds the event in the retained history."""
+    import asyncio
+
+    import numpy as np
+    import torch
+    from redis.asyncio import Redis
+
+    from streams.alerting.preview import preview_query
+    from streams.alerting.thresholds import ThresholdKeeper, center_space
+    from streams.core.metrics import Metrics
+    from streams.index.store import IndexStore, ItemDoc
+    from streams.queries.registry import build_matrix, starting_threshold
+    from tests.centered_stub import HUM, ROOM, SIREN, CenteredEncoder, chunks, siren_query, unit
+    from tests.registry_stub import logs_registry
+
+    encoder = CenteredEncoder()
+    rq = siren_query(encoder)
+    dock, lobby = chunks(2.0 * HUM, 30, seed=11), chunks(ROOM, 30, seed=12)
+    event = unit(2.0 * HUM + SIREN).reshape(1, -1)
+    vectors = torch.cat([dock, lobby, event])
+    sources = ["mic-dock"] * 30 + ["mic-lobby"] * 30 + ["mic-dock"]
+    space = center_space(Modality.AUDIO, encoder)
+    threshold = starting_threshold(rq.query, encoder)
+
+    async def no_means(_space: str, _sources: list[str]) -> dict:
+        return {}
+
+    async def run() -> tuple[list[float], dict, dict]:
+        redis = Redis.from_url(settings.resolved_redis_url())
+        try:
+            store = IndexStore(redis, prefix=settings.topic_prefix, modality=Modality.AUDIO,
+                               model_short_id=encoder.short_id, dims=encoder.dim)
+            await store.ensure()
+            t0 = int(time.time() * 1000) - 120_000
+            await store.upsert([ItemDoc(
+                key=f"{store.key_prefix}{settings.topic_prefix}.audio:0:{i}", source=s,
+                ts_ms=t0 + 1000 * i, vector=v.numpy().astype(np.float32), topic="t",
+                partition=0, offset=i, content_type="audio/wav")
+                for i, (s, v) in enumerate(zip(sources, vectors, strict=True))])
+            # the worker: observes the ambience, syncs its sums, centers its live matrix
+            worker = ThresholdKeeper(redis, settings.topic_prefix, logs_registry(), Metrics())
+            worker.observe_vectors(space, vectors[:-1], sources[:-1])
+            await worker.refresh()
+            live, _ = build_matrix([rq], encoder)
+            worker.apply(live, space)
+            live_scores = live.scores(vectors, sources)[0][:, 0].tolist()
+            # the API of another worker process: nothing observed, only Redis
+            other = ThresholdKeeper(redis, settings.topic_prefix, logs_registry(), Metrics())
+            preview = await preview_query(rq, encoder, store, threshold=threshold,
+                                          means=other.source_means)
+            without = await preview_query(rq, encoder, store, threshold=threshold,
+                                          means=no_means)
+            return live_scores, preview, without
+        finally:
+            await redis.aclose()
+
+    live_scores, preview, without = asyncio.run(run())
+    assert without["matches"] == []  # what a preview without the means returned
+    event_key = f"{settings.topic_prefix}.audio:0:60"
+    assert [m["key"].endswith(event_key) for m in preview["would_fire"]] == [True], preview
+    assert preview["match_count"] == sum(s >= threshold for s in live_scores) == 1
+    assert preview["matches"][0]["score"] == round(live_scores[-1], 6)

@@ -584,3 +584,53 @@ def test_a_composite_alert_card_shows_its_site_and_each_members_evidence(console
     c.shot("live-composite")
     Select(c.driver.find_element("id", "f-modality")).select_by_visible_text("any")
     assert c.errors() == []
+
+
+def test_composite_queries_are_listed_with_their_rule_and_filter_the_live_view(console):
+    """The composite of the previous test: in the live view's query filter (its own group)
+    where choosing it shows its cards only, and in the queries view with its rule, members,
+    window, grouping and today's alerts; its preview finds the incident again."""
+    from selenium.webdriver.support.ui import Select
+
+    c = console
+    status, listed = c.api("GET", "/composites")
+    assert status == 200 and [x["id"] for x in listed["composites"]] == ["db-outage"], listed
+    c.go("#search")
+    c.go("#live")
+    group = "#f-query optgroup[label='composite queries'] option"
+    c.wait(lambda d: d.find_elements("css selector", group), 15, "composites in the filter")
+    options = c.driver.find_elements("css selector", group)
+    assert [(o.get_attribute("value"), o.text) for o in options] == [
+        ("db-outage", "db outage (db-outage, composite)")]
+    Select(c.driver.find_element("id", "f-query")).select_by_value("db-outage")
+    shown = ("return [...document.querySelectorAll('#alerts .card')].filter(n => !n.hidden)"
+             ".map(n => n.querySelector('h3').textContent)")
+    c.wait(lambda d: c.js(shown) and all(t.startswith("db outage") for t in c.js(shown)), 10,
+           "only the composite's cards")
+    assert len(c.js(shown)) == 1 and len(_card_texts(c)) > 1
+    Select(c.driver.find_element("id", "f-query")).select_by_value("")
+
+    c.go("#queries")
+    row_css = "#composites-table tr[data-id='db-outage']"
+    c.wait(lambda d: d.find_elements("css selector", row_css), 15, "the composite's row")
+    row = c.driver.find_element("css selector", row_css)
+    cell = {name: row.find_element("css selector", f"td.{name}").text
+            for name in ("rule", "within", "group-by", "today")}
+    assert cell == {"rule": "all_of", "within": "10 s", "group-by": "site", "today": "1"}, cell
+    members = row.find_elements("css selector", "td.members li")
+    assert [(m.get_attribute("data-query"), m.text) for m in members] == [
+        ("db-oom", "db-oom (db-oom)"), ("app-refused", "app-refused (app-refused)")]
+    assert "members raise no alerts of their own" in row.text  # suppress_members
+    assert c.driver.find_element("id", "composites-empty").is_displayed() is False
+    # the composites are not mixed into the plain queries' table
+    assert not c.driver.find_elements("css selector", "#queries-table tr[data-id='db-outage']")
+    next(b for b in row.find_elements("css selector", "button") if b.text == "Preview").click()
+    c.wait(lambda d: "would have raised" in d.find_element("id", "preview-summary").text, 30,
+           "the composite preview")
+    summary = c.driver.find_element("id", "preview-summary").text
+    assert "raised 1 alert(s); member hits: db-oom 1, app-refused 1" in summary, summary
+    firing = c.driver.find_element("css selector", "#preview-matches li.firing")
+    assert "dc-east" in firing.text and "db-1" in firing.text and "app-9" in firing.text
+    c.js("document.getElementById('composites-table').scrollIntoView()")
+    c.shot("queries-composite")
+    assert c.errors() == []

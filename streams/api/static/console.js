@@ -344,20 +344,29 @@ async function loadRecentAlerts() {
   }
 }
 
+/** Standing and composite queries: their names (cards, member rows) and the live view's
+ * query filter, composites in a group of their own. Returns both lists. */
 async function loadQueryNames() {
-  const data = await apiJson("/queries");
+  const [plain, comp] = await Promise.all([apiJson("/queries"), apiJson("/composites")]);
   const select = $("#f-query");
   const chosen = select.value;
+  const option = (q, label) => {
+    queryNames.set(q.id, q.name);
+    const node = el("option", null, label);
+    node.value = q.id;
+    return node;
+  };
   select.replaceChildren(el("option", null, "any"));
   select.firstChild.value = "";
-  for (const q of data.queries) {
-    queryNames.set(q.id, q.name);
-    const option = el("option", null, `${q.name} (${q.id})`);
-    option.value = q.id;
-    select.append(option);
+  select.append(...plain.queries.map((q) => option(q, `${q.name} (${q.id})`)));
+  if (comp.composites.length) {
+    const group = el("optgroup");
+    group.label = "composite queries";
+    group.append(...comp.composites.map((c) => option(c, `${c.name} (${c.id}, composite)`)));
+    select.append(group);
   }
   select.value = chosen;
-  return data.queries;
+  return { queries: plain.queries, composites: comp.composites };
 }
 
 // ---- alert detail ---------------------------------------------------------------------
@@ -491,11 +500,16 @@ function queryRow(q, today) {
   const row = el("tr");
   row.dataset.id = q.id;
   const state = el("span", q.enabled ? "state-on" : "state-off",
-                   q.enabled ? "enabled" : "disabled", q.stale ? " (stale model)" : "");
+                   q.enabled ? "enabled" : "disabled");
+  if (q.stale) {  // registered with another model: the worker skips it until re-applied
+    state.append(el("span", "stale", " (stale: skipped; run lookout query apply)"));
+    state.title = q.stale_reason || "registered with another model";
+  }
   const actions = el("td", "actions",
     actionButton(q.enabled ? "Disable" : "Enable", () => changeQuery(q.id, { enabled: !q.enabled })),
     actionButton("Preview", () => previewQuery(q)),
-    actionButton("Delete", (e) => confirmDelete(e.target, q.id)));
+    actionButton("Delete", (e) => confirmDelete(e.target, `/queries/${encodeURIComponent(q.id)}`,
+                                                q.id)));
   row.append(el("td", null, q.id), el("td", null, q.name), el("td", null, q.modality),
              el("td", null, q.threshold === "auto" ? "auto" : fmtScore(q.threshold)),
              el("td", null, fmtScore(q.effective_threshold)), el("td", null, state),
@@ -503,12 +517,42 @@ function queryRow(q, today) {
   return row;
 }
 
+/** A composite query: its rule, members (by name and id), window, grouping, state. */
+function compositeRow(c, today) {
+  const row = el("tr");
+  row.dataset.id = c.id;
+  const rule = c.score ? `${c.mode} (${c.score} score${c.threshold === null || c.threshold
+    === undefined ? "" : ` >= ${fmtScore(c.threshold)}`})` : c.mode;
+  const members = el("ol", "member-list", ...c.members.map((id) => {
+    const item = el("li", null, queryNames.has(id) ? `${queryNames.get(id)} (${id})` : id);
+    item.dataset.query = id;
+    return item;
+  }));
+  const state = el("span", c.enabled ? "state-on" : "state-off",
+                   c.enabled ? "enabled" : "disabled",
+                   c.suppress_members ? "; members raise no alerts of their own" : "");
+  const actions = el("td", "actions",
+    actionButton("Preview", () => previewComposite(c)),
+    actionButton("Delete", (e) => confirmDelete(
+      e.target, `/composites/${encodeURIComponent(c.id)}`, c.id)));
+  row.append(el("td", null, c.id), el("td", null, c.name), el("td", "rule", rule),
+             el("td", "members", members), el("td", "within", `${c.within_s} s`),
+             el("td", "group-by", c.group_by), el("td", null, c.severity),
+             el("td", null, state),
+             el("td", "today", today === undefined ? "?" : String(today)), actions);
+  return row;
+}
+
 async function loadQueries() {
   try {
-    const queries = await loadQueryNames();
+    const { queries, composites } = await loadQueryNames();
     const today = await alertsToday();
-    $("#queries-table tbody").replaceChildren(...queries.map(
-      (q) => queryRow(q, today.complete ? (today.get(q.id) || 0) : undefined)));
+    const count = (id) => (today.complete ? (today.get(id) || 0) : undefined);
+    $("#queries-table tbody").replaceChildren(...queries.map((q) => queryRow(q, count(q.id))));
+    $("#composites-table tbody").replaceChildren(
+      ...composites.map((c) => compositeRow(c, count(c.id))));
+    $("#composites-table").hidden = composites.length === 0;
+    $("#composites-empty").hidden = composites.length > 0;
   } catch (e) {
     if (e.status !== 401) $("#query-result").textContent = `queries: ${e.message}`;
   }
@@ -595,15 +639,44 @@ async function previewQuery(q) {
   }
 }
 
+/** What a composite would have fired on over the retained history: per group, the
+ * members' hits that completed its rule (`POST /composites/{id}/preview`). */
+async function previewComposite(c) {
+  const box = $("#query-preview");
+  box.hidden = false;
+  $("#preview-title").textContent = `Preview: ${c.name} (composite)`;
+  $("#preview-histogram").replaceChildren();
+  $("#preview-matches").replaceChildren();
+  const summary = $("#preview-summary");
+  summary.textContent = "loading";
+  try {
+    const preview = await apiJson(`/composites/${encodeURIComponent(c.id)}/preview`,
+                                  { method: "POST", body: {} });
+    const hits = Object.entries(preview.hit_counts || {}).map(([id, n]) => `${id} ${n}`);
+    summary.textContent = `on retained history it would have raised ${preview.alert_count} `
+      + `alert(s); member hits: ${hits.join(", ") || "none"}`
+      + (preview.truncated ? " (truncated)" : "");
+    $("#preview-matches").replaceChildren(...(preview.would_fire || []).slice(0, 12).map(
+      (f) => el("li", "hit firing",
+                facts([[c.group_by, f.group], ["time", fmtTime(f.ts)],
+                       ["score", fmtScore(f.score)]]),
+                el("ol", "members", ...f.members.map((m) => el("li", "member", facts([
+                  ["member", m.query_id], ["source", m.source], ["time", fmtTime(m.ts)],
+                  ["score", fmtScore(m.score)]])))))));
+  } catch (e) {
+    summary.textContent = `preview failed: ${e.message}`;
+  }
+}
+
 /** Delete asks once more in place (no window.confirm, which blocks the page). */
-async function confirmDelete(button, id) {
+async function confirmDelete(button, path, id) {
   if (button.dataset.armed !== "1") {
     button.dataset.armed = "1";
     button.textContent = "Really delete?";
     return;
   }
   try {
-    await apiJson(`/queries/${encodeURIComponent(id)}`, { method: "DELETE" });
+    await apiJson(path, { method: "DELETE" });
     $("#query-result").textContent = `${id} deleted`;
   } catch (e) {
     $("#query-result").textContent = `${id} not deleted: ${e.message}`;

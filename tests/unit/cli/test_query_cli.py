@@ -83,3 +83,18 @@ def test_sites_apply_refuses_a_bad_file_before_calling_a_worker(tmp_path: Path, 
     path.write_text("sites:\n  lobby: []\n")
     code, err = _run(["sites", "apply", str(path), *NOWHERE], capsys)
     assert code == 1 and "sites.0.sources" in err and len(err.strip().splitlines()) == 1
+
+
+def test_query_list_marks_a_stale_query_with_the_reason_and_the_fix(capsys):
+    from streams.cli.queries import _print_queries
+
+    reason = ("registered with old@1-p0 (8-d); this worker's logs encoder is new@2-p1 (8-d), "
+              "so it is skipped: no matches, no alerts. Fix: `lookout query apply ...`")
+    row = {"id": "disk", "modality": "logs", "threshold": 0.6, "effective_threshold": 0.6,
+           "sources": ["*"], "severity": "warning", "enabled": True, "positives": ["text:'x'"]}
+    _print_queries([{**row, "stale": True, "stale_reason": reason},
+                    {**row, "id": "fresh", "stale": False, "stale_reason": None}])
+    out = capsys.readouterr().out
+    assert "STALE" in out
+    stale_lines = [line for line in out.splitlines() if line.startswith("stale ")]
+    assert stale_lines == [f"stale disk: {reason}"]  # one line, only for the stale one

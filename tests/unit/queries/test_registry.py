@@ -22,6 +22,7 @@ from streams.queries.registry import (
     vectors_from_b64,
     vectors_to_b64,
 )
+from tests.registry_stub import TP, TopiclessRegistry
 
 
 async def _direct(fn, *args):
@@ -81,6 +82,47 @@ def test_a_query_of_another_model_is_described_as_stale(logs_encoder):
     other = rq.model_copy(update={"model_id": "some-other-model"})
     assert registry.describe(other)["stale"] is True
     assert registry.describe(other)["model_id"] == "some-other-model"
+
+
+def test_a_stale_query_says_why_it_is_skipped_and_how_to_fix_it(logs_encoder):
+    registry = QueryRegistry(bootstrap="unused:9092", topic="t.queries",
+                             encoders={Modality.LOGS: logs_encoder}, run_encoder=_direct)
+    rq = _compute(parse_query({"name": "a", "modality": "logs", "positives": ["x"]}),
+                  logs_encoder)
+    assert registry.describe(rq)["stale_reason"] is None
+    reason = registry.describe(rq.model_copy(update={"model_id": "old@1-p0"}))["stale_reason"]
+    assert "old@1-p0" in reason and logs_encoder.model_id in reason  # both models
+    assert "no alerts" in reason and "lookout query apply" in reason  # effect and fix
+
+
+def test_the_worker_warns_once_per_stale_query_not_at_every_rebuild(logs_encoder, caplog):
+    """Every change to a modality's queries rebuilds its matrix; the warnings about stale
+    queries must not repeat with each one."""
+    registry = TopiclessRegistry(bootstrap="unused:9092", topic="t.queries",
+                                 encoders={Modality.LOGS: logs_encoder}, run_encoder=_direct)
+
+    def add(name: str, model_id: str) -> None:
+        rq = _compute(parse_query({"name": name, "modality": "logs", "positives": [name]}),
+                      logs_encoder).model_copy(update={"model_id": model_id})
+        registry._apply(name.encode(), rq.model_dump_json().encode(), TP, 0)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    add("old-one", "old@1-p0")
+    add("old-two", "old@1-p0")
+    add("live", logs_encoder.model_id)
+    with caplog.at_level("WARNING", logger="streams.queries.registry"):
+        for _ in range(3):
+            asyncio.run(registry._rebuild({Modality.LOGS}))
+        reasons = {n: registry.describe(registry.get(n))["stale_reason"] for n in
+                   ("old-one", "old-two")}
+        assert sorted(warnings()) == sorted(f"standing query {name!r} is stale: {reason}"
+                                            for name, reason in reasons.items())
+        add("old-three", "old@1-p0")
+        asyncio.run(registry._rebuild({Modality.LOGS}))
+        assert len(warnings()) == 3 and "'old-three'" in warnings()[-1]
+    assert registry.matrix(Modality.LOGS).query_ids == ["live"]
 
 
 def test_text_pattern_on_encoder_without_text_space_names_a_model(audio_encoder):
