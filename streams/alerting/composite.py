@@ -8,6 +8,12 @@ members in order with non-decreasing event times ending at h (arrival order play
 part). With `score`, the fused score of the best such hits must also reach `threshold`.
 Both edges are inclusive: hits exactly `within_s` apart fire.
 
+A member hit only takes part once its member's own `min_hits` rule holds for it: at least
+`min_hits` hits of that member from the hit's source within the member's `window_s` ending
+at it (the item and the ones before it), as a plain query needs before it calls anything a
+match. So one stray item that the member itself would never alert on (audio-crash wants 2
+chunks within 4 s) cannot complete a composite on its own.
+
 Whether a hit completes depends only on the SET of hits (adding hits never undoes a
 completion), so the completions are the same for every arrival order. They are then judged
 by the one incident policy (`streams.alerting.incidents.IncidentTracker`, min_hits 1,
@@ -21,7 +27,7 @@ them, exactly as for plain queries. A redelivered hit re-issues the alerts it co
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,11 +79,29 @@ class CompositeRule:
     score: FusionScore | None = None
     threshold: float | None = None
     max_lateness_s: float = MAX_LATENESS_S
+    #: Per member, in `members` order: (min_hits, window_s) of the member query; empty:
+    #: every hit counts on its own.
+    confirm: tuple[tuple[int, float], ...] = ()
 
     @classmethod
-    def of(cls, q: CompositeQuery) -> CompositeRule:
+    def of(cls, q: CompositeQuery, confirm: Mapping[str, tuple[int, float]] | None = None
+           ) -> CompositeRule:
+        """`confirm`: member id -> its query's (min_hits, window_s); missing: (1, 0)."""
+        confirm = confirm or {}
         return cls(q.id, q.mode, tuple(q.member_ids), float(q.within_s), float(q.clear_s),
-                   tuple(float(m.weight) for m in q.members), q.score, q.threshold)
+                   tuple(float(m.weight) for m in q.members), q.score, q.threshold,
+                   confirm=tuple(confirm.get(m, (1, 0.0)) for m in q.member_ids))
+
+    def needs(self, member: str) -> tuple[int, float]:
+        """(min_hits, window_s) a hit of `member` needs to take part."""
+        if not self.confirm:
+            return 1, 0.0
+        return self.confirm[self.members.index(member)]
+
+    @property
+    def reach_s(self) -> float:
+        """How far after a hit the hits it may complete or confirm can lie."""
+        return self.within_s + max((w for _, w in self.confirm), default=0.0)
 
     def fuse(self, best: dict[str, float]) -> float:
         """Late fusion of each member's best score (absent members count 0)."""
@@ -105,9 +129,9 @@ class CompositeFiring:
 def _witness(rule: CompositeRule, h: MemberHit, hits: list[MemberHit]
              ) -> tuple[MemberHit, ...] | None:
     """The member hits that make `h` complete the rule (None: it does not)."""
-    if h.query_id not in rule.members:
+    if h.query_id not in rule.members or not _confirmed(rule, h, hits):
         return None
-    window = [x for x in hits if h.t - rule.within_s <= x.t <= h.t]
+    window = [x for x in hits if h.t - rule.within_s <= x.t <= h.t and _confirmed(rule, x, hits)]
     if rule.mode == CompositeMode.SEQUENCE:
         return _chain(rule, h, window)
     best: dict[str, MemberHit] = {}
@@ -118,6 +142,17 @@ def _witness(rule: CompositeRule, h: MemberHit, hits: list[MemberHit]
     if rule.mode == CompositeMode.ANY_OF and rule.score is None:
         return (h,)  # without a fused score every hit of a member completes
     return tuple(sorted(best.values(), key=lambda x: (x.t, x.key)))
+
+
+def _confirmed(rule: CompositeRule, x: MemberHit, hits: list[MemberHit]) -> bool:
+    """Whether `x` meets its member's min_hits rule: that many hits of the member from its
+    source within window_s, ending at `x` (`x` included)."""
+    need, window_s = rule.needs(x.query_id)
+    if need <= 1:
+        return True
+    n = sum(1 for y in hits if y.query_id == x.query_id and y.source == x.source
+            and x.t - window_s <= y.t <= x.t)
+    return n >= need
 
 
 def _chain(rule: CompositeRule, h: MemberHit, window: list[MemberHit]
@@ -208,9 +243,10 @@ class CompositeTracker:
                 return []  # beyond the lateness bound, as for plain queries
             self.hits.append(hit)
         firings: list[CompositeFiring] = []
-        # `hit` is in the window of every hit up to within_s after it: those may complete now
+        # `hit` is in the window of every hit up to within_s after it, and may confirm a
+        # hit of its member up to window_s after it: those may complete now
         for h in sorted(self.hits, key=lambda x: (x.t, x.key)):
-            if not hit.t <= h.t <= hit.t + self.rule.within_s:
+            if not hit.t <= h.t <= hit.t + self.rule.reach_s:
                 continue
             if h.key in self.completed and not redelivered:
                 continue

@@ -81,6 +81,16 @@ def member_hits(registry: QueryRegistry, threshold_of: Callable[[str], float],
     return out
 
 
+def member_confirm(registry: QueryRegistry, c: CompositeQuery) -> dict[str, tuple[int, float]]:
+    """Each registered member's own (min_hits, window_s): what a hit of it needs to count."""
+    out = {}
+    for qid in c.member_ids:
+        rq = registry.find(qid)
+        if rq is not None:
+            out[qid] = (int(rq.query.min_hits), float(rq.query.window_s))
+    return out
+
+
 def _short(evidence: dict[str, Any]) -> dict[str, Any]:
     text = evidence.get("text")
     if isinstance(text, str) and len(text) > MAX_EVIDENCE_TEXT:
@@ -118,8 +128,9 @@ class CompositeStage:
         self.update_incident = update_incident
 
     def rules(self) -> dict[str, CompositeRule]:
-        return {rc.id: CompositeRule.of(rc.composite) for rc in self.registry.composites()
-                if rc.composite.enabled}
+        return {rc.id: CompositeRule.of(rc.composite, member_confirm(self.registry,
+                                                                     rc.composite))
+                for rc in self.registry.composites() if rc.composite.enabled}
 
     async def run(self, hits: list[tuple[str, str, MemberHit]]) -> list[Alert]:
         """Save the pairs' new states (compare-and-set), then publish what they opened."""

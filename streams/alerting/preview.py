@@ -230,12 +230,16 @@ async def preview_composite(
         rows[m.rq.id] = found["matches"]
         truncated = truncated or found["truncated"]
     modality = {m.rq.id: m.rq.query.modality.value for m in members}
-    return {**composite_firings(composite, rows, modality, sites), "truncated": truncated}
+    confirm = {m.rq.id: (int(m.rq.query.min_hits), float(m.rq.query.window_s)) for m in members}
+    return {**composite_firings(composite, rows, modality, sites, confirm),
+            "truncated": truncated}
 
 
 def composite_firings(composite: CompositeQuery, rows: dict[str, list[dict[str, Any]]],
-                      modality: dict[str, str], sites: SiteMap) -> dict[str, Any]:
-    """The composite's alerts from its members' preview rows (pure)."""
+                      modality: dict[str, str], sites: SiteMap,
+                      confirm: dict[str, tuple[int, float]] | None = None) -> dict[str, Any]:
+    """The composite's alerts from its members' preview rows (pure); `confirm`: each
+    member's (min_hits, window_s), as the worker applies them."""
     hits = []
     for query_id, found in rows.items():
         for r in found:
@@ -244,7 +248,7 @@ def composite_firings(composite: CompositeQuery, rows: dict[str, list[dict[str, 
                 hits.append((composite.id, group, MemberHit(
                     query_id, r["key"], r["key"], r["source"], modality[query_id],
                     r["ts"] / 1000, r["score"], dict(r["evidence"]))))
-    policy = CompositePolicy({composite.id: CompositeRule.of(composite)})
+    policy = CompositePolicy({composite.id: CompositeRule.of(composite, confirm)})
     firings, _ = policy.evaluate(hits, {})
     opened = [f for f in firings if f.action.kind == "open"]
     merged = {f.action.alert_id for f in firings if f.action.kind == "merge"}

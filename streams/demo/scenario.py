@@ -2,8 +2,13 @@
 
 Layout of OUTDIR (every time in seconds from the scenario start; all sources start at 0)::
 
-    truth.json            seed, size, duration, sources (file, rate), events, replay hints
-    patterns.yaml         standing queries that should catch the events (`lookout query apply`)
+    truth.json            seed, size, duration, sources (file, rate), events, replay hints;
+                          sites, composites, composite_events (incidents at one site that a
+                          composite should catch once; `ambiguous` ones are not scored) and
+                          composite_distractors (other-site, apart, alone: must not fire)
+    patterns.yaml         standing queries that should catch the events (`lookout query apply`),
+                          then the composite queries over them (kind: composite)
+    sites.yaml            which site each source is at (`lookout sites apply`)
     video/<cam>.mp4       mp4v, 320x240, 10 fps: a textured, panning, noisy background
                           (skimage brick/gravel/grass) with skimage photos (coffee, chelsea
                           the cat, rocket, astronaut, motorcycle) in front at known times
@@ -39,7 +44,7 @@ import numpy as np
 import yaml
 
 from encoders.errors import LookoutError
-from streams.demo import synth
+from streams.demo import incidents, synth
 
 __all__ = ["ScenarioError", "SourceSpec", "TruthEvent", "Scenario", "build_scenario",
            "SIZES", "plan_events"]
@@ -124,6 +129,8 @@ class Scenario:
     sources: list[SourceSpec]
     events: list[TruthEvent]
     patterns: list[dict[str, Any]] = field(default_factory=list)
+    composite_events: list[incidents.CompositeEvent] = field(default_factory=list)
+    distractors: list[dict[str, Any]] = field(default_factory=list)
 
     def truth(self) -> dict[str, Any]:
         return {
@@ -136,12 +143,18 @@ class Scenario:
             "replay": REPLAY,
             "sources": [{**asdict(s), "labels": list(s.labels)} for s in self.sources],
             "events": [asdict(e) for e in self.events],
+            "sites": incidents.SITES.get(self.size, {}),
+            "composites": incidents.composite_patterns(self.size),
+            "composite_events": [{**asdict(c), "members": list(c.members)}
+                                 for c in self.composite_events],
+            "composite_distractors": self.distractors,
         }
 
     def as_dict(self) -> dict[str, Any]:
         return {"root": str(self.root), "seed": self.seed, "size": self.size,
                 "duration_s": self.duration_s, "sources": [s.id for s in self.sources],
-                "events": len(self.events), "patterns": [p["id"] for p in self.patterns]}
+                "events": len(self.events), "patterns": [p["id"] for p in self.patterns],
+                "composite_events": len(self.composite_events)}
 
 
 def _rng(seed: int, *parts: str) -> np.random.Generator:
@@ -149,34 +162,80 @@ def _rng(seed: int, *parts: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(p.encode()) for p in parts)])
 
 
-def plan_events(rng: np.random.Generator, source: SourceSpec, duration_s: float
+def plan_events(rng: np.random.Generator, source: SourceSpec, duration_s: float,
+                forced: dict[int, tuple[str, float, float]] | None = None
                 ) -> list[tuple[str, float, float]]:
     """(label, start, end) per slot: at most one event per slot, first slot quiet when there
-    are three or more, labels balanced and never the same twice in a row (cooldowns)."""
-    slot_s, (dmin, dmax), margin = TIMING[source.modality]
-    n_slots = max(1, int(duration_s // slot_s))
-    slot = duration_s / n_slots
-    margin = min(margin, slot / 4)
+    are three or more, labels balanced and never the same twice in a row (cooldowns).
+
+    `forced` (slot -> event) replaces what a slot would hold: the slot's random draws are
+    still made, so every other slot is the same as without it (`streams.demo.incidents`
+    plants cross-modal incidents this way)."""
+    _, (dmin, dmax), _ = TIMING[source.modality]
+    n_slots, slot, margin = slot_grid(source.modality, duration_s)
     counts = dict.fromkeys(source.labels, 0)
     previous: str | None = None
     events = []
+    forced = forced or {}
     for k in range(n_slots):
+        drawn = None
         if n_slots >= 3 and k == 0:
-            continue
-        if n_slots >= 3 and rng.random() > 0.85:
+            pass
+        elif n_slots >= 3 and rng.random() > 0.85:
             previous = None
-            continue
-        choices = [lab for lab in source.labels if lab != previous] or list(source.labels)
-        fewest = min(counts[lab] for lab in choices)
-        choices = [lab for lab in choices if counts[lab] == fewest]
-        label = choices[int(rng.integers(len(choices)))]
-        dur = min(float(rng.uniform(dmin, dmax)), slot - 2 * margin)
-        start = k * slot + margin + float(rng.uniform(0, slot - 2 * margin - dur))
-        start = round(start, 1)
-        events.append((label, start, round(start + dur, 1)))
-        counts[label] += 1
-        previous = label
+        else:
+            choices = [lab for lab in source.labels if lab != previous] or list(source.labels)
+            fewest = min(counts[lab] for lab in choices)
+            choices = [lab for lab in choices if counts[lab] == fewest]
+            label = choices[int(rng.integers(len(choices)))]
+            dur = min(float(rng.uniform(dmin, dmax)), slot - 2 * margin)
+            start = k * slot + margin + float(rng.uniform(0, slot - 2 * margin - dur))
+            start = round(start, 1)
+            drawn = (label, start, round(start + dur, 1))
+            counts[label] += 1
+            previous = label
+        event = forced.get(k, drawn)
+        if event is not None:
+            events.append(event)
     return events
+
+
+def slot_grid(modality: str, duration_s: float) -> tuple[int, float, float]:
+    """(number of slots, slot length, margin) of a modality's plan (see `plan_events`)."""
+    slot_s, _, margin = TIMING[modality]
+    n_slots = max(1, int(duration_s // slot_s))
+    slot = duration_s / n_slots
+    return n_slots, slot, min(margin, slot / 4)
+
+
+@dataclass
+class ScenarioPlan:
+    """When everything happens (no media): per source its (label, start, end) events, the
+    truth events, the composite incidents and the planted distractors."""
+
+    per_source: dict[str, list[tuple[str, float, float]]]
+    events: list[TruthEvent]
+    composite_events: list[incidents.CompositeEvent]
+    distractors: list[dict[str, Any]]
+
+
+def plan_scenario(seed: int, size: str, duration: float) -> ScenarioPlan:
+    """Plan every source's events, with the composites' incidents and distractors planted."""
+    sources = SIZES[size].sources
+
+    def plan(source: SourceSpec, forced: dict[int, tuple[str, float, float]]
+             ) -> list[tuple[str, float, float]]:
+        return plan_events(_rng(seed, "plan", source.id), source, duration, forced)
+
+    planted = incidents.plan_incidents(size, sources, duration, _rng(seed, "incidents"),
+                                       lambda m: slot_grid(m, duration), plan)
+    per_source = {s.id: plan(s, planted.forced.get(s.id, {})) for s in sources}
+    events = [TruthEvent("", s.id, s.modality, start, end, label, f"{s.modality}-{label}")
+              for s in sources for label, start, end in per_source[s.id]]
+    events.sort(key=lambda e: (e.start_s, e.source))
+    events = [replace(e, id=f"ev-{i + 1:03d}") for i, e in enumerate(events)]
+    composite_events, distractors = _composite_truth(size, events, planted)
+    return ScenarioPlan(per_source, events, composite_events, distractors)
 
 
 def build_scenario(outdir: str | Path, *, seed: int = 7, duration_s: float | None = None,
@@ -198,25 +257,49 @@ def build_scenario(outdir: str | Path, *, seed: int = 7, duration_s: float | Non
             (root / sub).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ScenarioError(f"cannot create scenario directory {root}: {e.strerror or e}") from e
-    events: list[TruthEvent] = []
+    plan = plan_scenario(seed, size, duration)
     steps = len(spec.sources) + 1
+    writer = {"video": _write_video, "audio": _write_audio, "logs": _write_logs}
     for done, source in enumerate(spec.sources, start=1):
-        planned = plan_events(_rng(seed, "plan", source.id), source, duration)
-        for label, start, end in planned:
-            events.append(TruthEvent("", source.id, source.modality, start, end, label,
-                                     f"{source.modality}-{label}"))
-        writer = {"video": _write_video, "audio": _write_audio, "logs": _write_logs}
-        writer[source.modality](root, source, planned, duration, _rng(seed, "media", source.id))
+        writer[source.modality](root, source, plan.per_source[source.id], duration,
+                                _rng(seed, "media", source.id))
         if on_step is not None:
             on_step(source.id, done, steps)
-    events.sort(key=lambda e: (e.start_s, e.source))
-    events = [replace(e, id=f"ev-{i + 1:03d}") for i, e in enumerate(events)]
-    patterns = _write_examples_and_patterns(root, list(spec.sources), seed)
+    events = plan.events
+    patterns = _write_examples_and_patterns(root, list(spec.sources), seed, size)
     if on_step is not None:
         on_step("examples and patterns", steps, steps)
-    scenario = Scenario(root, seed, size, duration, list(spec.sources), events, patterns)
+    scenario = Scenario(root, seed, size, duration, list(spec.sources), events, patterns,
+                        plan.composite_events, plan.distractors)
+    (root / "sites.yaml").write_text(
+        "# Sites of the demo scenario (`lookout sites apply`): composite queries group\n"
+        "# member hits by site.\n"
+        + yaml.safe_dump({"sites": incidents.SITES.get(size, {})}, sort_keys=False))
     (root / "truth.json").write_text(json.dumps(scenario.truth(), indent=2) + "\n")
     return scenario
+
+
+def _composite_truth(size: str, events: list[TruthEvent], planted: incidents.IncidentPlan
+                     ) -> tuple[list[incidents.CompositeEvent], list[dict[str, Any]]]:
+    """The incidents composites should catch (derived from the final events) and the
+    planted distractors, both naming truth event ids."""
+    placed = [incidents.PlacedEvent(e.id, e.source, e.pattern_id, e.start_s, e.end_s)
+              for e in events]
+    id_of = {(e.source, e.start_s): e.id for e in events}
+    derived = incidents.derive(incidents.COMPOSITES.get(size, ()), incidents.site_map(size),
+                               placed)
+    planned = {id_of[(p[0], p[3])] for q in planted.planted if q.kind == "incident"
+               for p in q.events}
+    derived.sort(key=lambda c: (c.start_s, c.site, c.pattern_id))
+    composite_events = [replace(c, id=f"cx-{i + 1:03d}", planned=bool(planned & set(c.members)))
+                        for i, c in enumerate(derived)]
+    specs, sites = incidents.COMPOSITES.get(size, ()), incidents.site_map(size)
+    planted_ids = {(q.composite_id, id_of[(p[0], p[3])]) for q in planted.planted
+                   for p in q.events}
+    distractors = [{**d, "planned": all((d["pattern_id"], e) in planted_ids
+                                        for e in d["events"])}
+                   for d in incidents.distractors(specs, sites, placed, derived)]
+    return composite_events, distractors
 
 
 def _active(planned: list[tuple[str, float, float]], t: float) -> tuple[str, float] | None:
@@ -287,8 +370,8 @@ def _write_logs(root: Path, source: SourceSpec, planned: list[tuple[str, float, 
                                  "message": message}) + "\n")
 
 
-def _write_examples_and_patterns(root: Path, sources: list[SourceSpec], seed: int
-                                 ) -> list[dict[str, Any]]:
+def _write_examples_and_patterns(root: Path, sources: list[SourceSpec], seed: int,
+                                 size: str) -> list[dict[str, Any]]:
     import cv2
     import soundfile as sf
 
@@ -333,10 +416,12 @@ def _write_examples_and_patterns(root: Path, sources: list[SourceSpec], seed: in
             list(synth.INCIDENT_TEXT[label]), list(synth.NEAR_MISS_TEXT[label]),
             sources=["*"], min_hits=1, window_s=10.0,
             label=label))
-    doc = {"queries": patterns}
+    doc = {"queries": [*patterns, *incidents.composite_patterns(size)]}
     header = ("# Standing queries for the demo scenario (lookout demo-data). No thresholds:\n"
               "# every query uses `threshold: auto`, set by Lookout from the query's own\n"
-              "# background scores (no ground truth). Example files are relative to this file.\n")
+              "# background scores (no ground truth). Example files are relative to this file.\n"
+              "# The composites (kind: composite) fire on their members' hits at one site\n"
+              "# (sites.yaml) within within_s.\n")
     (root / "patterns.yaml").write_text(header + yaml.safe_dump(doc, sort_keys=False,
                                                                 allow_unicode=True))
     return patterns

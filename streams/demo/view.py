@@ -155,6 +155,7 @@ def render_scorecard(card: dict[str, Any]) -> RenderableType:
         patterns.add_row(pid, str(p["events"]), str(p["caught"]), str(p["alerts"]),
                          str(p["correct_alerts"]), _fmt(p["recall"]), _fmt(p["precision"]),
                          style=style)
+    fused = _composites_table(card)
     chosen = Table("query", "threshold", "how", title="thresholds in force at the end",
                    title_justify="left")
     for qid, th in card.get("thresholds", {}).items():
@@ -168,7 +169,9 @@ def render_scorecard(card: dict[str, Any]) -> RenderableType:
         f"{_fmt(card['precision'])}  ", ("target met" if met else "target NOT met",
                                          "green" if met else "red"),
         f"  (recall >= {card['acceptance']['recall_min']}, precision >= "
-        f"{card['acceptance']['precision_min']} overall)\n",
+        f"{card['acceptance']['precision_min']} overall"
+        + (", and for the composites)\n" if card.get("composites", {}).get("events")
+           else ")\n"),
         ("ingest-to-alert latency ", "bold"),
         f"p50 {_fmt(card['latency_p50_s'], '{:.2f} s')}  p99 "
         f"{_fmt(card['latency_p99_s'], '{:.2f} s')}\n",
@@ -192,4 +195,25 @@ def render_scorecard(card: dict[str, Any]) -> RenderableType:
         ("  the worker and stack are still running" if n["running"] else
          "  (the demo stopped the worker and stack it started; `lookout demo --keep` "
          "leaves them running for these commands)", "dim"))
-    return Group(items, patterns, chosen, summary, *notes, Text(""), where)
+    return Group(items, patterns, *fused, chosen, summary, *notes, Text(""), where)
+
+
+def _composites_table(card: dict[str, Any]) -> list[RenderableType]:
+    """Composite patterns against truth.json's cross-modal incidents (scored per site)."""
+    fused = card.get("composites") or {}
+    if not fused.get("patterns"):
+        return []
+    table = Table("composite", "incidents", "caught", "alerts", "correct", "recall",
+                  "precision", title="composite alerts against truth.json (per site)",
+                  title_justify="left")
+    for pid, p in fused["patterns"].items():
+        if "needs" in p:
+            table.add_row(pid, "-", "-", "-", "-", "not registered", p["needs"][:50])
+            continue
+        table.add_row(pid, str(p["events"]), str(p["caught"]), str(p["alerts"]),
+                      str(p["correct_alerts"]), _fmt(p["recall"]), _fmt(p["precision"]))
+    note = Text(f"composites: recall {_fmt(fused['recall'])}  precision "
+                f"{_fmt(fused['precision'])}; {fused['distractors']} distractors in the "
+                f"scenario, {fused['ambiguous_events']} ambiguous incidents not scored",
+                style="dim")
+    return [table, note]

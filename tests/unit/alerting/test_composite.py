@@ -136,6 +136,37 @@ def test_hits_beyond_lateness_are_dropped():
     assert len(live(firings)) == 1
 
 
+def test_a_member_hit_counts_only_once_its_own_min_hits_rule_holds():
+    r = rule(confirm=((2, 4.0), (1, 0.0)))  # glass: 2 hits within 4 s, as the query wants
+    lone, _ = run(r, [hit("glass", 100), hit("person", 101)])
+    assert lone == []
+    firings, _ = run(r, [hit("glass", 100), hit("person", 101), hit("glass", 103.5)])
+    [f] = [f for f in firings if f.action.kind == "open"]
+    assert [(h.query_id, h.t) for h in f.witness] == [("person", 101), ("glass", 103.5)]
+
+
+def test_min_hits_of_a_member_count_hits_of_one_source_within_its_window():
+    r = rule(confirm=((2, 4.0), (1, 0.0)))
+    two_sources, _ = run(r, [hit("glass", 100, source="mic-a"), hit("glass", 101,
+                                                                    source="mic-b"),
+                             hit("person", 102)])
+    too_far, _ = run(r, [hit("glass", 100), hit("glass", 104.5), hit("person", 100.5)])
+    assert two_sources == [] and too_far == []
+
+
+def test_a_late_hit_that_confirms_an_earlier_one_completes_the_rule():
+    r = rule(confirm=((2, 4.0), (1, 0.0)))
+    firings, _ = run(r, [hit("glass", 103), hit("person", 104), hit("glass", 101)])
+    assert len(opened(firings)) == 1
+
+
+def test_a_confirming_hit_further_back_than_within_s_still_completes_the_rule():
+    r = rule(within=5.0, confirm=((2, 20.0), (1, 0.0)))  # glass: 2 hits within 20 s
+    in_order, _ = run(r, [hit("glass", 100), hit("glass", 112), hit("person", 113)])
+    late, _ = run(r, [hit("glass", 112), hit("person", 113), hit("glass", 100)])
+    assert len(opened(in_order)) == len(opened(late)) == 1
+
+
 # --------------------------------------------------------------------------- properties
 
 MEMBERS = ("a", "b", "c")
@@ -144,11 +175,12 @@ hits_st = st.lists(
               st.sampled_from(["g1", "g2"])),
     min_size=1, max_size=30, unique_by=lambda x: (x[0], x[1], x[3]))
 rules_st = st.builds(
-    lambda mode, within, clear, score: CompositeRule(
+    lambda mode, within, clear, score, confirm: CompositeRule(
         "comp", mode, MEMBERS, float(within), float(clear), (1.0, 2.0, 0.5), score,
-        0.7 if score else None),
+        0.7 if score else None, confirm=confirm),
     st.sampled_from(list(CompositeMode)), st.integers(1, 20), st.integers(0, 30),
-    st.sampled_from([None, FusionScore.MAX, FusionScore.MEAN, FusionScore.WEIGHTED]))
+    st.sampled_from([None, FusionScore.MAX, FusionScore.MEAN, FusionScore.WEIGHTED]),
+    st.sampled_from([(), ((2, 3.0), (1, 0.0), (3, 5.0)), ((2, 15.0), (2, 1.0), (1, 0.0))]))
 
 
 def _evaluate(r: CompositeRule, events) -> tuple[list[CompositeFiring], dict]:

@@ -173,3 +173,112 @@ def test_the_scorecard_points_at_the_console() -> None:
     out = Console(width=200, record=True)
     out.print(render_scorecard(card))
     assert "console      http://127.0.0.1:6066/" in out.export_text()
+
+
+FUSED_TRUTH = {
+    **TRUTH,
+    "composites": [{"kind": "composite", "id": "cat-and-disk", "all_of": ["video-cat",
+                                                                          "logs-disk"]}],
+    "composite_events": [
+        {"id": "cx-001", "pattern_id": "cat-and-disk", "site": "lobby", "start_s": 2.0,
+         "end_s": 12.0, "members": ["ev-001", "ev-002"], "planned": True, "ambiguous": False},
+        {"id": "cx-002", "pattern_id": "cat-and-disk", "site": "lobby", "start_s": 15.0,
+         "end_s": 18.0, "members": [], "planned": False, "ambiguous": True},
+    ],
+}
+
+
+def _fused(site: str, t_s: float, *members: tuple[str, float]) -> dict:
+    return {"query_id": "cat-and-disk", "modality": "composite", "source": members[-1][0],
+            "site": site, "ts": BASE + round(t_s * 1000),
+            "detected_at": BASE + round(t_s * 1000) + 300,
+            "evidence": {"group_by": "site", "group": site, "members": [
+                {"query_id": "q", "source": s, "ts": BASE + round(t * 1000)}
+                for s, t in members]}}
+
+
+def test_composite_alerts_are_scored_apart_by_site() -> None:
+    sends = _sends(("cam-a", 3.0), ("web-1", 11.0), ("cam-a", 16.0), ("web-1", 17.0))
+    alerts = [_alert("video-cat", "cam-a", 3.0, 0.2), _alert("logs-disk", "web-1", 11.0, 0.3),
+              _fused("lobby", 11.0, ("cam-a", 3.0), ("web-1", 11.0)),  # caught cx-001
+              _fused("dock", 11.0, ("cam-a", 3.0), ("web-1", 11.0)),  # wrong site: false
+              _fused("lobby", 17.0, ("cam-a", 16.0), ("web-1", 17.0)),  # ambiguous: aside
+              _fused("lobby", 11.0, ("cam-a", 3.0), ("web-1", 99.0))]  # not this run's
+    card = build_scorecard(_obs(alerts, sends, truth=FUSED_TRUTH,
+                                registered=["video-cat", "logs-disk", "cat-and-disk"]))
+    assert set(card["patterns"]) == {"video-cat", "logs-disk"}
+    assert card["recall"] == 1.0 and card["precision"] == 1.0
+    fused = card["composites"]
+    assert fused["patterns"]["cat-and-disk"] == {
+        "events": 1, "caught": 1, "alerts": 2, "correct_alerts": 1, "recall": 1.0,
+        "precision": 0.5}
+    assert (fused["ambiguous_events"], fused["alerts_on_ambiguous"]) == (1, 1)
+    assert card["alerts"]["this_run"] == 5 and card["alerts"]["about_other_records"] == 1
+    assert card["acceptance"]["single_modality_met"] is True
+    assert card["acceptance"]["composites_met"] is False
+    assert card["acceptance"]["met"] is False
+    # The latency of a composite alert runs from the send of its last member.
+    logged = [a for a in card["alert_log"] if a["query_id"] == "cat-and-disk"]
+    assert [(a["site"], a["event"]) for a in logged] == [
+        ("lobby", "cx-001"), ("dock", None), ("lobby", "cx-002")]
+    assert round(logged[0]["latency_s"], 3) == 0.25
+    out = Console(width=160, record=True)
+    out.print(render_scorecard(card))
+    text = out.export_text()
+    assert "cat-and-disk" in text and "per site" in text
+
+
+def test_without_composites_the_acceptance_is_the_single_modality_one() -> None:
+    sends = _sends(("cam-a", 3.0), ("web-1", 11.0))
+    alerts = [_alert("video-cat", "cam-a", 3.0, 0.2), _alert("logs-disk", "web-1", 11.0, 0.3)]
+    card = build_scorecard(_obs(alerts, sends))
+    assert card["acceptance"]["composites_met"] is None and card["acceptance"]["met"] is True
+    assert card["composites"]["patterns"] == {} and card["composites"]["recall"] is None
+
+
+def test_the_demo_puts_its_sites_first_and_keeps_the_users_other_sites(tmp_path: Path) -> None:
+    from streams.demo.run import apply_sites
+
+    class Client:
+        def __init__(self) -> None:
+            self.sites = {"sites": [{"name": "lobby", "sources": ["door-*"], "labels": {}},
+                                    {"name": "garage", "sources": ["cam-g"], "labels": {}}]}
+
+        def call(self, method: str, path: str, body: dict | None = None) -> dict:
+            assert path == "/sites"
+            if method == "PUT":
+                self.sites = body
+            return self.sites
+
+    path = tmp_path / "sites.yaml"
+    path.write_text("sites:\n  lobby: [cam-lobby, mic-lobby]\n  dock: [cam-dock]\n")
+    client = Client()
+    assert apply_sites(client, path) == 3  # type: ignore[arg-type]
+    assert [(s["name"], s["sources"]) for s in client.sites["sites"]] == [
+        ("lobby", ["cam-lobby", "mic-lobby"]), ("dock", ["cam-dock"]), ("garage", ["cam-g"])]
+
+
+def test_a_rerun_in_the_same_stack_says_its_figures_differ_from_a_first_run(
+        tmp_path: Path) -> None:
+    from streams.demo.run import earlier_run_note
+
+    patterns = tmp_path / "patterns.yaml"
+    patterns.write_text("queries:\n"
+                        "  - {id: logs-disk-full, name: disk full, modality: logs,\n"
+                        "     positives: [{text: disk full}]}\n"
+                        "  - {id: logs-oom-kill, name: oom, modality: logs,\n"
+                        "     positives: [{text: out of memory}]}\n")
+
+    class Client:
+        def __init__(self, ids: list[str]) -> None:
+            self.ids = ids
+
+        def call(self, method: str, route: str) -> dict[str, list[dict[str, str]]]:
+            assert (method, route) == ("GET", "/queries")
+            return {"queries": [{"id": i} for i in self.ids]}
+
+    assert earlier_run_note(Client(["users-own"]), patterns, tmp_path / "home") == []
+    [note] = earlier_run_note(Client(["logs-oom-kill", "users-own"]), patterns,
+                              tmp_path / "home")
+    assert note.startswith("1 of the demo's queries were registered already")
+    assert str(tmp_path / "home") in note

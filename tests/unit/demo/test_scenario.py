@@ -141,7 +141,13 @@ def test_log_incidents_lie_within_their_events(small: Path) -> None:
 def test_patterns_yaml_is_plain_data(small: Path) -> None:
     doc = yaml.safe_load((small / "patterns.yaml").read_text())
     assert set(doc) == {"queries"}
-    for query in doc["queries"]:
+    plain = [q for q in doc["queries"] if q.get("kind") != "composite"]
+    assert plain and plain == doc["queries"][: len(plain)]  # members before composites
+    for query in doc["queries"][len(plain):]:
+        assert query["kind"] == "composite" and query["group_by"] == "site"
+        assert set(query["all_of"]) <= {q["id"] for q in plain}
+        assert "threshold" not in query
+    for query in plain:
         assert {"id", "name", "modality", "positives", "negatives", "sources", "min_hits",
                 "window_s", "severity", "labels"} <= set(query)
         assert "threshold" not in query  # auto: nothing chosen with truth.json
