@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lookout-installed
 
-.PHONY: setup demo test test-unit test-integration bench lint clean stack-down
+.PHONY: setup demo test test-unit test-integration bench bench-gpu lint clean stack-down
 
 setup: $(STAMP) kafka-jars prometheus
 
@@ -70,6 +70,14 @@ bench: setup
 	$(VENV)/bin/lookout bench all --add matching=.bench/matching.part.json \
 	  --add index=.bench/index.part.json --json .bench/bench.json
 	rm -f .bench/matching.part.json .bench/index.part.json
+
+# On a machine with a CUDA GPU: the GPU tests (`pytest -m gpu`), then JPEG decoding on the
+# GPU, the encoders at each batch size, float32/float16/bfloat16 and torch.compile off/on,
+# and matching, in one JSON (benchmarks/gpu.py). Without CUDA it refuses in one line;
+# `$(PY) -m benchmarks.gpu --device cpu ...` is the dry run of the same code.
+bench-gpu: $(STAMP)
+	@mkdir -p .bench
+	$(PY) -m benchmarks.gpu --json .bench/gpu.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams encoders tests benchmarks

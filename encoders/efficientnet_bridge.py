@@ -23,7 +23,7 @@ from .fingerprint import hash_state_dict, model_id
 from .image import ImagePreprocess
 from .image_encoder import ImageEncoder
 from .runtime import Runtime
-from .sentence import SentenceEmbedder
+from .sentence import TextEmbedder
 
 PREPROCESS = ImagePreprocess(size=224, mode="squash")
 FEATURE_DIM = 1280
@@ -32,11 +32,18 @@ CLASS_PROMPT = "a photo of a {}"
 TOP_CLASSES = 10
 
 
-def imagenet_class_names() -> list[str]:
-    """The 1000 ImageNet-1k class names, as torchvision ships them in code (no download)."""
-    from torchvision.models import ResNet50_Weights
+CLASS_NAMES_FILE = Path(__file__).with_name("imagenet_classes.txt")
 
-    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names, one a line, in EfficientNet's output order.
+
+    A copy of the list torchvision ships in code (a unit test holds them equal): importing
+    torchvision.models to read it cost ~1.5 s of CPU at every worker start."""
+    names = CLASS_NAMES_FILE.read_text(encoding="utf-8").splitlines()
+    if len(names) != 1000:
+        raise ModelNotAvailable(f"{CLASS_NAMES_FILE} holds {len(names)} class names, not 1000")
+    return names
 
 
 def load_efficientnet_lite0(device: torch.device) -> torch.nn.Module:
@@ -57,7 +64,7 @@ def load_efficientnet_lite0(device: torch.device) -> torch.nn.Module:
 
 
 def class_embeddings(
-    text: SentenceEmbedder, names: list[str], cache_dir: Path | None = None
+    text: TextEmbedder, names: list[str], cache_dir: Path | None = None
 ) -> torch.Tensor:
     """Unit MiniLM vectors of the class prompts [1000, d] (CPU). Embedding 1000 prompts
     takes seconds on a small CPU, so they are kept in `cache_dir` keyed by text weights."""
@@ -89,7 +96,7 @@ class EfficientNetBridgeEncoder(ImageEncoder):
     def __init__(
         self,
         net: torch.nn.Module,
-        text: SentenceEmbedder,
+        text: TextEmbedder,
         runtime: Runtime,
         cache_dir: Path | None = None,
     ) -> None:

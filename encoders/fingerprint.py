@@ -34,10 +34,12 @@ def hash_file(path: str | Path, length: int = 8) -> str:
     return cached[:length]
 
 
-def hash_state_dict(module: torch.nn.Module, length: int = 8) -> str:
-    """blake2b over parameter/buffer names, shapes and bytes (independent of the file format)."""
+def hash_state_dict(module: torch.nn.Module, length: int = 8, prefix: str = "") -> str:
+    """blake2b over parameter/buffer names, shapes and bytes (independent of the file format).
+    `prefix` goes before every name: the names another loader gives the same weights (see
+    `encoders.minilm.STATE_DICT_PREFIX`)."""
     h = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(module.state_dict(prefix=prefix).items()):
         t = tensor.detach().to("cpu").contiguous().reshape(-1)
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())

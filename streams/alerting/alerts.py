@@ -297,9 +297,9 @@ async def alert_on_topic(
     from streams.kafka.admin import assigned_consumer
 
     needle = f'"alert_id":"{alert_id}"'.encode()
-    consumer, tps = await assigned_consumer(bootstrap, topic, client_kwargs)
+    consumer, ends = await assigned_consumer(bootstrap, topic, client_kwargs)
+    tps = list(ends)
     try:
-        ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times({tp: max(0, since_ms) for tp in tps})
         pending = set()
         for tp in tps:

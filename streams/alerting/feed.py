@@ -117,8 +117,9 @@ class AlertTopicFollower:
 
     async def start(self) -> None:
         await ensure_topic(self._bootstrap, self._topic, self._layout, self._client_kwargs)
-        self._consumer, tps = await assigned_consumer(
+        self._consumer, ends = await assigned_consumer(
             self._bootstrap, self._topic, self._client_kwargs)
+        tps = list(ends)
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end position now, so alerts raised after start are seen
             await self._consumer.position(tp)

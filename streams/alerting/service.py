@@ -8,6 +8,7 @@ dispatcher from explicit dependencies; the worker calls `start()` and `stop()` a
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -74,13 +75,26 @@ class AlertingService:
         return await lookup_item(self.index_stores, modality, key)
 
     async def start(self) -> None:
-        """Queries first (the observer needs them), then the feeds and webhooks."""
+        """The standing queries (the observer needs them) and the alert-topic follower side
+        by side: each is a few Kafka round trips and neither needs the other, so a worker
+        is ready sooner. Then the webhooks and their dispatcher, which reads the alerts
+        topic the follower creates and looks webhooks up in the registry."""
+        starts = [asyncio.ensure_future(self._start_queries()),
+                  asyncio.ensure_future(self.follower.start())]
+        try:
+            await asyncio.gather(*starts)
+        except BaseException:  # one failed (or we are cancelled): stop the other, re-raise
+            for task in starts:
+                task.cancel()
+            await asyncio.gather(*starts, return_exceptions=True)
+            raise
+        await self.webhooks.start()
+        await self.dispatcher.start()
+
+    async def _start_queries(self) -> None:
         await self.registry.start()
         await self.thresholds.refresh()  # auto thresholds as Redis has them, before batches
         self.thresholds.start()
-        await self.follower.start()  # creates the alerts topic the dispatcher reads
-        await self.webhooks.start()
-        await self.dispatcher.start()
 
     async def stop(self) -> None:
         await self.dispatcher.stop()

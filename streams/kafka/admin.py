@@ -145,15 +145,21 @@ async def all_partitions(consumer: Any, topic: str, attempts: int = 50) -> list[
         if parts:
             return [TopicPartition(topic, p) for p in sorted(parts)]
         await consumer._client.force_metadata_update()  # noqa: SLF001
-        await asyncio.sleep(0.1)
+        if not consumer.partitions_for_topic(topic):  # usually there after one update
+            await asyncio.sleep(0.1)
     raise TopicSetupError(f"topic {topic} has no partitions in the cluster metadata")
 
 
 async def assigned_consumer(
     bootstrap: str, topic: str, client_kwargs: dict[str, Any] | None = None, **consumer_kwargs: Any
-) -> tuple[Any, list[Any]]:
-    """A started group-less consumer assigned every partition of `topic`, and those
-    partitions; the caller seeks where it wants to start and stops the consumer."""
+) -> tuple[Any, dict[Any, int]]:
+    """A started group-less consumer assigned every partition of `topic`, and each
+    partition's end offset just before (its keys are the partitions); the caller seeks
+    where it wants to start and stops the consumer.
+
+    The ends are read before assigning: an assigned consumer long-polls the broker
+    (`fetch_max_wait_ms`, 500 ms), and a ListOffsets request on the same connection waits
+    behind that poll; asked afterwards, they cost half a second of every worker's start."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -163,11 +169,12 @@ async def assigned_consumer(
     await consumer.start()
     try:
         tps = await all_partitions(consumer, topic)
+        ends = await consumer.end_offsets(tps)
     except BaseException:
         await consumer.stop()
         raise
     consumer.assign(tps)
-    return consumer, tps
+    return consumer, {tp: ends[tp] for tp in tps}
 
 
 def _topic_ids_sync(bootstrap: str, topics: Sequence[str],

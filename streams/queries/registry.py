@@ -261,10 +261,9 @@ class QueryRegistry:
                 **self._client_kwargs,
             )
             await self._producer.start()
-            self._consumer, tps = await assigned_consumer(
+            self._consumer, ends = await assigned_consumer(
                 self._bootstrap, self.topic, self._client_kwargs, auto_offset_reset="earliest")
-            await self._consumer.seek_to_beginning(*tps)
-            ends = await self._consumer.end_offsets(tps)
+            await self._consumer.seek_to_beginning(*ends)
         except KafkaError as e:
             raise RegistryError(
                 f"cannot read query topic {self.topic} at {self._bootstrap}: {e}"

@@ -7,9 +7,10 @@
     web        the HTTP API registered through Faust's own routing (`streams.worker.web`)
     lag        the consumer-lag / GPU-memory gauges
 
-`Worker.start()` (a Faust task) loads the encoders, ensures the indexes and starts the
-stages in that order; `Worker.stop()` undoes it. For Faust's own CLI the module also
-exposes a lazy `app` built from the environment.
+`Worker.start()` loads the encoders (unless given), ensures the indexes and starts the
+stages in that order; `Worker.stop()` undoes it. It runs from the app's first start, beside
+the consumer group join rather than after it (start-up, issue 18 item 6). For Faust's own
+CLI the module also exposes a lazy `app` built from the environment.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.tables import TableManager
 from redis.asyncio import Redis
 
 from encoders.base import Encoder
@@ -151,14 +153,35 @@ class Worker:
         self.inference.shutdown()
 
 
+class NoTablesManager(TableManager):
+    """Faust's table manager without the fixed second it sleeps at start (time for tables
+    defined late to register before the consumer subscribes) when there are no tables.
+    Lookout defines none (`store="memory://"`, no `app.Table`), and that second delayed
+    every worker's first assignment, and so its readiness."""
+
+    async def on_start(self) -> None:
+        if self:  # tables after all: keep Faust's wait for late ones
+            await super().on_start()
+        elif not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
 class LookoutApp(faust.App):
     """A Faust app that carries its `Worker` and serves Lookout's HTTP API."""
 
     worker: Worker
 
     async def on_first_start(self) -> None:
-        """Create the input and dead-letter topics before the consumer subscribes to them."""
+        """Start the worker's stages, then create the input and dead-letter topics before
+        the consumer subscribes to them.
+
+        The stages (encoders, indexes, standing queries) start now, concurrently with the
+        consumer group join, not as a Faust task, which would wait for the first
+        assignment; batches still wait for them (`pipeline.ready`), and so does readiness.
+        A failure crashes the app, as a failing Faust task does."""
         self.worker.startup.app_started()  # the consumer group join starts now
+        self.add_future(self.worker.start())
         await super().on_first_start()
         s = self.worker.settings
         topics = [s.input_topic(m) for m in MODALITIES] + [s.topic("deadletter")]
@@ -221,6 +244,7 @@ def _faust_app(settings: Settings, services: Services) -> LookoutApp:
         web_port=settings.web_port,
         web_in_thread=False,
         web_application_options=APPLICATION_OPTIONS,
+        TableManager=NoTablesManager,
     )
 
 
@@ -283,10 +307,6 @@ def create_app(
                                     heartbeat_ttl_s=heartbeat.ttl_s))
     app.worker.startup.attach(metrics, lambda: readiness.ready)
     _track_assignment(app, readiness, input_topics, app.worker.startup)
-    async def start_worker() -> None:
-        await app.worker.start()
-
-    app.task(start_worker)
     return app
 
 

@@ -44,6 +44,14 @@ def test_bridge_class_embeddings_are_cached_on_disk(video_default, encoder_cache
     assert torch.allclose(again - again.mean(0), video_default.class_vecs, atol=1e-5)
 
 
+def test_the_bundled_class_names_are_torchvision_s_imagenet_categories() -> None:
+    from torchvision.models import ResNet50_Weights
+
+    from encoders.efficientnet_bridge import imagenet_class_names
+
+    assert imagenet_class_names() == list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
 def test_photo_query_by_example(video_default, photos, photo_vectors) -> None:
     names, vecs = photo_vectors
     payloads = [jpeg_bytes(transformed(photos[n])) for n in names]

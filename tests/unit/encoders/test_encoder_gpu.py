@@ -9,10 +9,7 @@ from encoder_samples import jpeg_bytes, png_bytes, tone, transformed, wav_bytes
 from encoders.errors import EncoderInputError
 from encoders.registry import build_encoder
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-]
+pytestmark = pytest.mark.gpu  # skipped without CUDA (tests/conftest.py)
 
 
 def test_nvjpeg_batch_decode_matches_cpu_and_isolates_bad_items(photos) -> None:
