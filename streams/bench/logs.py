@@ -1,7 +1,7 @@
 """Log lines/s at template speed: the log encoder on the realistic corpus and on
 all-distinct lines, float32 and int8, in one run (the box is shared: compare ratios).
 
-Per encoder spec (`minilm`, and `minilm:int8` where the CPU can run it):
+Per encoder spec (`minilm`, and `minilm:int8` / `minilm:bf16` where the CPU can run them):
   - `realistic`: `LogCorpus` lines, decode + encode in the worker's batch size, after a
     warm-up stretch of the same stream (a running worker's cache is warm; the rare tail
     and new template variants still miss). The template cache is the encoder's own.
@@ -119,7 +119,7 @@ def run_log_bench(
     """Measure and return a JSON-ready report with `results` and `ratios`."""
     import torch
 
-    from encoders.quantize import cpu_has_vnni
+    from encoders.quantize import cpu_has_bf16, cpu_has_vnni
     from streams.bench.log_corpus import LogCorpus, distinct_lines
     from streams.worker.encoders import apply_torch_threads
 
@@ -128,7 +128,8 @@ def run_log_bench(
     corpus = LogCorpus(seed)
     warm, timed = corpus.lines(warmup), corpus.lines(n)
     distinct = distinct_lines(n_distinct, seed)
-    specs = ["minilm"] + (["minilm:int8"] if cpu_has_vnni() else [])
+    specs = (["minilm"] + (["minilm:int8"] if cpu_has_vnni() else [])
+             + (["minilm:bf16"] if cpu_has_bf16() else []))
     rows: list[LogBenchRow] = []
     vectors = {}
     for spec in specs:
@@ -143,10 +144,13 @@ def run_log_bench(
     report: dict = {"torch_threads": torch.get_num_threads(), "seed": seed,
                     "warmup_lines": warmup, "results": [asdict(r) for r in rows],
                     "ratios": ratios}
-    if "minilm:int8" in vectors:
+    for variant in ("int8", "bf16"):
+        spec = f"minilm:{variant}"
+        if spec not in vectors:
+            continue
         for corpus in ("realistic", "distinct"):
-            ratios[f"int8_over_float_{corpus}"] = round(
-                rate[("minilm:int8", corpus)] / rate[("minilm", corpus)], 2)
-        cosine = (vectors["minilm"] * vectors["minilm:int8"]).sum(dim=-1)
-        report["int8_min_cosine_distinct"] = round(float(cosine.min()), 4)
+            ratios[f"{variant}_over_float_{corpus}"] = round(
+                rate[(spec, corpus)] / rate[("minilm", corpus)], 2)
+        cosine = (vectors["minilm"] * vectors[spec]).sum(dim=-1)
+        report[f"{variant}_min_cosine_distinct"] = round(float(cosine.min()), 4)
     return report

@@ -227,7 +227,7 @@ def print_pipeline_table(report: dict) -> None:
               help="Write the report as JSON to this file ('-' = stdout).")
 def bench_logs(n: int, warmup: int, n_distinct: int, json_path: Path | None) -> None:
     """Log lines/s on a realistic corpus (template cache) and on all-distinct lines,
-    float32 and int8, in one run. No Kafka or Redis needed."""
+    float32, int8 and bf16 (where the CPU runs them), in one run. No Kafka or Redis needed."""
     report = run_log_bench_cli(n, warmup, n_distinct)
     _emit(report, json_path, lambda: print_log_table(report))
 

@@ -1,4 +1,5 @@
-"""Log payload decoding, volatile-token masking (with hypothesis) and the embedding cache."""
+"""Log payload decoding, volatile-token masking (with hypothesis; the fast path gives the
+recipe's text exactly) and the embedding cache."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from encoders import log_text
 from encoders.errors import EncoderInputError
 from encoders.log_text import EmbeddingCache, decode_log, normalise_log
+from streams.bench.log_corpus import LogCorpus, distinct_lines
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,43 @@ def test_normalise_is_idempotent_and_leaves_no_standalone_numbers(text: str) -> 
     once = normalise_log(text)
     assert normalise_log(once) == once
     assert not re.search(r"(?<![\w<])\d+(?![\w>])", once, flags=re.ASCII)
+
+
+def masks_one_by_one(text: str) -> str:
+    """The recipe as `log_recipe()` states it: every mask in order, then squeezed spaces."""
+    for pattern, placeholder in log_text._MASKS:
+        text = pattern.sub(placeholder, text)
+    return log_text._SPACE.sub(" ", text).strip()[: log_text.MAX_LOG_CHARS]
+
+
+def test_skipping_masks_that_cannot_match_changes_no_corpus_line() -> None:
+    lines = LogCorpus(seed=3).lines(3000) + distinct_lines(200, seed=3)
+    assert [normalise_log(x) for x in lines] == [masks_one_by_one(x) for x in lines]
+
+
+fragments = st.one_of(
+    st.datetimes().map(str),  # 2024-05-01 12:00:03.000123
+    st.datetimes().map(lambda d: d.isoformat(timespec="milliseconds") + "Z"),
+    st.dates().map(lambda d: d.strftime("%Y/%m/%d")),
+    st.times().map(str),
+    st.uuids().map(str),
+    st.ip_addresses().map(str),
+    st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b)),
+    st.integers(min_value=0, max_value=2**64).map(lambda n: f"{n:x}"),
+    st.integers(min_value=0, max_value=2**64).map(hex),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda f: f"{f:g}ms"),
+    st.text(alphabet="0123456789abcdefxTZ:-./,+%<>_ \t\x1c\u00a0\u2003\u0661gk", max_size=12),
+    st.text(max_size=6),
+)
+log_like = st.lists(
+    st.tuples(fragments, st.sampled_from(["", " ", ":", "-", "/", ".", "=", "[", "]", "\t"])),
+    max_size=8,
+).map(lambda parts: "".join(f + sep for f, sep in parts))
+
+
+@given(log_like)
+def test_skipping_masks_that_cannot_match_changes_no_text(text: str) -> None:
+    assert normalise_log(text) == masks_one_by_one(text)
 
 
 def test_decode_log_plain_and_json() -> None:

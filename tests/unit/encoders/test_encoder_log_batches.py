@@ -1,0 +1,42 @@
+"""Length-bucketed log batches: sorting by token count and batching short lines together
+must not change a vector (padding is masked out) nor the order vectors come back in."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from encoders.log_text import normalise_log
+from encoders.sentence import SentenceEmbedder
+from streams.bench.log_corpus import LogCorpus, distinct_lines
+
+
+def mixed_length_lines() -> list[str]:
+    """Corpus templates, one-off lines and a few long ones, shuffled so buckets interleave."""
+    templates = list(dict.fromkeys(normalise_log(x) for x in LogCorpus(seed=1).lines(1500)))
+    long_lines = [" ".join(["stack frame at worker.handle line"] * k) for k in (8, 20, 60)]
+    lines = templates + distinct_lines(100, seed=1) + long_lines + ["ok"]
+    order = torch.randperm(len(lines), generator=torch.Generator().manual_seed(0)).tolist()
+    return [lines[i] for i in order]
+
+
+@pytest.mark.slow
+def test_bucketed_vectors_are_those_of_one_padded_batch_in_input_order(logs_default) -> None:
+    """The path before buckets: the whole batch through SentenceTransformer.encode at once."""
+    lines = mixed_length_lines()
+    embedder: SentenceEmbedder = logs_default.embedder
+    assert len(lines) > 4 * embedder.bucket
+    with torch.inference_mode():
+        before = embedder.model.encode(lines, batch_size=256, convert_to_tensor=True)
+        after = embedder(lines, 256)
+    cosine = torch.nn.functional.cosine_similarity(before, after)
+    assert after.shape == before.shape
+    assert float(cosine.min()) >= 0.9999, lines[int(cosine.argmin())]
+
+
+def test_a_batch_within_one_bucket_is_one_call_and_an_empty_one_is_empty(logs_default) -> None:
+    embedder: SentenceEmbedder = logs_default.embedder
+    with torch.inference_mode():
+        one = embedder(["disk <num> full on node <ip>"], 256)
+        assert one.shape == (1, embedder.dim) and one.dtype == torch.float32
+        assert embedder([], 256).shape[0] == 0
