@@ -151,16 +151,22 @@ class MiniLMEmbedder:
     folder ends in a Normalize module (as the bundled model does).
 
     An `encoders.sentence.TextEmbedder`, like SentenceEmbedder: `model`, `dim`,
-    `weights_hash`, `int8(device)` and a call with a batch size."""
+    `weights_hash`, `int8(device)`, `bf16(device)` and a call with a batch size. Texts run
+    longest first in length buckets of at most `bucket` on a CPU (SentenceEmbedder says
+    why: a batch pads to its own longest text); on a GPU batches stay `batch_size`."""
+
+    bucket = 32
 
     def __init__(self, model: nn.Module, tokenizer: Any, device: torch.device,
-                 dim: int, weights_hash: str, normalize: bool) -> None:
+                 dim: int, weights_hash: str, normalize: bool,
+                 autocast: torch.dtype | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         self.dim = dim
         self.weights_hash = weights_hash
         self.normalize = normalize
+        self.autocast = autocast
 
     def int8(self, device: torch.device) -> MiniLMEmbedder:
         """A CPU int8 copy (`encoders.quantize`); this one stays float32 for its other users.
@@ -170,6 +176,15 @@ class MiniLMEmbedder:
         return MiniLMEmbedder(quantize_int8(self.model, device), self.tokenizer, device,
                               self.dim, self.weights_hash, self.normalize)
 
+    def bf16(self, device: torch.device) -> MiniLMEmbedder:
+        """The same model with its matmuls autocast to bfloat16 on a CPU that has native
+        bf16 (`encoders.quantize.check_cpu_bf16`); shares the float weights, changes none."""
+        from .quantize import check_cpu_bf16
+
+        check_cpu_bf16(device)
+        return MiniLMEmbedder(self.model, self.tokenizer, device, self.dim, self.weights_hash,
+                              self.normalize, autocast=torch.bfloat16)
+
     def __call__(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         if not texts:
             return torch.empty((0, self.dim), device=self.device)
@@ -177,10 +192,13 @@ class MiniLMEmbedder:
         # Longest first, as sentence-transformers does: each batch pads to less.
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
         out = torch.empty((len(encodings), self.dim), device=self.device)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+        size = max(1, batch_size if self.device.type == "cuda" else min(batch_size, self.bucket))
+        for start in range(0, len(order), size):
+            chunk = order[start:start + size]
             ids, mask = _padded([encodings[i].ids for i in chunk])
-            vecs = self.model(ids.to(self.device), mask.to(self.device))
+            with torch.autocast("cpu", dtype=self.autocast or torch.bfloat16,
+                                enabled=self.autocast is not None):
+                vecs = self.model(ids.to(self.device), mask.to(self.device))
             if self.normalize:
                 vecs = F.normalize(vecs.float(), dim=-1)
             out[torch.tensor(chunk, device=self.device)] = vecs.to(out.dtype)

@@ -39,6 +39,8 @@ class TextEmbedder(Protocol):
 
     def int8(self, device: torch.device) -> TextEmbedder: ...
 
+    def bf16(self, device: torch.device) -> TextEmbedder: ...
+
 
 @functools.cache
 def bundled_minilm_embedder(device: torch.device) -> TextEmbedder:

@@ -1,13 +1,17 @@
 """Length-bucketed log batches: sorting by token count and batching short lines together
-must not change a vector (padding is masked out) nor the order vectors come back in."""
+must not change a vector (padding is masked out) nor the order vectors come back in, on
+both text paths: the bundled MiniLM run in plain torch (`minilm`) and a SentenceTransformer
+(`sentence-transformers:` specs)."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 
 from encoders.log_text import normalise_log
-from encoders.sentence import SentenceEmbedder
+from encoders.sentence import SentenceEmbedder, bundled_minilm_path, load_sentence_transformer
 from streams.bench.log_corpus import LogCorpus, distinct_lines
 
 
@@ -20,22 +24,40 @@ def mixed_length_lines() -> list[str]:
     return [lines[i] for i in order]
 
 
+def _one_padded_batch(embedder, lines: list[str]) -> torch.Tensor:
+    """The path before buckets: every line in one batch, padded to the longest."""
+    whole = copy.copy(embedder)
+    whole.bucket = len(lines)
+    return whole(lines, len(lines))
+
+
 @pytest.mark.slow
-def test_bucketed_vectors_are_those_of_one_padded_batch_in_input_order(logs_default) -> None:
-    """The path before buckets: the whole batch through SentenceTransformer.encode at once."""
+def test_bucketed_minilm_vectors_are_those_of_one_padded_batch_in_input_order(
+        logs_default) -> None:
     lines = mixed_length_lines()
-    embedder: SentenceEmbedder = logs_default.embedder
+    embedder = logs_default.embedder
     assert len(lines) > 4 * embedder.bucket
     with torch.inference_mode():
-        before = embedder.model.encode(lines, batch_size=256, convert_to_tensor=True)
-        after = embedder(lines, 256)
+        before, after = _one_padded_batch(embedder, lines), embedder(lines, 256)
     cosine = torch.nn.functional.cosine_similarity(before, after)
     assert after.shape == before.shape
     assert float(cosine.min()) >= 0.9999, lines[int(cosine.argmin())]
 
 
+@pytest.mark.slow
+def test_bucketed_sentence_transformer_vectors_are_those_of_one_encode_call() -> None:
+    embedder = SentenceEmbedder(load_sentence_transformer(str(bundled_minilm_path()),
+                                                          torch.device("cpu")))
+    lines = mixed_length_lines()
+    with torch.inference_mode():
+        before = embedder.model.encode(lines, batch_size=256, convert_to_tensor=True)
+        after = embedder(lines, 256)
+    cosine = torch.nn.functional.cosine_similarity(before, after)
+    assert float(cosine.min()) >= 0.9999, lines[int(cosine.argmin())]
+
+
 def test_a_batch_within_one_bucket_is_one_call_and_an_empty_one_is_empty(logs_default) -> None:
-    embedder: SentenceEmbedder = logs_default.embedder
+    embedder = logs_default.embedder
     with torch.inference_mode():
         one = embedder(["disk <num> full on node <ip>"], 256)
         assert one.shape == (1, embedder.dim) and one.dtype == torch.float32
