@@ -27,12 +27,14 @@ them, exactly as for plain queries. A redelivered hit re-issues the alerts it co
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from streams.alerting.incidents import IncidentAction, IncidentRule, IncidentTracker
 from streams.queries.composite import CompositeMode, CompositeQuery, FusionScore
+from streams.queries.model import RegisteredQuery
 
 Pair = tuple[str, str]
 """(composite id, group)."""
@@ -94,7 +96,7 @@ class CompositeRule:
 
     def needs(self, member: str) -> tuple[int, float]:
         """(min_hits, window_s) a hit of `member` needs to take part."""
-        if not self.confirm:
+        if not self.confirm or member not in self.members:
             return 1, 0.0
         return self.confirm[self.members.index(member)]
 
@@ -126,12 +128,19 @@ class CompositeFiring:
     score: float = 0.0
 
 
-def _witness(rule: CompositeRule, h: MemberHit, hits: list[MemberHit]
+def member_rules(members: Iterable[RegisteredQuery]) -> dict[str, tuple[int, float]]:
+    """Each member query's own (min_hits, window_s): what a hit of it needs to take part
+    (`CompositeRule.of`'s `confirm`; the live stage and preview both build it here)."""
+    return {rq.id: (int(rq.query.min_hits), float(rq.query.window_s)) for rq in members}
+
+
+def _witness(rule: CompositeRule, h: MemberHit, confirmed: list[MemberHit]
              ) -> tuple[MemberHit, ...] | None:
-    """The member hits that make `h` complete the rule (None: it does not)."""
-    if h.query_id not in rule.members or not _confirmed(rule, h, hits):
+    """The member hits that make `h` complete the rule (None: it does not); `confirmed`:
+    the hits that take part (`_confirmed`), `h` among them."""
+    if h.query_id not in rule.members:
         return None
-    window = [x for x in hits if h.t - rule.within_s <= x.t <= h.t and _confirmed(rule, x, hits)]
+    window = [x for x in confirmed if h.t - rule.within_s <= x.t <= h.t]
     if rule.mode == CompositeMode.SEQUENCE:
         return _chain(rule, h, window)
     best: dict[str, MemberHit] = {}
@@ -144,15 +153,22 @@ def _witness(rule: CompositeRule, h: MemberHit, hits: list[MemberHit]
     return tuple(sorted(best.values(), key=lambda x: (x.t, x.key)))
 
 
-def _confirmed(rule: CompositeRule, x: MemberHit, hits: list[MemberHit]) -> bool:
-    """Whether `x` meets its member's min_hits rule: that many hits of the member from its
-    source within window_s, ending at `x` (`x` included)."""
-    need, window_s = rule.needs(x.query_id)
-    if need <= 1:
-        return True
-    n = sum(1 for y in hits if y.query_id == x.query_id and y.source == x.source
-            and x.t - window_s <= y.t <= x.t)
-    return n >= need
+def _confirmed(rule: CompositeRule, hits: list[MemberHit]) -> list[MemberHit]:
+    """The hits that meet their member's min_hits rule: that many hits of the member from
+    their source within window_s, ending at the hit (itself included). Once per observed
+    hit, by binary search over each (member, source)'s sorted times."""
+    times: dict[tuple[str, str], list[float]] = {}
+    for x in hits:
+        times.setdefault((x.query_id, x.source), []).append(x.t)
+    for ts in times.values():
+        ts.sort()
+    out = []
+    for x in hits:
+        need, window_s = rule.needs(x.query_id)
+        ts = times[(x.query_id, x.source)]
+        if need <= 1 or bisect_right(ts, x.t) - bisect_left(ts, x.t - window_s) >= need:
+            out.append(x)
+    return out
 
 
 def _chain(rule: CompositeRule, h: MemberHit, window: list[MemberHit]
@@ -245,12 +261,13 @@ class CompositeTracker:
         firings: list[CompositeFiring] = []
         # `hit` is in the window of every hit up to within_s after it, and may confirm a
         # hit of its member up to window_s after it: those may complete now
-        for h in sorted(self.hits, key=lambda x: (x.t, x.key)):
+        confirmed = _confirmed(self.rule, self.hits)
+        for h in sorted(confirmed, key=lambda x: (x.t, x.key)):
             if not hit.t <= h.t <= hit.t + self.rule.reach_s:
                 continue
             if h.key in self.completed and not redelivered:
                 continue
-            witness = _witness(self.rule, h, self.hits)
+            witness = _witness(self.rule, h, confirmed)
             if witness is None:
                 continue
             fused = self._fused(witness)

@@ -19,10 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.alerting.alerts import Alert
-from streams.alerting.composite import CompositeFiring, CompositePolicy, CompositeRule, MemberHit
+from streams.alerting.composite import (
+    CompositeFiring,
+    CompositePolicy,
+    CompositeRule,
+    MemberHit,
+    member_rules,
+)
 from streams.alerting.policy import PolicyStateStore
 from streams.queries.composite import CompositeQuery
 from streams.queries.matching import Match
+from streams.queries.model import RegisteredQuery
 from streams.queries.registry import QueryRegistry
 from streams.queries.sites import group_of
 
@@ -81,16 +88,6 @@ def member_hits(registry: QueryRegistry, threshold_of: Callable[[str], float],
     return out
 
 
-def member_confirm(registry: QueryRegistry, c: CompositeQuery) -> dict[str, tuple[int, float]]:
-    """Each registered member's own (min_hits, window_s): what a hit of it needs to count."""
-    out = {}
-    for qid in c.member_ids:
-        rq = registry.find(qid)
-        if rq is not None:
-            out[qid] = (int(rq.query.min_hits), float(rq.query.window_s))
-    return out
-
-
 def _short(evidence: dict[str, Any]) -> dict[str, Any]:
     text = evidence.get("text")
     if isinstance(text, str) and len(text) > MAX_EVIDENCE_TEXT:
@@ -128,8 +125,10 @@ class CompositeStage:
         self.update_incident = update_incident
 
     def rules(self) -> dict[str, CompositeRule]:
-        return {rc.id: CompositeRule.of(rc.composite, member_confirm(self.registry,
-                                                                     rc.composite))
+        def members(c: CompositeQuery) -> list[RegisteredQuery]:
+            return [rq for qid in c.member_ids if (rq := self.registry.find(qid)) is not None]
+
+        return {rc.id: CompositeRule.of(rc.composite, member_rules(members(rc.composite)))
                 for rc in self.registry.composites() if rc.composite.enabled}
 
     async def run(self, hits: list[tuple[str, str, MemberHit]]) -> list[Alert]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from streams.alerting.composite import CompositePolicy, CompositeRule, MemberHit
+from streams.alerting.composite import CompositePolicy, CompositeRule, MemberHit, member_rules
 from streams.alerting.policy import AlertPolicy, Candidate
 from streams.alerting.thresholds import center_space
 from streams.core.sources import matches as source_matches
@@ -230,7 +230,7 @@ async def preview_composite(
         rows[m.rq.id] = found["matches"]
         truncated = truncated or found["truncated"]
     modality = {m.rq.id: m.rq.query.modality.value for m in members}
-    confirm = {m.rq.id: (int(m.rq.query.min_hits), float(m.rq.query.window_s)) for m in members}
+    confirm = member_rules(m.rq for m in members)
     return {**composite_firings(composite, rows, modality, sites, confirm),
             "truncated": truncated}
 
