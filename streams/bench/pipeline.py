@@ -51,7 +51,7 @@ DEFAULT_N = 2000
 dominate (logs at ~200/s run 10 s; 200 items lasted 0.8 s)."""
 
 
-def _worker_env(settings: Settings, prefix: str, port: int, specs: dict[Modality, str]) -> dict:
+def worker_env(settings: Settings, prefix: str, port: int, specs: dict[Modality, str]) -> dict:
     """The bench worker: these settings, its own topics/group/port, `specs` as encoders."""
     update: dict[str, object] = {
         "topic_prefix": prefix, "worker_id": f"{prefix}-worker", "web_port": port,
@@ -85,6 +85,17 @@ def next_poll_s(done: int, n: int, elapsed_s: float, *, shortest_s: float = 0.02
         return longest_s
     remaining_s = (n - done) / (done / elapsed_s)
     return min(longest_s, max(shortest_s, remaining_s / 4))
+
+
+def drop_indexes(settings: Settings, prefix: str) -> None:
+    """Drop the bench's own indexes and their items (topic prefix `prefix`)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.resolved_redis_url())
+    try:
+        _drop(client, prefix)
+    finally:
+        client.close()
 
 
 def _drop(client, prefix: str) -> None:
@@ -134,7 +145,7 @@ def _pipeline_row(
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"lookout-{prefix}.log"
     progress(f"pipeline ({label}): worker with {spec} indexes {n} {modality.value} records")
-    worker = WorkerProcess.start(_worker_env(settings, prefix, port, specs),
+    worker = WorkerProcess.start(worker_env(settings, prefix, port, specs),
                                  f"http://127.0.0.1:{port}", log)
     client = redis.Redis.from_url(settings.resolved_redis_url())
     try:

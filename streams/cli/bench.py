@@ -216,6 +216,53 @@ def print_pipeline_table(report: dict) -> None:
     Console().print_json(data=report["ratios"])
 
 
+@bench.command(name="latency")
+@click.option("--rate", type=click.FloatRange(1, 5000), default=50.0, show_default=True,
+              help="Log lines per second sent.")
+@click.option("--seconds", type=click.FloatRange(5, 3600), default=60.0, show_default=True,
+              help="How long to send.")
+@click.option("--match-every", type=click.IntRange(2, 10_000), default=10, show_default=True,
+              help="Every Nth line is a line of the watched pattern (its own alert).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write the report as JSON to this file ('-' = stdout).")
+def bench_latency(rate: float, seconds: float, match_every: int,
+                  json_path: Path | None) -> None:
+    """Ingest -> alert latency at a steady log rate through a real worker with one
+    standing query (p50/p90/p99, published and received by a subscriber).
+
+    Uses the Kafka and Redis of the LOOKOUT_* settings (the embedded stack by default).
+    """
+    report = run_latency_bench_cli(rate, seconds, match_every)
+    _emit(report, json_path, lambda: print_latency_table(report))
+
+
+def run_latency_bench_cli(rate: float = 50.0, seconds: float = 60.0,
+                          match_every: int = 10) -> dict:
+    from streams.bench.latency import run_latency_bench
+    from streams.core.signals import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # SIGTERM stops the bench worker too
+        return run_latency_bench(load_settings(), rate=rate, seconds=seconds,
+                                 match_every=match_every,
+                                 progress=lambda m: click.echo(m, err=True))
+
+
+def print_latency_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ingest -> alert at {report['rate_lines_per_s']:g} lines/s "
+                        f"({report['alerts_received']}/{report['pattern_lines']} alerts, "
+                        f"{report['unexpected_alerts']} unexpected)")
+    for col in ("phase", "measured at", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"):
+        table.add_column(col)
+    for phase, kinds in report["latency"].items():
+        for kind, q in kinds.items():
+            table.add_row(phase, kind, str(q["n"]), *(str(q.get(k, "-")) for k in
+                                                      ("p50_ms", "p90_ms", "p99_ms", "max_ms")))
+    Console().print(table)
+
+
 @bench.command(name="logs")
 @click.option("--n", "n", type=click.IntRange(100, 1_000_000), default=DEFAULT_LINES,
               show_default=True, help="Timed lines of the realistic corpus.")
@@ -352,6 +399,7 @@ def bench_all(
                                                   threads)}
     sections["logs"] = run_log_bench_cli()
     sections["pipeline"] = run_pipeline_bench_cli(DEFAULT_N)
+    sections["latency"] = run_latency_bench_cli()
     report = assemble(sections | extra, load_settings(device=device).device)
     _emit(
         report,
@@ -359,6 +407,7 @@ def bench_all(
         lambda: print_encoder_table(report["encoders"]),
         lambda: print_log_table(report["logs"]),
         lambda: print_pipeline_table(report["pipeline"]),
+        lambda: print_latency_table(report["latency"]),
     )
 
 

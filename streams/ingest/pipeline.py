@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -94,6 +95,9 @@ class BatchPipeline:
     audio_clip_rate: int = 0
     #: ... compressed as (opus, vorbis, pcm).
     audio_clip_format: str = "opus"
+    #: Audio clips are compressed here while the encoder runs (`batch.start_clips`).
+    media: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=2, thread_name_prefix="lookout-media"))
     observers: list[BatchObserver] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     problems: list[str] = field(default_factory=list)
@@ -159,7 +163,8 @@ class BatchPipeline:
                 lambda: self.inference.run(embed_records, self.encoders[modality], modality,
                                            good, thumb_max_width=self.thumb_max_width,
                                            clip_rate=self.audio_clip_rate,
-                                           clip_format=self.audio_clip_format),
+                                           clip_format=self.audio_clip_format,
+                                           media=self.media),
                 op="encode", what=f"embedding a {label} batch of {len(good)} records "
                                   f"(first {good[0].topic}[{good[0].partition}]@{good[0].offset})",
                 backoff=self.device_backoff, transient=(EncoderUnavailable,),

@@ -301,3 +301,41 @@ def test_no_clip_rate_keeps_no_clip(encoders):
                           key_prefix=PREFIX, space=SPACE)
     batch = embed_records(encoders[Modality.AUDIO], Modality.AUDIO, ok, thumb_max_width=32)
     assert batch.docs[0].clip is None and "audio_url" not in batch.items[0].evidence
+
+
+def test_clips_made_in_the_media_pool_are_those_made_inline_and_off_the_calling_thread(
+        encoders):
+    """The worker compresses clips in its media threads while the encoder runs: the same
+    sound (Ogg's stream serial numbers are random, so not the same bytes), the same
+    evidence, made on another thread."""
+    import io
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from unittest import mock
+
+    from streams.ingest import batch as batch_module
+
+    ok, _ = parse_records(Modality.AUDIO, [consumed(r, i) for i, r in
+                                           enumerate(good_records(Modality.AUDIO, 3))],
+                          key_prefix=PREFIX, space=SPACE)
+    enc = encoders[Modality.AUDIO]
+    inline = embed_records(enc, Modality.AUDIO, ok, thumb_max_width=32, clip_rate=8000)
+    threads: list[str] = []
+    real = batch_module.audio_clip
+
+    def traced(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    with ThreadPoolExecutor(2, thread_name_prefix="media") as media, \
+            mock.patch.object(batch_module, "audio_clip", traced):
+        pooled = embed_records(enc, Modality.AUDIO, ok, thumb_max_width=32, clip_rate=8000,
+                               media=media)
+    import soundfile as sf
+
+    for a, b in zip(pooled.docs, inline.docs, strict=True):
+        assert a.clip and b.clip
+        assert np.array_equal(sf.read(io.BytesIO(a.clip))[0], sf.read(io.BytesIO(b.clip))[0])
+    assert [d.clip_type for d in pooled.docs] == [d.clip_type for d in inline.docs]
+    assert [i.evidence for i in pooled.items] == [i.evidence for i in inline.items]
+    assert len(threads) == 3 and all(t.startswith("media") for t in threads)
