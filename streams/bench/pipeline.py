@@ -8,7 +8,10 @@ One run on the same payloads (`encoders.benchmark.sample_payloads`) measures, pe
     own ceiling (Kafka, batching, Redis, commits) at next to no encoder cost;
   - `bare` encoder: decode + encode of the same payloads in the worker's batch size, in
     process, no Kafka or Redis;
-and the ratios pipeline/bare (how much of the encoder's speed the pipeline keeps).
+  - `serial_script`: what a plain script does with the same model (kafka-python poll,
+    encode, redisvl `load`, commit, one after the other, in this process);
+and the ratios pipeline/bare (how much of the encoder's speed the pipeline keeps) and
+pipeline/serial script (what Lookout's overlap buys over the obvious loop).
 Backs `lookout bench pipeline`; needs Kafka and Redis reachable through `settings`.
 """
 
@@ -168,6 +171,62 @@ def _pipeline_row(
                             {k: round(v, 2) for k, v in sorted(startup.items())})
 
 
+def _serial_row(settings: Settings, modality: Modality, spec: str, payloads: list[bytes],
+                progress: Progress) -> PipelineBenchRow:
+    """The issue's baseline: what a plain serial script does with the same model, no
+    Lookout around it (kafka-python poll -> decode + encode -> redisvl `load` -> commit, one
+    step after the other). The records wait in Kafka first; the clock runs from the first
+    poll to the last commit (the model is loaded before)."""
+    from kafka import KafkaConsumer
+    from redisvl.index import SearchIndex
+    from redisvl.schema import IndexSchema
+
+    from encoders.benchmark import CONTENT_TYPES
+    from streams.config.kafka_security import kafka_python_kwargs
+    from streams.index.store import build_schema
+    from streams.worker.encoders import apply_torch_threads, build_modality_encoder
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.{settings.input_topic(modality).split('.', 1)[1]}"
+    n = len(payloads)
+    progress(f"serial script: producing {n} {modality.value} records")
+    _produce(settings, topic, modality, payloads)
+    apply_torch_threads(settings)
+    enc = build_modality_encoder(settings, modality, spec)
+    schema = build_schema(prefix=prefix, modality=modality, short_id=enc.short_id,
+                          dims=enc.dim, datatype=settings.vector_dtype)
+    index = SearchIndex(IndexSchema.from_dict(schema), redis_url=settings.resolved_redis_url())
+    index.create(overwrite=True)
+    batch = settings.batch_size(modality, enc.device.type == "cuda")
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
+        group_id=f"{prefix}-serial", auto_offset_reset="earliest", enable_auto_commit=False,
+        max_poll_records=batch, **kafka_python_kwargs(settings))
+    ctype = CONTENT_TYPES[modality.value]
+    done, start = 0, None
+    progress(f"serial script: {spec} indexes {n} {modality.value} records")
+    try:
+        while done < n:
+            for records in consumer.poll(timeout_ms=1000).values():
+                start = start or time.perf_counter()
+                vecs = enc.encode_payloads([r.value for r in records], [ctype] * len(records))
+                host = vecs.detach().float().cpu().numpy()
+                index.load([{"source": r.key.decode(), "ts": r.timestamp, "model": enc.short_id,
+                             "embedding": host[i].tobytes(), "topic": r.topic,
+                             "partition": r.partition, "offset": r.offset,
+                             "content_type": ctype} for i, r in enumerate(records)],
+                           keys=[f"{schema['index']['prefix']}{r.partition}:{r.offset}"
+                                 for r in records])
+                consumer.commit()
+                done += len(records)
+        elapsed = time.perf_counter() - (start or time.perf_counter())
+    finally:
+        consumer.close()
+        index.delete(drop=True)
+    return PipelineBenchRow(modality.value, "serial_script", "default", spec, n,
+                            round(elapsed, 3), round(n / max(elapsed, 1e-9), 2))
+
+
 def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],
                payloads: dict[Modality, list[bytes]], warmup: dict[Modality, list[bytes]],
                progress: Progress) -> list[PipelineBenchRow]:
@@ -224,6 +283,8 @@ def run_pipeline_bench(
                                       worker_timeout_s))
     warmup = {m: _payloads(sample_payloads, m, min(n, 64), seed=1) for m in MODALITIES}
     rows += _bare_rows(settings, "default", default_specs, payloads, warmup, progress)
+    rows += [_serial_row(settings, m, default_specs[m], payloads[m], progress)
+             for m in MODALITIES]
     rows += _bare_rows(settings, "null", null_specs, payloads, warmup, progress)
     rate = {(r.modality, r.kind, r.encoders): r.items_per_s for r in rows}
     ratios = {}
@@ -236,6 +297,8 @@ def run_pipeline_bench(
                 rate[(k, "pipeline", "null")] / rate[(k, "pipeline", "default")], 3),
             "pipeline_null_over_bare_null": round(
                 rate[(k, "pipeline", "null")] / rate[(k, "bare", "null")], 3),
+            "pipeline_default_over_serial_script": round(
+                rate[(k, "pipeline", "default")] / rate[(k, "serial_script", "default")], 3),
         }
     return {
         "machine": machine_info(settings.device),
