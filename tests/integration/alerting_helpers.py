@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -155,11 +156,17 @@ class SseClient:
             return  # closed by the test (or the worker went away)
 
     def close(self) -> None:
-        if self._resp is not None:
-            try:
-                self._resp.close()
-            except Exception:
-                pass
+        """Shut the socket down, then close: the reader thread sits in a read that holds
+        the response's buffer lock, so a bare close() waited for the stream's next line
+        (a keep-alive comes every 15 s)."""
+        if self._resp is None:
+            return
+        sock = getattr(getattr(self._resp.fp, "raw", None), "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            self._resp.close()
 
 
 def log_record(source: str, text: str, ts_ms: int | None = None) -> InputRecord:
