@@ -24,7 +24,6 @@ from streams.index.catalog import IndexInfo, list_indexes
 from streams.index.naming import schema_version
 from streams.index.params import VectorIndexParams
 from streams.index.store import IndexStore, wrap_redis_error
-from streams.worker.encoders import build_modality_encoder
 
 from .common import load_settings, print_json
 
@@ -74,6 +73,8 @@ def _print_plan(plan: admin.Plan, dry_run: bool) -> None:
 
 def _target(settings: Settings, client: Redis, modality: Modality) -> tuple[IndexStore, Any]:
     """The index the configured encoder and dtype write now, and that encoder."""
+    from streams.worker.encoders import build_modality_encoder  # torch: only when encoding
+
     encoder = build_modality_encoder(settings, modality)
     store = IndexStore(client, prefix=settings.topic_prefix, modality=modality,
                        model_short_id=encoder.short_id, dims=encoder.dim,

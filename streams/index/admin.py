@@ -18,12 +18,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from redis.asyncio import Redis
 
-from encoders.base import Encoder
 from encoders.errors import EncoderInputError
 from encoders.modality import Modality
 from streams.core.errors import IndexMismatch
@@ -31,6 +30,9 @@ from streams.index.catalog import IndexInfo, list_indexes
 from streams.index.naming import mismatch, schema_version
 from streams.index.params import VectorIndexParams
 from streams.index.store import VECTOR_FIELD, IndexStore
+
+if TYPE_CHECKING:  # torch: not loaded by `lookout index status|migrate|drop`
+    from encoders.base import Encoder
 
 Progress = Callable[[int, int], None]
 """(done, total) after each step."""

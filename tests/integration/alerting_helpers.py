@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -44,8 +46,8 @@ class WebhookReceiver:
     """An aiohttp server on a free port recording every POST (headers, raw body).
 
     `received_at[i]` is the `time.monotonic()` at which `received[i]` arrived. While
-    `hanging`, a POST is counted in `hung` and left unanswered for 30 s (then 503): a
-    receiver that is down from the sender's point of view. With a `secret` it verifies
+    `hanging`, a POST is counted in `hung` and left unanswered for 30 s, or until `stop()`
+    (then 503): a receiver that is down from the sender's point of view. With a `secret` it verifies
     `X-Lookout-Signature` as docs/alerting.md tells receivers to (at its own `clock`,
     which a test can move): a bad or stale signature gets 401 and is kept in `refused`.
     """
@@ -62,6 +64,7 @@ class WebhookReceiver:
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
+    _released: asyncio.Event | None = None
 
     @property
     def url(self) -> str:
@@ -71,7 +74,9 @@ class WebhookReceiver:
         body = await request.read()
         if self.hanging:
             self.hung += 1
-            await asyncio.sleep(30.0)
+            assert self._released is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), 30.0)
             return web.Response(status=503)
         if self.fail_first > 0:
             self.fail_first -= 1
@@ -89,6 +94,7 @@ class WebhookReceiver:
 
         def run() -> None:
             self._loop = asyncio.new_event_loop()
+            self._released = asyncio.Event()
             app = web.Application()
             app.router.add_post("/hook", self._handle)
             self._runner = web.AppRunner(app)
@@ -106,7 +112,11 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
+        """Answer any hung POST, then shut down: the runner's cleanup waits for handlers
+        in flight, and a hung one would hold `stop()` for its whole join timeout (10 s)."""
         if self._loop is not None:
+            if self._released is not None:
+                self._loop.call_soon_threadsafe(self._released.set)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
@@ -146,11 +156,17 @@ class SseClient:
             return  # closed by the test (or the worker went away)
 
     def close(self) -> None:
-        if self._resp is not None:
-            try:
-                self._resp.close()
-            except Exception:
-                pass
+        """Shut the socket down, then close: the reader thread sits in a read that holds
+        the response's buffer lock, so a bare close() waited for the stream's next line
+        (a keep-alive comes every 15 s)."""
+        if self._resp is None:
+            return
+        sock = getattr(getattr(self._resp.fp, "raw", None), "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            self._resp.close()
 
 
 def log_record(source: str, text: str, ts_ms: int | None = None) -> InputRecord:

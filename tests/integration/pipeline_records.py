@@ -5,6 +5,8 @@ The records themselves are built by `tests.records` (pure, shared with the unit 
 
 from __future__ import annotations
 
+from typing import Any
+
 from kafka import KafkaProducer
 from kafka.producer.future import RecordMetadata
 
@@ -52,16 +54,18 @@ def item_keys(settings: Settings, modality: Modality) -> set[str]:
         client.close()
 
 
-def read_to_end(settings: Settings, topic: str, timeout_s: float = 30.0) -> list:
+def read_to_end(settings: Settings, topic: str, timeout_s: float = 30.0,
+                **consumer_kwargs: Any) -> list:
     """Every record of `topic` (all partitions) from the start up to the end offsets the
     broker reports at the call: what is on the topic now, without waiting for it to go
-    quiet. `timeout_s` bounds the read."""
+    quiet. `timeout_s` bounds the read; `consumer_kwargs` go to the KafkaConsumer."""
     import time
 
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
-                             enable_auto_commit=False, consumer_timeout_ms=1000)
+                             enable_auto_commit=False, consumer_timeout_ms=1000,
+                             **consumer_kwargs)
     try:
         parts = [TopicPartition(topic, p)
                  for p in sorted(consumer.partitions_for_topic(topic) or ())]

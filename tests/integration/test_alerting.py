@@ -55,7 +55,7 @@ from tests.integration.progress import (
     wait_until_delivered,
     wait_until_processed,
 )
-from tests.integration.worker_fixtures import lookout_cli
+from tests.integration.worker_fixtures import lookout_cli, started_together
 from tests.records import good_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -363,8 +363,7 @@ def test_incidents_min_hits_and_cooldown_in_event_time(settings: Settings, worke
 def test_query_added_on_one_worker_is_active_on_another_and_after_restart(
     settings: Settings, worker_process
 ):
-    a = worker_process()
-    b = worker_process()
+    a, b = started_together(worker_process, 2)
     status, body = call(a.api_url, "POST", "/queries", {
         "id": "disk", "name": "disk", "modality": "logs", "positives": [DISK],
         "threshold": 0.75, "cooldown_s": 0})

@@ -17,28 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from streams.config.settings import Settings
 from streams.demo.scorecard import ObservedAlert, TruthEvent, matching_event, score_alerts
 from tests.helpers import free_port
+from tests.integration.pipeline_records import read_to_end
 
 pytestmark = pytest.mark.integration
 
 LOOKOUT_BIN = Path(sys.executable).with_name("lookout")
 
 
-def _read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                             enable_auto_commit=False, consumer_timeout_ms=3000)
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        return [json.loads(r.value) for r in consumer]
-    finally:
-        consumer.close()
+def _read_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """Every record on `topic`, read up to its end offsets (the demo has exited, so that is
+    all of them: no waiting for the topic to go quiet)."""
+    return [json.loads(r.value) for r in read_to_end(settings, topic)]
 
 
 def _run_demo(settings: Settings, home: Path, port: int, *args: str
@@ -82,7 +75,7 @@ def test_demo_scorecard_is_computed_from_the_alerts_topic(settings: Settings,
     assert card["deadletters"] == 0
 
     # The alerts the card counts are exactly the ones on this run's alerts topic.
-    alerts = _read_topic(settings.resolved_kafka_bootstrap(), settings.topic("alerts"))
+    alerts = _read_topic(settings, settings.topic("alerts"))
     assert card["alerts"]["read_from_topic"] == len(alerts)
     assert card["alerts"]["this_run"] == len(alerts)
     assert all(base_ms <= a["ts"] <= base_ms + truth["duration_s"] * 1000 for a in alerts)
@@ -128,7 +121,7 @@ def test_demo_reuses_the_cached_scenario_and_stops_its_worker(settings: Settings
     card = json.loads(second.stdout)
     assert card["scenario"]["duration_s"] == 6
     # Only the second run's alerts count, although the topic holds both runs' alerts.
-    alerts = _read_topic(settings.resolved_kafka_bootstrap(), settings.topic("alerts"))
+    alerts = _read_topic(settings, settings.topic("alerts"))
     assert card["alerts"]["read_from_topic"] <= len(alerts)
     first_card = json.loads(first.stdout)
     assert len(alerts) == first_card["alerts"]["read_from_topic"] + \
@@ -152,7 +145,7 @@ def test_auto_thresholds_meet_the_targets_on_a_seed_nobody_tuned_for(
     declared = _declared(root)
     assert all("threshold" not in q for q in declared)  # auto: nothing chosen by hand
     assert all(t["auto"] for t in card["thresholds"].values())
-    alerts = _read_topic(settings.resolved_kafka_bootstrap(), settings.topic("alerts"))
+    alerts = _read_topic(settings, settings.topic("alerts"))
     scored = _score_topic(alerts, truth, card["scenario"]["ts_base_ms"],
                           [q["id"] for q in declared])
     assert scored["recall"] >= 0.9, scored["patterns"]

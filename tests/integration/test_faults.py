@@ -3,13 +3,13 @@ around it is indexed exactly once, and no partition stays stuck."""
 
 from __future__ import annotations
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from encoders.modality import Modality
 from streams.config.settings import Settings
 from streams.core.wire import HEADER_ERROR, MAX_PAYLOAD_BYTES, encode_headers
 from streams.ingest.deadletter import HEADER_ORIGINAL_SIZE, KEPT_BYTES
-from tests.integration.pipeline_records import item_keys
+from tests.integration.pipeline_records import item_keys, read_to_end
 from tests.integration.progress import wait_until_processed
 
 BASE_TS = 1_764_000_000_000
@@ -29,17 +29,10 @@ def _produce_raw(settings: Settings, records: list[tuple[str, bytes]]) -> None:
 
 
 def _deadletters(settings: Settings) -> list:
-    topic = settings.topic("deadletter")
-    consumer = KafkaConsumer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
-                             enable_auto_commit=False, consumer_timeout_ms=2000,
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        return list(consumer)
-    finally:
-        consumer.close()
+    """The dead-letter topic up to its end offsets: the worker commits a batch only after
+    its dead letters are sent, so once committed that is all of them (no waiting for quiet)."""
+    return read_to_end(settings, settings.topic("deadletter"),
+                       max_partition_fetch_bytes=8 * 1024 * 1024)
 
 
 def test_an_oversize_record_is_dead_lettered_and_its_neighbours_indexed(

@@ -21,7 +21,7 @@ from tests.helpers import metric_value, wait_for
 from tests.integration.alerting_helpers import alerts_on_topic, call, log_record
 from tests.integration.pipeline_records import produce
 from tests.integration.progress import uncommitted
-from tests.integration.worker_fixtures import lookout_cli
+from tests.integration.worker_fixtures import lookout_cli, started_together
 from tests.records import InputRecord, jpeg_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -104,7 +104,7 @@ def test_composite_fires_once_per_incident_across_workers_and_a_sigkill(
         settings: Settings, worker_process, tmp_path: Path):
     for site in SITES["sites"]:
         assert [partition_of(SENSOR[site]), partition_of(CAMERA[site])] == [0, 1]
-    a, b = worker_process(**PARTITIONS), worker_process(**PARTITIONS)
+    a, b = started_together(worker_process, 2, **PARTITIONS)
     register(a.api_url, tmp_path)
     assert wait_for(lambda: b.get("/composites/intrusion")[0] == 200
                     and b.get("/sites")[1] == a.get("/sites")[1], 10), b.log_tail()

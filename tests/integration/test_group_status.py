@@ -14,7 +14,7 @@ from encoders.modality import Modality
 from streams.config.settings import Settings
 from tests.helpers import wait_for
 from tests.integration.pipeline_records import produce
-from tests.integration.worker_fixtures import SpawnedWorker
+from tests.integration.worker_fixtures import SpawnedWorker, started_together
 from tests.records import bad_records, good_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -52,7 +52,7 @@ def _deadletters(workers: list[SpawnedWorker]) -> dict[str, dict[str, int]]:
 def test_each_worker_shows_the_whole_group_and_a_dead_one_leaves_after_its_ttl(
         worker_process: Any, settings: Settings) -> None:
     env = {"LOOKOUT_STATUS_INTERVAL_S": str(BEAT_S), "LOOKOUT_PARTITIONS": "2"}
-    a, b = worker_process(**env), worker_process(**env)
+    a, b = started_together(worker_process, 2, **env)
     ports = {_port(a), _port(b)}
     for worker in (a, b):
         assert wait_for(lambda w=worker: {i.rsplit(":", 1)[1] for i in _instances(w)} == ports
@@ -87,7 +87,7 @@ def test_each_worker_shows_the_whole_group_and_a_dead_one_leaves_after_its_ttl(
 
 def test_a_worker_that_stops_leaves_the_group_at_once(worker_process: Any) -> None:
     env = {"LOOKOUT_STATUS_INTERVAL_S": "30"}  # TTL 90 s: only the removal can explain it
-    a, b = worker_process(**env), worker_process(**env)
+    a, b = started_together(worker_process, 2, **env)
     assert wait_for(lambda: len(_instances(a)) == 2, 60), _group(a)
     assert b.stop() == 0
     assert {i.rsplit(":", 1)[1] for i in _instances(a)} == {_port(a)}

@@ -24,6 +24,7 @@ from streams.index.store import IndexStore
 from tests.helpers import metric_value
 from tests.integration.pipeline_records import item_keys, produce, read_to_end, trivial_space
 from tests.integration.progress import wait_until_processed
+from tests.integration.worker_fixtures import started_together
 from tests.records import BASE_TS_MS, InputRecord, bad_records, good_records, log_line
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -192,8 +193,7 @@ def test_default_log_encoder_and_health_while_a_long_batch_embeds(settings, work
 
 def test_two_workers_in_one_group_share_the_partitions(settings, worker_process):
     settings = settings.model_copy(update={"partitions": 4})
-    first = worker_process(LOOKOUT_PARTITIONS="4")
-    second = worker_process(LOOKOUT_PARTITIONS="4")
+    first, second = started_together(worker_process, 2, LOOKOUT_PARTITIONS="4")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until the group rebalanced over both members
         shares = [w.get("/readyz")[1].get("assigned_partitions", 0) for w in (first, second)]

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import pytest
 import soundfile as sf
-from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from encoders.modality import MODALITIES, Modality
@@ -25,38 +24,20 @@ from streams.core.wire import HEADER_CONTENT_TYPE, HEADER_TS, WireRecord, parse_
 from streams.demo.scenario import build_scenario
 from streams.kafka.admin import TopicLayout, ensure_topics_sync
 from streams.kafka.producer import LookoutProducer
+from tests.integration.pipeline_records import read_to_end
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def consume(settings: Settings, modality: Modality, expected: int,
-            timeout_s: float = 60.0) -> list[WireRecord]:
-    """Every record of the modality's topic (from the start), parsed by the wire module."""
-    topic = settings.input_topic(modality)
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=settings.resolved_kafka_bootstrap(),
-        auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-        consumer_timeout_ms=int(timeout_s * 1000))
-    records: list[WireRecord] = []
-    try:
-        for msg in consumer:
-            records.append(parse_record(
-                modality, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                key=msg.key, value=msg.value, headers=msg.headers, timestamp_ms=msg.timestamp))
-            if len(records) >= expected:
-                break
-        # Anything beyond `expected` would be a duplicate: give it a moment to show up.
-        extra = consumer.poll(timeout_ms=1000)
-        for batch in extra.values():
-            for msg in batch:
-                records.append(parse_record(
-                    modality, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                    key=msg.key, value=msg.value, headers=msg.headers,
-                    timestamp_ms=msg.timestamp))
-    finally:
-        consumer.close()
-    return records
+def consume(settings: Settings, modality: Modality) -> list[WireRecord]:
+    """Every record of the modality's topic, parsed by the wire module, read up to the end
+    offsets: callers consume after the producer under test flushed (or exited), so every
+    record it wrote, a duplicate included, is before them (no waiting for quiet)."""
+    return [parse_record(modality, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                         key=msg.key, value=msg.value, headers=msg.headers,
+                         timestamp_ms=msg.timestamp)
+            for msg in read_to_end(settings, settings.input_topic(modality), timeout_s=60.0)]
 
 
 def run_cli(settings: Settings, *args: str, stdin: bytes | None = None,
@@ -111,7 +92,7 @@ def test_each_producer_writes_the_documented_record(settings: Settings) -> None:
         producer.send_log("web-1", "plain text line", 1_700_000_000_004)
     assert producer.stats.delivered == 4 and producer.stats.failed == 0
     for modality, (source, payload, ctype, ts) in sent.items():
-        records = consume(settings, modality, 2 if modality is Modality.LOGS else 1)
+        records = consume(settings, modality)
         first = records[0]
         assert first.topic == settings.input_topic(modality)
         assert (first.source, first.payload, first.content_type, first.ts_ms) == (
@@ -120,7 +101,7 @@ def test_each_producer_writes_the_documented_record(settings: Settings) -> None:
         assert replace(first, space="m:float32").item_key == (
             f"lookout:item:{modality.value}:m:float32:{first.topic}:{first.partition}:"
             f"{first.offset}")
-    logs = consume(settings, Modality.LOGS, 2)
+    logs = consume(settings, Modality.LOGS)
     assert len(logs) == 2
     assert logs[1].payload == b"plain text line"
     assert logs[1].content_type == "text/plain; charset=utf-8"
@@ -134,7 +115,7 @@ def test_thousand_log_lines_give_thousand_records_in_order(settings: Settings,
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["delivered"] == 1000 and summary["read"] == 1000 and summary["error"] is None
-    records = consume(settings, Modality.LOGS, 1000)
+    records = consume(settings, Modality.LOGS)
     assert len(records) == 1000
     assert [r.payload.decode() for r in records] == path.read_text().splitlines()
     assert all(r.source == "web-1" for r in records)
@@ -148,7 +129,7 @@ def test_order_per_source_over_partitions(settings: Settings) -> None:
         for i in range(400):
             for source in sources:
                 producer.send_log(source, f"{source} line {i}", 1_700_000_000_000 + i)
-    records = consume(settings, Modality.LOGS, 1200)
+    records = consume(settings, Modality.LOGS)
     assert len(records) == 1200
     per_source: dict[str, list[str]] = defaultdict(list)
     for record in records:
@@ -169,7 +150,7 @@ def test_produce_video_sends_one_frame_per_slot(settings: Settings, scenario: Pa
     assert done.returncode == 0, done.stderr
     expected = round(truth["duration_s"] * fps)
     assert json.loads(done.stdout)["delivered"] == expected
-    records = consume(settings, Modality.VIDEO, expected)
+    records = consume(settings, Modality.VIDEO)
     assert len(records) == expected
     assert [r.ts_ms for r in records] == [base + round(1000 * k / fps) for k in range(expected)]
     image = cv2.imdecode(np.frombuffer(records[0].payload, np.uint8), cv2.IMREAD_COLOR)
@@ -186,7 +167,7 @@ def test_produce_audio_chunks_cover_the_file(settings: Settings, scenario: Path)
                    "--ts-base-ms", str(base), "--realtime", "--speed", "50", "--json")
     assert done.returncode == 0, done.stderr
     expected = int(np.ceil(truth["duration_s"]))
-    records = consume(settings, Modality.AUDIO, expected)
+    records = consume(settings, Modality.AUDIO)
     assert len(records) == expected
     assert [r.ts_ms for r in records] == [base + 1000 * k for k in range(expected)]
     total = 0
@@ -206,7 +187,7 @@ def test_produce_scenario_logs_stamps_lines_by_offset(settings: Settings,
     done = run_cli(settings, "produce", "logs", str(scenario / src["file"]), "--source",
                    src["id"], "--offset-field", "t", "--ts-base-ms", str(base))
     assert done.returncode == 0, done.stderr
-    records = consume(settings, Modality.LOGS, len(rows))
+    records = consume(settings, Modality.LOGS)
     assert len(records) == len(rows)
     assert [r.ts_ms for r in records] == [base + round(1000 * row["t"]) for row in rows]
     assert {r.content_type for r in records} == {"application/json"}
@@ -237,7 +218,7 @@ def test_failure_midway_says_how_much_was_sent(settings: Settings, tmp_path: Pat
     summary, error = done.stderr.strip().splitlines()[-2:]
     assert summary.startswith("500 lines delivered") and "stopped early" in summary
     assert "app.jsonl:501" in error and "delivered 500 of 500 read" in error
-    assert len(consume(settings, Modality.LOGS, 500)) == 500
+    assert len(consume(settings, Modality.LOGS)) == 500
 
 
 def test_bad_input_fails_before_kafka_with_one_line(settings: Settings, tmp_path: Path) -> None:
