@@ -93,15 +93,17 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float | int]:
 
 def split_latencies(clock: AlertClock, start: float, warmup_s: float
                     ) -> dict[str, dict[str, list[float]]]:
-    """Per phase (warmup, steady) and kind (published, received): latencies in seconds."""
+    """Per phase (warmup, steady, and all of them) and kind (published, received):
+    latencies in seconds."""
     out: dict[str, dict[str, list[float]]] = {
-        phase: {"published": [], "received": []} for phase in ("warmup", "steady")}
+        phase: {"published": [], "received": []} for phase in ("warmup", "steady", "all")}
     for source, sent in clock.sent.items():
         phase = "warmup" if sent - start < warmup_s else "steady"
-        if source in clock.published:
-            out[phase]["published"].append(clock.published[source] - sent)
-        if source in clock.received:
-            out[phase]["received"].append(clock.received[source] - sent)
+        for part in (phase, "all"):
+            if source in clock.published:
+                out[part]["published"].append(clock.published[source] - sent)
+            if source in clock.received:
+                out[part]["received"].append(clock.received[source] - sent)
     return out
 
 

@@ -55,6 +55,8 @@ def test_matches_sent_in_the_first_seconds_are_warm_up_the_rest_steady(
     phases = split_latencies(clock, start=0.0, warmup_s=warmup_s)
     assert len(phases["warmup"]["received"]) == sum(t < warmup_s for t in offsets)
     assert len(phases["steady"]["received"]) == sum(t >= warmup_s for t in offsets)
+    assert sorted(phases["all"]["received"]) == sorted(
+        phases["warmup"]["received"] + phases["steady"]["received"])
 
 
 @given(st.lists(st.floats(0, 10, allow_nan=False), min_size=1, max_size=200))
