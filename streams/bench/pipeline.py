@@ -96,16 +96,12 @@ def drop_indexes(settings: Settings, prefix: str) -> None:
 
     client = redis.Redis.from_url(settings.resolved_redis_url())
     try:
-        _drop(client, prefix)
+        for name in client.execute_command("FT._LIST"):
+            name = name.decode() if isinstance(name, bytes) else name
+            if name.startswith(f"{prefix}:idx:"):
+                client.execute_command("FT.DROPINDEX", name, "DD")
     finally:
         client.close()
-
-
-def _drop(client, prefix: str) -> None:
-    for name in client.execute_command("FT._LIST"):
-        name = name.decode() if isinstance(name, bytes) else name
-        if name.startswith(f"{prefix}:idx:"):
-            client.execute_command("FT.DROPINDEX", name, "DD")
 
 
 def _produce(settings: Settings, topic: str, modality: Modality, payloads: list[bytes]) -> None:
@@ -137,7 +133,6 @@ def _pipeline_row(
     progress: Progress, timeout_s: float,
 ) -> PipelineBenchRow:
     """Records wait in Kafka first; the clock runs from the worker's readiness to N items."""
-    import redis
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.{settings.input_topic(modality).split('.', 1)[1]}"
@@ -150,7 +145,6 @@ def _pipeline_row(
     progress(f"pipeline ({label}): worker with {spec} indexes {n} {modality.value} records")
     worker = WorkerProcess.start(worker_env(settings, prefix, port, specs),
                                  f"http://127.0.0.1:{port}", log)
-    client = redis.Redis.from_url(settings.resolved_redis_url())
     try:
         start = worker.wait_ready(timeout_s, poll_s=0.02)
         deadline = time.monotonic() + timeout_s
@@ -164,8 +158,7 @@ def _pipeline_row(
                                  label="phase")
     finally:
         worker.stop()
-        _drop(client, prefix)
-        client.close()
+        drop_indexes(settings, prefix)
     return PipelineBenchRow(modality.value, "pipeline", label, spec, n, round(elapsed, 3),
                             round(n / elapsed, 2),
                             {k: round(v, 2) for k, v in sorted(startup.items())})
