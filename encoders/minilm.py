@@ -31,6 +31,7 @@ from torch import nn
 
 from .errors import ModelNotAvailable
 from .fingerprint import hash_state_dict
+from .runtime import text_batch_size
 
 STATE_DICT_PREFIX = "0.model."
 """Where sentence-transformers (6.x) puts the BERT weights in its state dict: hashing ours
@@ -192,7 +193,7 @@ class MiniLMEmbedder:
         # Longest first, as sentence-transformers does: each batch pads to less.
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
         out = torch.empty((len(encodings), self.dim), device=self.device)
-        size = max(1, batch_size if self.device.type == "cuda" else min(batch_size, self.bucket))
+        size = text_batch_size(batch_size, self.device.type == "cuda", self.bucket)
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
             ids, mask = _padded([encodings[i].ids for i in chunk])

@@ -19,6 +19,13 @@ def runs_on_cuda(device: str) -> bool:
     return device.startswith("cuda")
 
 
+def text_batch_size(batch_size: int, on_gpu: bool, bucket: int) -> int:
+    """Texts per model call: `batch_size` on a GPU (padding is cheap there, launches are
+    not), at most `bucket` on a CPU, where a batch pads to its own longest text (the length
+    buckets of `encoders.sentence.SentenceEmbedder` and `encoders.minilm.MiniLMEmbedder`)."""
+    return max(1, batch_size if on_gpu else min(batch_size, bucket))
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn `auto|cpu|cuda[:N]` into a torch device; asking for CUDA without one is an error."""
     if isinstance(device, torch.device):

@@ -14,7 +14,7 @@ from .base import Encoder
 from .errors import ModelNotAvailable
 from .fingerprint import hash_state_dict, model_id
 from .log_text import EmbeddingCache, decode_log, log_recipe, normalise_log
-from .runtime import Runtime
+from .runtime import Runtime, text_batch_size
 
 
 def bundled_minilm_path() -> Path:
@@ -129,7 +129,7 @@ class SentenceEmbedder:
             return torch.empty((0, self.dim), dtype=torch.float32,
                                device=getattr(self.model, "device", None))
         on_gpu = getattr(self.model, "device", torch.device("cpu")).type == "cuda"
-        size = max(1, batch_size if on_gpu else min(batch_size, self.bucket))
+        size = text_batch_size(batch_size, on_gpu, self.bucket)
         if len(texts) <= size:
             return self._encode(texts)
         order = sorted(range(len(texts)), key=self._token_counts(texts).__getitem__)
