@@ -7,17 +7,24 @@ one text, so the same template gets one vector and one cache entry.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 
 from .content_types import media_type
 from .errors import EncoderInputError
 
+log = logging.getLogger(__name__)
+
 MAX_LOG_CHARS = 4096
+SHARED_RETRY_S = 30
+"""How long a failing shared cache is left alone before it is tried again."""
 _TEXT_TYPES = frozenset({"text/plain", ""})
 _JSON_TYPES = frozenset({"application/json"})
 
@@ -120,15 +127,37 @@ def decode_log(payload: bytes, content_type: str | None = None) -> str:
     return text
 
 
-class EmbeddingCache:
-    """Bounded LRU of vectors keyed by normalised text; thread-safe (API + executor thread)."""
+class SharedVectors(Protocol):
+    """A second-level vector store keyed like `EmbeddingCache`, shared by every worker of a
+    deployment (Redis in the worker: `streams.index.vector_cache`). It lets a restarted or
+    newly added worker start with the templates its group has already embedded instead
+    of paying for each again in its first seconds. Vectors go in and come out as float32
+    on the CPU; a store that fails raises, and the cache then computes as if it missed."""
 
-    def __init__(self, max_entries: int = 50_000) -> None:
+    def get_many(self, keys: Sequence[str]) -> list[torch.Tensor | None]: ...
+
+    def put_many(self, items: dict[str, torch.Tensor]) -> None: ...
+
+
+class EmbeddingCache:
+    """Bounded LRU of vectors keyed by normalised text; thread-safe (API + executor thread).
+
+    With a `shared` store, misses are looked up there before they are computed, and a key
+    computed here is written there the second time this process sees it: recurring
+    templates get shared, while a stream of all-distinct lines writes nothing.
+    """
+
+    def __init__(self, max_entries: int = 50_000, device: torch.device | None = None) -> None:
         self.max_entries = max_entries
+        self.device = device or torch.device("cpu")
+        self.shared: SharedVectors | None = None
         self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._unshared: set[str] = set()  # computed here, not yet written to `shared`
         self._lock = threading.Lock()
+        self._shared_down_until = 0.0
         self.hits = 0
         self.misses = 0
+        self.shared_hits = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -136,29 +165,87 @@ class EmbeddingCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._unshared.clear()
 
     def embed(
         self, keys: Sequence[str], compute: Callable[[list[str]], torch.Tensor]
     ) -> torch.Tensor:
         """Vectors for `keys`, computing only the distinct misses (in one call)."""
+        found, to_share = self._lookup(keys)
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        if missing:
+            from_shared = self._from_shared(missing)
+            found |= from_shared
+            missing = [k for k in missing if k not in from_shared]
+        if missing:
+            fresh = compute(missing)
+            self._remember(dict(zip(missing, fresh, strict=True)), computed=True)
+            found |= dict(zip(missing, fresh, strict=True))
+        if to_share:
+            self._to_shared({k: found[k] for k in to_share})
+        return torch.stack([found[k] for k in keys])
+
+    def _lookup(self, keys: Sequence[str]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Local hits, and those among them due to be shared (their second sighting)."""
         found: dict[str, torch.Tensor] = {}
+        to_share: list[str] = []
         with self._lock:
             for k in keys:
                 v = self._items.get(k)
                 if v is not None:
                     self._items.move_to_end(k)
                     found[k] = v
+                    if k in self._unshared:
+                        self._unshared.discard(k)
+                        to_share.append(k)
             self.hits += sum(1 for k in keys if k in found)
-        missing = list(dict.fromkeys(k for k in keys if k not in found))
-        if missing:
-            fresh = compute(missing)
-            with self._lock:
-                self.misses += len(missing)
-                for k, v in zip(missing, fresh, strict=True):
-                    found[k] = v
-                    if self.max_entries > 0:
-                        self._items[k] = v
-                        self._items.move_to_end(k)
-                while len(self._items) > self.max_entries:
-                    self._items.popitem(last=False)
-        return torch.stack([found[k] for k in keys])
+        return found, to_share
+
+    def _remember(self, vectors: dict[str, torch.Tensor], *, computed: bool) -> None:
+        with self._lock:
+            if computed:
+                self.misses += len(vectors)
+            else:
+                self.shared_hits += len(vectors)
+            if self.max_entries <= 0:
+                return
+            for k, v in vectors.items():
+                self._items[k] = v
+                self._items.move_to_end(k)
+                if computed and self.shared is not None:
+                    self._unshared.add(k)
+            while len(self._items) > self.max_entries:
+                evicted, _ = self._items.popitem(last=False)
+                self._unshared.discard(evicted)
+
+    def _shared_usable(self) -> SharedVectors | None:
+        return self.shared if time.monotonic() >= self._shared_down_until else None
+
+    def _shared_failed(self, doing: str, exc: Exception) -> None:
+        """A failing store is skipped for a while: encoding never waits on it repeatedly."""
+        self._shared_down_until = time.monotonic() + SHARED_RETRY_S
+        log.warning("shared embedding cache: %s failed (%s); computing without it for %d s",
+                    doing, exc, SHARED_RETRY_S)
+
+    def _from_shared(self, keys: list[str]) -> dict[str, torch.Tensor]:
+        shared = self._shared_usable()
+        if shared is None:
+            return {}
+        try:
+            got = shared.get_many(keys)
+        except Exception as e:  # a cache outage must not stop encoding
+            self._shared_failed("reading", e)
+            return {}
+        out = {k: v.to(self.device) for k, v in zip(keys, got, strict=True) if v is not None}
+        if out:
+            self._remember(out, computed=False)
+        return out
+
+    def _to_shared(self, vectors: dict[str, torch.Tensor]) -> None:
+        shared = self._shared_usable()
+        if shared is None:
+            return
+        try:
+            shared.put_many({k: v.detach().float().cpu() for k, v in vectors.items()})
+        except Exception as e:  # a cache outage must not stop encoding
+            self._shared_failed("writing", e)

@@ -176,7 +176,7 @@ class SentenceEncoder(Encoder):
         self.embedder = embedder
         self.dim = embedder.dim
         self.model_id = model_id(name, embedder.weights_hash, log_recipe())
-        self.cache = EmbeddingCache(cache_entries)
+        self.cache = EmbeddingCache(cache_entries, runtime.device)
 
     def decode(self, payload: bytes, content_type: str | None = None) -> str:
         return decode_log(payload, content_type)

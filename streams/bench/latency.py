@@ -11,7 +11,10 @@ was handed to the producer, on the same clock.
 What it shows is the pipeline's added latency at a rate far below its throughput: batching
 (the adaptive batcher flushes as soon as the encoder is idle), the encode of small
 batches, the upsert, matching and the alert's own write. The first `warmup_s` of matches
-are reported apart: the first batches of each new shape pay one-off kernel set-up.
+are reported apart: a fresh worker meets every log template for the first time and embeds
+it. Then the worker is restarted on the same topics and Redis and the stream goes on for
+`restart_seconds`: a restarted worker finds its group's templates in Redis (the shared
+template cache), and its own warm-up is reported as `restarted_latency`.
 The query's threshold is set halfway between the best background score and the worst
 pattern score, computed here with the worker's own encoder, so the bench measures latency,
 not detection quality; alerts that should not have fired, or that never came, are
@@ -37,7 +40,7 @@ from encoders.modality import MODALITIES, Modality
 from streams.api.client import ApiClient
 from streams.config.settings import Settings
 from streams.core.errors import LookoutError
-from streams.worker.process import WorkerProcess, free_port
+from streams.worker.process import WorkerProcess, free_port, http_get
 
 Progress = Callable[[str], None]
 
@@ -45,6 +48,7 @@ DEFAULT_RATE = 50.0
 DEFAULT_SECONDS = 60.0
 DEFAULT_MATCH_EVERY = 10
 DEFAULT_WARMUP_S = 5.0
+DEFAULT_RESTART_S = 20.0
 
 PATTERN = "md raid array degraded: disk failure, device disabled"
 """What the bench's standing query watches (one text positive)."""
@@ -91,13 +95,15 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float | int]:
             "max_ms": round(float(a.max()), 1)}
 
 
-def split_latencies(clock: AlertClock, start: float, warmup_s: float
-                    ) -> dict[str, dict[str, list[float]]]:
+def split_latencies(clock: AlertClock, start: float, warmup_s: float,
+                    sources: set[str] | None = None) -> dict[str, dict[str, list[float]]]:
     """Per phase (warmup, steady, and all of them) and kind (published, received):
-    latencies in seconds."""
+    latencies in seconds, of the pattern lines from `sources` (default: all)."""
     out: dict[str, dict[str, list[float]]] = {
         phase: {"published": [], "received": []} for phase in ("warmup", "steady", "all")}
     for source, sent in clock.sent.items():
+        if sources is not None and source not in sources:
+            continue
         phase = "warmup" if sent - start < warmup_s else "steady"
         for part in (phase, "all"):
             if source in clock.published:
@@ -190,16 +196,59 @@ def bench_lines(n: int, match_every: int, seed: int = 0) -> list[tuple[str, str]
             else (f"bg-{i % 16}", background[i]) for i in range(n)]
 
 
+@dataclass
+class WorkerRun:
+    """One worker's part of the bench: when its lines started, and where its log lines'
+    vectors came from (`lookout_log_template_cache_total`, read before it stopped)."""
+
+    start: float
+    sources: set[str]
+    template_cache: dict[str, float]
+
+
+def _template_cache(api_url: str) -> dict[str, float]:
+    from streams.core.metrics import parse_counters
+
+    counts = parse_counters(http_get(api_url + "/metrics")[1].decode(),
+                            "lookout_log_template_cache_total", label="result")
+    return {result: counts.get(result, 0.0) for result in ("local", "shared", "computed")}
+
+
+def _worker_run(settings: Settings, env: dict[str, str], port: int, log: Path, topic: str,
+                lines: list[tuple[str, str]], rate: float, clock: AlertClock,
+                before_sending: Callable[[], None], progress: Progress,
+                timeout_s: float) -> WorkerRun:
+    """Start a worker, let `before_sending` set up, send `lines` at `rate`, wait for their
+    alerts, read its cache counts and stop it."""
+    worker = WorkerProcess.start(env, f"http://127.0.0.1:{port}", log)
+    try:
+        worker.wait_ready(timeout_s, poll_s=0.05)
+        before_sending()
+        start = _produce_paced(settings, topic, lines, rate, clock, progress)
+        deadline = time.monotonic() + 30
+        while not clock.done() and time.monotonic() < deadline:
+            worker.check_alive()
+            time.sleep(0.05)  # polling our own consumer's tally, not standing in for a result
+        cache = _template_cache(worker.api_url)
+    finally:
+        worker.stop()
+    return WorkerRun(start, {src for src, _ in lines if src.startswith("pattern-")}, cache)
+
+
 def run_latency_bench(settings: Settings, *, rate: float = DEFAULT_RATE,
                       seconds: float = DEFAULT_SECONDS, match_every: int = DEFAULT_MATCH_EVERY,
-                      warmup_s: float = DEFAULT_WARMUP_S, progress: Progress | None = None,
-                      timeout_s: float = 300.0) -> dict:
-    """Start a worker on topics of its own, watch the pattern, send, and time the alerts."""
+                      warmup_s: float = DEFAULT_WARMUP_S,
+                      restart_seconds: float = DEFAULT_RESTART_S,
+                      progress: Progress | None = None, timeout_s: float = 300.0) -> dict:
+    """Start a worker on topics of its own, watch the pattern, send, and time the alerts;
+    then (unless `restart_seconds` is 0) restart it on the same topics and Redis and go on
+    sending the same stream: a fresh worker and a restarted one, side by side."""
     from encoders.benchmark import machine_info
     from streams.bench.pipeline import drop_indexes, worker_env
 
     progress = progress or (lambda _msg: None)
-    lines = bench_lines(int(rate * seconds), match_every)
+    first_n = int(rate * seconds)
+    lines = bench_lines(first_n + int(rate * restart_seconds), match_every)
     separation = threshold_between(
         settings, [line for src, line in lines if not src.startswith("pattern-")][:2000],
         [line for src, line in lines if src.startswith("pattern-")][:200])
@@ -210,38 +259,62 @@ def run_latency_bench(settings: Settings, *, rate: float = DEFAULT_RATE,
     log = Path(tempfile.gettempdir()) / f"lookout-{prefix}.log"
     env = worker_env(settings, prefix, port, specs)
     topic = f"{prefix}.{settings.input_topic(Modality.LOGS).split('.', 1)[1]}"
-    alerts_topic = f"{prefix}.alerts"
     progress(f"latency: worker on {prefix}, threshold {separation['threshold']}")
-    worker = WorkerProcess.start(env, f"http://127.0.0.1:{port}", log)
     clock, stop = AlertClock(), threading.Event()
     reader = threading.Thread(target=_consume_alerts,
-                              args=(settings, alerts_topic, clock, stop), daemon=True)
-    try:
-        worker.wait_ready(timeout_s, poll_s=0.05)
+                              args=(settings, f"{prefix}.alerts", clock, stop), daemon=True)
+
+    def watch() -> None:
         ApiClient(f"http://127.0.0.1:{port}").call("POST", "/queries", {
             "id": "bench-raid", "name": "RAID disk failure", "modality": "logs",
             "positives": [PATTERN], "threshold": separation["threshold"],
             "min_hits": 1, "cooldown_s": 0})
         reader.start()
-        start = _produce_paced(settings, topic, lines, rate, clock, progress)
-        deadline = time.monotonic() + 30
-        while not clock.done() and time.monotonic() < deadline:
-            worker.check_alive()
-            time.sleep(0.05)  # polling our own consumer's tally, not standing in for a result
+
+    runs: dict[str, WorkerRun] = {}
+    try:
+        runs["fresh"] = _worker_run(settings, env, port, log, topic, lines[:first_n], rate, clock,
+                                    watch, progress, timeout_s)
+        if len(lines) > first_n:
+            progress("latency: the same worker restarted on the same stream")
+            runs["restarted"] = _worker_run(settings, env, port, log, topic, lines[first_n:], rate,
+                                            clock, lambda: None, progress, timeout_s)
     finally:
         stop.set()
-        worker.stop()
         drop_indexes(settings, prefix)
-        reader.join(timeout=5)
-    phases = split_latencies(clock, start, warmup_s)
+        _drop_shared_templates(settings, prefix)
+        if reader.is_alive():
+            reader.join(timeout=5)
     return {
         "machine": machine_info(settings.device),
-        "rate_lines_per_s": rate, "seconds": seconds, "lines": len(lines),
-        "pattern_lines": len(clock.sent), "alerts_received": len(clock.received),
+        "rate_lines_per_s": rate, "seconds": seconds, "restart_seconds": restart_seconds,
+        "lines": len(lines), "pattern_lines": len(clock.sent),
+        "alerts_received": len(clock.received),
         "alerts_missing": len(clock.sent) - len(clock.received),
         "unexpected_alerts": len(clock.unexpected), "warmup_s": warmup_s,
         "query": separation | {"pattern": PATTERN, "encoder": specs[Modality.LOGS]},
         "torch_threads": os.environ.get("LOOKOUT_TORCH_THREADS", "torch default"),
-        "latency": {phase: {kind: percentiles_ms(v) for kind, v in kinds.items()}
-                    for phase, kinds in phases.items()},
+        "latency": _latency_report(clock, runs["fresh"], warmup_s),
+        **({"restarted_latency": _latency_report(clock, runs["restarted"], warmup_s)}
+           if "restarted" in runs else {}),
+        "template_cache": {name: run.template_cache for name, run in runs.items()},
     }
+
+
+def _latency_report(clock: AlertClock, run: WorkerRun, warmup_s: float) -> dict:
+    phases = split_latencies(clock, run.start, warmup_s, run.sources)
+    return {phase: {kind: percentiles_ms(v) for kind, v in kinds.items()}
+            for phase, kinds in phases.items()}
+
+
+def _drop_shared_templates(settings: Settings, prefix: str) -> None:
+    """The bench's shared template vectors go with its indexes."""
+    from redis import Redis
+
+    client = Redis.from_url(settings.resolved_redis_url())
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:logvec:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

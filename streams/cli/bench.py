@@ -223,27 +223,30 @@ def print_pipeline_table(report: dict) -> None:
               help="How long to send.")
 @click.option("--match-every", type=click.IntRange(2, 10_000), default=10, show_default=True,
               help="Every Nth line is a line of the watched pattern (its own alert).")
+@click.option("--restart-seconds", type=click.FloatRange(0, 3600), default=20.0,
+              show_default=True, help="Then restart the worker and send this long again "
+              "(0: no restart).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Write the report as JSON to this file ('-' = stdout).")
-def bench_latency(rate: float, seconds: float, match_every: int,
+def bench_latency(rate: float, seconds: float, match_every: int, restart_seconds: float,
                   json_path: Path | None) -> None:
     """Ingest -> alert latency at a steady log rate through a real worker with one
     standing query (p50/p90/p99, published and received by a subscriber).
 
     Uses the Kafka and Redis of the LOOKOUT_* settings (the embedded stack by default).
     """
-    report = run_latency_bench_cli(rate, seconds, match_every)
+    report = run_latency_bench_cli(rate, seconds, match_every, restart_seconds)
     _emit(report, json_path, lambda: print_latency_table(report))
 
 
 def run_latency_bench_cli(rate: float = 50.0, seconds: float = 60.0,
-                          match_every: int = 10) -> dict:
+                          match_every: int = 10, restart_seconds: float = 20.0) -> dict:
     from streams.bench.latency import run_latency_bench
     from streams.core.signals import sigterm_as_interrupt
 
     with sigterm_as_interrupt():  # SIGTERM stops the bench worker too
         return run_latency_bench(load_settings(), rate=rate, seconds=seconds,
-                                 match_every=match_every,
+                                 match_every=match_every, restart_seconds=restart_seconds,
                                  progress=lambda m: click.echo(m, err=True))
 
 
@@ -256,10 +259,11 @@ def print_latency_table(report: dict) -> None:
                         f"{report['unexpected_alerts']} unexpected)")
     for col in ("phase", "measured at", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         table.add_column(col)
-    for phase, kinds in report["latency"].items():
-        for kind, q in kinds.items():
-            table.add_row(phase, kind, str(q["n"]), *(str(q.get(k, "-")) for k in
-                                                      ("p50_ms", "p90_ms", "p99_ms", "max_ms")))
+    for worker, key in (("fresh", "latency"), ("restarted", "restarted_latency")):
+        for phase, kinds in report.get(key, {}).items():
+            for kind, q in kinds.items():
+                table.add_row(f"{worker} {phase}", kind, str(q["n"]), *(
+                    str(q.get(k, "-")) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")))
     Console().print(table)
 
 

@@ -105,6 +105,15 @@ class Settings(BaseSettings):
     encoder_audio: str = Field("aisfx", description="Encoder spec for audio chunks.")
     encoder_logs: str = Field("minilm", description="Encoder spec for log lines.")
 
+    log_cache_shared: bool = Field(
+        True, description="Share the log encoders' template vectors through Redis, so a "
+        "restarted or added worker does not re-embed the templates its group has seen "
+        "(a template is shared the second time a worker meets it).",
+    )
+    log_cache_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="TTL of a shared log template vector in Redis.",
+    )
+
     batch_size_video: int | None = Field(
         None, ge=1, le=4096,
         description="Most frames embedded in one micro-batch (unset: 32 on a GPU, 8 on CPU).",

@@ -13,7 +13,9 @@ carries prometheus_client's standard process, platform and GC collectors, so the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import (
     REGISTRY,
@@ -25,6 +27,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import CounterMetricFamily
 
 from encoders.modality import MODALITIES
 
@@ -40,6 +43,34 @@ REDIS_OPS = ("ensure", "upsert")
 #: `outcome` of webhook deliveries (streams.alerting counts exactly these).
 WEBHOOK_OUTCOMES = ("delivered", "retried", "rejected", "failed", "duplicate_skipped",
                     "refused", "handed_over", "too_old")
+
+
+class TemplateCacheCounts(Protocol):
+    """What a log encoder's template cache counts (`encoders.log_text.EmbeddingCache`)."""
+
+    hits: int
+    shared_hits: int
+    misses: int
+
+
+class TemplateCacheCollector:
+    """`lookout_log_template_cache_total{modality, result}`: where log lines' vectors came
+    from, read from the caches' own counts at each scrape (they live in the encoder, below
+    the metrics, and are counted under its lock)."""
+
+    def __init__(self, caches: dict[str, TemplateCacheCounts]) -> None:
+        self.caches = caches
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "lookout_log_template_cache", "Log lines by where their template's vector came "
+            "from: this worker's cache (local), the group's cache in Redis (shared), or the "
+            "model (computed).", labels=["modality", "result"])
+        for modality, cache in self.caches.items():
+            for result, value in (("local", cache.hits), ("shared", cache.shared_hits),
+                                  ("computed", cache.misses)):
+                family.add_metric([modality, result], value)
+        yield family
 
 
 @dataclass
@@ -91,6 +122,11 @@ class Metrics:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
             GCCollector(registry=r)
+
+    def watch_template_caches(self, caches: dict[str, TemplateCacheCounts]) -> None:
+        """Export the log encoders' template cache counts (by modality)."""
+        if caches:
+            self.registry.register(TemplateCacheCollector(caches))
 
     def _start_error_counters_at_zero(self) -> None:
         """Create every known label set now, so error rates are 0 rather than absent."""

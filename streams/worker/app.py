@@ -46,11 +46,12 @@ from streams.core.wire import MAX_PAYLOAD_BYTES
 from streams.embedded import Services, resolve_services
 from streams.index.params import VectorIndexParams
 from streams.index.store import IndexStore
+from streams.index.vector_cache import RedisVectorCache
 from streams.ingest.agents import register_agents
 from streams.ingest.deadletter import DeadLetterSink
 from streams.ingest.pipeline import BatchPipeline
 from streams.kafka.admin import ensure_topics, topic_layout
-from streams.worker.encoders import load_missing_encoders
+from streams.worker.encoders import load_missing_encoders, share_log_caches, template_caches
 from streams.worker.heartbeat import Heartbeat, instance_id
 from streams.worker.lag import FaustOffsets, LagMonitor
 from streams.worker.probes import DependencyProbe, KafkaMetadataCheck
@@ -96,6 +97,7 @@ class Worker:
     startup: StartupClock
     encoders: dict[Modality, Encoder] = field(default_factory=dict)
     index_stores: dict[Modality, IndexStore] = field(default_factory=dict)
+    vector_caches: list[RedisVectorCache] = field(default_factory=list)
 
     async def start(self) -> None:
         """Encoders, then one index per modality, then alerting; then batches may flow."""
@@ -107,6 +109,9 @@ class Worker:
                 load_missing_encoders, s, self.encoders,
                 took=lambda m, seconds: clock.record(f"encoder_{m.value}", seconds))
             self.readiness.encoders_loaded = True
+        self.vector_caches = share_log_caches(s, self.services.redis_url, self.encoders)
+        self.metrics.watch_template_caches(
+            {m.value: cache for m, cache in template_caches(self.encoders).items()})
         step = time.monotonic()
         for m, enc in self.encoders.items():
             self.metrics.encoder_info.labels(
@@ -151,6 +156,8 @@ class Worker:
         except Exception as e:  # closing a dead connection is not worth a traceback
             log.info("closing Redis client: %s", e)
         self.inference.shutdown()
+        for cache in self.vector_caches:
+            cache.close()
 
 
 class NoTablesManager(TableManager):

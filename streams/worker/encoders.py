@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable
 
 from encoders.base import Encoder
+from encoders.log_text import EmbeddingCache
 from encoders.modality import MODALITIES, Modality
 from streams.config.settings import Settings
+from streams.index.vector_cache import RedisVectorCache
 
 
 def apply_torch_threads(settings: Settings) -> None:
@@ -65,3 +67,25 @@ def load_missing_encoders(
             if took is not None:
                 took(m, time.monotonic() - start)
     return encoders
+
+
+
+def template_caches(encoders: dict[Modality, Encoder]) -> dict[Modality, EmbeddingCache]:
+    """The template caches of the encoders that have one (the log encoders)."""
+    return {m: cache for m, enc in encoders.items()
+            if isinstance(cache := getattr(enc, "cache", None), EmbeddingCache)}
+
+
+def share_log_caches(settings: Settings, redis_url: str,
+                     encoders: dict[Modality, Encoder]) -> list[RedisVectorCache]:
+    """Give every template cache the deployment's shared level in Redis, unless
+    `log_cache_shared` is off; returns the stores, to close at stop."""
+    if not settings.log_cache_shared:
+        return []
+    stores = []
+    for m, cache in template_caches(encoders).items():
+        enc = encoders[m]
+        cache.shared = store = RedisVectorCache.from_url(
+            redis_url, settings.topic_prefix, enc.short_id, enc.dim, settings.log_cache_ttl_s)
+        stores.append(store)
+    return stores

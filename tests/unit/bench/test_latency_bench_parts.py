@@ -69,3 +69,12 @@ def test_percentiles_are_ordered_and_in_milliseconds(seconds: list[float]) -> No
 
 def test_no_alerts_give_no_percentiles() -> None:
     assert percentiles_ms([]) == {"n": 0}
+
+
+def test_each_workers_latencies_are_its_own_pattern_lines() -> None:
+    clock = AlertClock(sent={"pattern-1": 1.0, "pattern-2": 50.0})
+    clock.on_alert(1_100, {"source": "pattern-1"}, now=1.2)
+    clock.on_alert(50_300, {"source": "pattern-2"}, now=50.4)
+    restarted = split_latencies(clock, start=49.0, warmup_s=5.0, sources={"pattern-2"})
+    assert [round(x, 3) for x in restarted["warmup"]["received"]] == [0.4]
+    assert restarted["steady"]["received"] == [] and len(restarted["all"]["received"]) == 1

@@ -19,6 +19,7 @@ import click
 import pytest
 import yaml
 
+from encoders.log_text import EmbeddingCache
 from encoders.modality import MODALITIES
 from streams.cli import cli
 from streams.config.settings import Settings
@@ -239,7 +240,9 @@ def test_observability_metrics_table_matches_the_registry() -> None:
     text = (REPO / "docs" / "observability.md").read_text()
     documented = {row[0]: row for row in _table(text, "## Metrics")}
     exported = {}
-    for family in Metrics().registry.collect():
+    metrics = Metrics()
+    metrics.watch_template_caches({"logs": EmbeddingCache()})  # as a worker with a log encoder
+    for family in metrics.registry.collect():
         if not family.name.startswith("lookout_"):
             continue  # the client's standard collectors: tests/unit/observability/test_metrics.py
         name = family.name + ("_total" if family.type == "counter" else "")
