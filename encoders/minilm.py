@@ -31,7 +31,7 @@ from torch import nn
 
 from .errors import ModelNotAvailable
 from .fingerprint import hash_state_dict
-from .runtime import text_batch_size
+from .runtime import PrecisionVariants, text_batch_size
 
 STATE_DICT_PREFIX = "0.model."
 """Where sentence-transformers (6.x) puts the BERT weights in its state dict: hashing ours
@@ -147,7 +147,7 @@ class MeanPooledBert(nn.Module):
         return (x * m).sum(1) / m.sum(1).clamp_min(1e-9)
 
 
-class MiniLMEmbedder:
+class MiniLMEmbedder(PrecisionVariants):
     """Raw text -> mean-pooled vectors [B, dim] on the model's device, unit length when the
     folder ends in a Normalize module (as the bundled model does).
 
@@ -169,22 +169,10 @@ class MiniLMEmbedder:
         self.normalize = normalize
         self.autocast = autocast
 
-    def int8(self, device: torch.device) -> MiniLMEmbedder:
-        """A CPU int8 copy (`encoders.quantize`); this one stays float32 for its other users.
-        It keeps the float weights' hash: the copy is a pure function of them."""
-        from .quantize import quantize_int8
-
-        return MiniLMEmbedder(quantize_int8(self.model, device), self.tokenizer, device,
-                              self.dim, self.weights_hash, self.normalize)
-
-    def bf16(self, device: torch.device) -> MiniLMEmbedder:
-        """The same model with its matmuls autocast to bfloat16 on a CPU that has native
-        bf16 (`encoders.quantize.check_cpu_bf16`); shares the float weights, changes none."""
-        from .quantize import check_cpu_bf16
-
-        check_cpu_bf16(device)
-        return MiniLMEmbedder(self.model, self.tokenizer, device, self.dim, self.weights_hash,
-                              self.normalize, autocast=torch.bfloat16)
+    def with_model(self, model: nn.Module, device: torch.device,
+                   autocast: torch.dtype | None) -> MiniLMEmbedder:
+        return MiniLMEmbedder(model, self.tokenizer, device, self.dim, self.weights_hash,
+                              self.normalize, autocast)
 
     def __call__(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         if not texts:

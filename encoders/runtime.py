@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, Self
 
 import torch
 
@@ -100,3 +101,30 @@ class Runtime:
         if not self.compile:
             return module
         return torch.compile(module)  # type: ignore[return-value]
+
+
+class PrecisionVariants:
+    """`int8(device)` and `bf16(device)` of a text embedder, written once for both kinds
+    (`encoders.minilm.MiniLMEmbedder`, `encoders.sentence.SentenceEmbedder`): each says
+    how to copy itself with another model and autocast dtype (`with_model`)."""
+
+    model: Any
+
+    def with_model(self, model: Any, device: torch.device,
+                   autocast: torch.dtype | None) -> Self:
+        raise NotImplementedError
+
+    def int8(self, device: torch.device) -> Self:
+        """A CPU int8 copy (`encoders.quantize`); this one stays float32 for its other users.
+        It keeps the float weights' hash: the copy is a pure function of them."""
+        from .quantize import quantize_int8  # torch.ao: only when a variant is asked for
+
+        return self.with_model(quantize_int8(self.model, device), device, None)
+
+    def bf16(self, device: torch.device) -> Self:
+        """The same model with its matmuls autocast to bfloat16 on a CPU that has native
+        bf16 (`encoders.quantize.check_cpu_bf16`); shares the float weights, changes none."""
+        from .quantize import check_cpu_bf16
+
+        check_cpu_bf16(device)
+        return self.with_model(self.model, device, torch.bfloat16)

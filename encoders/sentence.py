@@ -14,7 +14,7 @@ from .base import Encoder
 from .errors import ModelNotAvailable
 from .fingerprint import hash_state_dict, model_id
 from .log_text import EmbeddingCache, decode_log, log_recipe, normalise_log
-from .runtime import Runtime, text_batch_size
+from .runtime import PrecisionVariants, Runtime, text_batch_size
 
 
 def bundled_minilm_path() -> Path:
@@ -81,7 +81,7 @@ def load_sentence_transformer(name_or_path: str, device: torch.device) -> Any:
     return model
 
 
-class SentenceEmbedder:
+class SentenceEmbedder(PrecisionVariants):
     """Raw text -> vectors with a SentenceTransformer (shared by logs and the label bridge).
 
     Texts run in length buckets: sorted by token count and cut into batches of at most
@@ -108,20 +108,9 @@ class SentenceEmbedder:
         self.weights_hash = weights_hash or hash_state_dict(model)
         self.autocast = autocast
 
-    def int8(self, device: torch.device) -> SentenceEmbedder:
-        """A CPU int8 copy (`encoders.quantize`); this one stays float32 for its other users.
-        It keeps the float weights' hash: the copy is a pure function of them."""
-        from .quantize import quantize_int8
-
-        return SentenceEmbedder(quantize_int8(self.model, device), self.weights_hash)
-
-    def bf16(self, device: torch.device) -> SentenceEmbedder:
-        """The same model with its matmuls autocast to bfloat16 on a CPU that has native
-        bf16 (`encoders.quantize.check_cpu_bf16`); shares the float weights, changes none."""
-        from .quantize import check_cpu_bf16
-
-        check_cpu_bf16(device)
-        return SentenceEmbedder(self.model, self.weights_hash, autocast=torch.bfloat16)
+    def with_model(self, model: Any, device: torch.device,
+                   autocast: torch.dtype | None) -> SentenceEmbedder:
+        return SentenceEmbedder(model, self.weights_hash, autocast)
 
     def __call__(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         texts = list(texts)

@@ -51,7 +51,16 @@ class PipelineBenchRow:
 
 DEFAULT_N = 2000
 """Items per modality and run: long enough that start-up and the last partial batch do not
-dominate (logs at ~200/s run 10 s; 200 items lasted 0.8 s)."""
+dominate (200 items lasted 0.8 s for logs)."""
+
+LOGS_FACTOR = 3
+"""Log runs take `LOGS_FACTOR` x n lines: at ~150 lines/s on one thread, 2,000 lines were a
+13 s run whose pipeline/bare ratio moved 0.84-1.06 between runs on a quiet box; three runs
+of 4,000 gave 1.008, 1.045 and 0.986."""
+
+
+def items_for(modality: Modality, n: int) -> int:
+    return n * LOGS_FACTOR if modality is Modality.LOGS else n
 
 
 def worker_env(settings: Settings, prefix: str, port: int, specs: dict[Modality, str]) -> dict:
@@ -266,7 +275,7 @@ def run_pipeline_bench(
     from encoders.benchmark import machine_info, sample_payloads
 
     progress = progress or (lambda _msg: None)
-    payloads = {m: _payloads(sample_payloads, m, n, seed=0) for m in MODALITIES}
+    payloads = {m: _payloads(sample_payloads, m, items_for(m, n), seed=0) for m in MODALITIES}
     default_specs = {m: settings.encoder_spec(m) for m in MODALITIES}
     null_specs = dict.fromkeys(MODALITIES, "null")  # the pipeline's ceiling
     rows: list[PipelineBenchRow] = []
@@ -295,7 +304,7 @@ def run_pipeline_bench(
         }
     return {
         "machine": machine_info(settings.device),
-        "items_per_modality": n,
+        "items_per_modality": {m.value: items_for(m, n) for m in MODALITIES},
         "results": [asdict(r) for r in rows],
         "ratios": ratios,
     }

@@ -181,7 +181,7 @@ def bench_encoders(
 
 @bench.command(name="pipeline")
 @click.option("--n", "n", type=click.IntRange(10, 100_000), default=DEFAULT_N, show_default=True,
-              help="Records per modality.")
+              help="Frames and audio chunks per run; log runs take 3x as many lines.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Write the report as JSON to this file ('-' = stdout).")
 def bench_pipeline(n: int, json_path: Path | None) -> None:

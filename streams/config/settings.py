@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         0, ge=0, le=256, description="torch intra-op CPU threads (0 = torch's default)."
     )
+    torch_threads_small_batches: int = Field(
+        1, ge=0, le=256,
+        description="torch threads for a CPU batch at most half the modality's batch size "
+        "(the encoder is keeping up, so latency matters more than throughput; full batches "
+        "get `torch_threads`). 0: always `torch_threads`.",
+    )
 
     encoder_video: str = Field("efficientnet-lite0", description="Encoder spec for frames.")
     encoder_audio: str = Field("aisfx", description="Encoder spec for audio chunks.")

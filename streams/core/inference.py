@@ -51,10 +51,27 @@ class InferenceThread:
 
     def __init__(self, name: str = "lookout-inference") -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._all_threads: int | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def run_with_threads(self, threads: int | None, fn: Callable[..., T], *args: Any,
+                               **kwargs: Any) -> T:
+        """`run` with torch's intra-op threads at `threads` (at most the configured count),
+        or at the configured count when None. The count is per OS thread, so setting it in
+        here touches only this thread's calls."""
+        return await self.run(self._with_threads, threads,
+                              functools.partial(fn, *args, **kwargs))
+
+    def _with_threads(self, threads: int | None, call: Callable[[], T]) -> T:
+        if self._all_threads is None:  # what `apply_torch_threads` set, before any change
+            self._all_threads = torch.get_num_threads()
+        want = self._all_threads if threads is None else min(threads, self._all_threads)
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
+        return call()
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -75,6 +75,22 @@ class PreparedBatch:
     dead: list[DeadLetter]
 
 
+def encode_threads(n: int, max_batch: int, small_threads: int, on_gpu: bool) -> int | None:
+    """Torch threads for embedding a batch of `n` records: `small_threads` while batches
+    stay at most half of `max_batch` (the encoder keeps up, and how soon this batch's
+    alerts go out matters more than throughput), all the configured ones (None) once they
+    fill (the encoder is behind: throughput), and on a GPU (the CPU only feeds it).
+
+    Why (docs/deploy.md, "Torch threads"): on the 2-core box, two threads gave 1.1-1.7x the
+    pipeline's items/s of one, but at 50 log lines/s one thread held ingest->alert p99 at
+    28-67 ms where two gave 36-124 ms, as two OpenMP threads wait on each other whenever
+    the event loop, Kafka or Redis takes a core. The adaptive batcher makes batches small
+    exactly when the encoder keeps up, so the batch size says which regime this is."""
+    if on_gpu or small_threads <= 0 or 2 * n > max_batch:
+        return None
+    return small_threads
+
+
 @dataclass
 class BatchPipeline:
     """The ingest stage of one worker: encoders, indexes, dead letters and observers.
@@ -108,6 +124,12 @@ class BatchPipeline:
     device_backoff: Backoff = Backoff(initial_s=1.0, max_s=30.0)
     #: Whole batches failing in a row before the encoder counts as broken (unready).
     failures_before_unhealthy: int = 3
+    #: CPU torch threads for a batch at most half as large as `batch_limit` allows (the
+    #: encoder keeps up): `encode_threads`. 0: always the configured count.
+    small_batch_threads: int = 0
+    #: The most records a batch of a modality takes (`Settings.batch_size`), by whether
+    #: its encoder is on a GPU.
+    batch_limit: Callable[[Modality, bool], int] | None = None
     _device_failures: dict[Modality, int] = field(default_factory=dict, init=False)
     _device_problems: dict[Modality, str] = field(default_factory=dict, init=False)
 
@@ -160,11 +182,11 @@ class BatchPipeline:
         m, label = self.metrics, modality.value
         try:
             batch = await retry_until_done(
-                lambda: self.inference.run(embed_records, self.encoders[modality], modality,
-                                           good, thumb_max_width=self.thumb_max_width,
-                                           clip_rate=self.audio_clip_rate,
-                                           clip_format=self.audio_clip_format,
-                                           media=self.media),
+                lambda: self.inference.run_with_threads(
+                    self._threads_for(modality, len(good)), embed_records,
+                    self.encoders[modality], modality, good,
+                    thumb_max_width=self.thumb_max_width, clip_rate=self.audio_clip_rate,
+                    clip_format=self.audio_clip_format, media=self.media),
                 op="encode", what=f"embedding a {label} batch of {len(good)} records "
                                   f"(first {good[0].topic}[{good[0].partition}]@{good[0].offset})",
                 backoff=self.device_backoff, transient=(EncoderUnavailable,),
@@ -184,6 +206,13 @@ class BatchPipeline:
         m.stage_seconds.labels(modality=label, stage="decode").observe(batch.decode_s)
         m.stage_seconds.labels(modality=label, stage="encode").observe(batch.encode_s)
         return batch
+
+    def _threads_for(self, modality: Modality, n: int) -> int | None:
+        if self.batch_limit is None:
+            return None
+        on_gpu = self.encoders[modality].device.type == "cuda"
+        return encode_threads(n, self.batch_limit(modality, on_gpu), self.small_batch_threads,
+                              on_gpu)
 
     def _device_failed(self, modality: Modality, exc: BaseException) -> None:
         """Count a batch the device failed; past the threshold (at once for a device

@@ -284,6 +284,8 @@ def create_app(
         audio_clip_rate=settings.audio_clip_rate_hz,
         audio_clip_format=settings.audio_clip_format,
         problems=readiness.problems,  # a failing device makes the worker unready
+        small_batch_threads=settings.torch_threads_small_batches,
+        batch_limit=settings.batch_size,
     )
     alerting = build_alerting(
         settings, bootstrap=services.kafka_bootstrap, redis=redis, metrics=metrics,

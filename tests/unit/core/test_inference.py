@@ -44,3 +44,23 @@ def test_device_errors_are_recognised(exc):
 @pytest.mark.parametrize("exc", INPUT, ids=repr)
 def test_other_errors_are_neither(exc):
     assert not is_out_of_memory(exc) and not is_device_error(exc)
+
+
+def test_a_call_runs_with_the_threads_asked_for_and_then_with_all_again() -> None:
+    import asyncio
+
+    from streams.core.inference import InferenceThread
+
+    inference = InferenceThread()
+
+    async def calls() -> list[int]:
+        await inference.run(torch.set_num_threads, 2)  # as `apply_torch_threads` at start
+        seen = [await inference.run_with_threads(1, torch.get_num_threads),
+                await inference.run_with_threads(None, torch.get_num_threads),
+                await inference.run_with_threads(8, torch.get_num_threads)]  # capped at 2
+        return seen + [await inference.run(torch.get_num_threads)]
+
+    try:
+        assert asyncio.run(calls()) == [1, 2, 2, 2]
+    finally:
+        inference.shutdown()

@@ -24,6 +24,8 @@ from streams.bench.log_corpus import LogCorpus, distinct_lines
         ("disk 93% full on node 7", "disk <num> full on node <num>"),
         ("GET /api/v1/items 200 15ms", "GET /api/v1/items <num> <num>"),
         ("conn from 10.0.0.17:5432 refused", "conn from <ip> refused"),
+        # MACs: the IPv6 mask takes them before the <mac> step (docs/encoders.md)
+        ("link up on 00:1a:2b:3c:4d:5e", "link up on <ip>"),
         ("2024-05-01T12:00:03.123Z worker started", "<ts> worker started"),
         ("req 3f2a9c1b7d0e4411 done", "req <hex> done"),
         ("ptr 0xdeadBEEF bad", "ptr <hex> bad"),

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import redis.exceptions
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from encoders.modality import Modality
 from encoders.registry import build_encoder
@@ -23,7 +25,7 @@ from streams.core.retry import Backoff
 from streams.core.wire import HEADER_ERROR, HEADER_ORIGIN_OFFSET
 from streams.ingest.batch import OUT_OF_MEMORY
 from streams.ingest.deadletter import DeadLetterSink
-from streams.ingest.pipeline import BatchPipeline
+from streams.ingest.pipeline import BatchPipeline, encode_threads
 from streams.ingest.records import MAX_REASON_CHARS, STAGE_ERROR, ConsumedRecord, IndexedItem
 from tests.records import good_records
 
@@ -289,3 +291,15 @@ def test_prepare_writes_nothing_so_the_next_batch_may_be_prepared_before_this_on
     _run(pipeline.complete(prepared))
     assert len(store.keys) == 2 and len(observer.seen) == 2
     assert [offset for offset, _ in broker.letters] == [9]
+
+
+@given(st.integers(1, 4096), st.integers(1, 4096), st.integers(0, 8), st.booleans())
+def test_small_cpu_batches_get_the_small_thread_count_and_filling_ones_all(
+        n: int, max_batch: int, small: int, on_gpu: bool) -> None:
+    """The batch size says the regime: at most half full, the encoder keeps up (latency);
+    fuller, it is behind (throughput: all threads). A GPU, or 0, leaves threads alone."""
+    threads = encode_threads(n, max_batch, small, on_gpu)
+    if on_gpu or small == 0:
+        assert threads is None
+    else:
+        assert threads == (small if n <= max_batch / 2 else None)
