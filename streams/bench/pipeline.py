@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from encoders.modality import MODALITIES, Modality
+from streams.bench.cpu import CpuMeter
 from streams.config.settings import Settings
 from streams.core.errors import LookoutError
 from streams.core.metrics import parse_counters
@@ -47,6 +48,10 @@ class PipelineBenchRow:
     items_per_s: float
     startup_s: dict[str, float] | None = None
     """Pipeline rows: the bench worker's `lookout_worker_startup_seconds` per phase."""
+    cpu: dict[str, float | None] | None = None
+    """CPU seconds over the timed part: the measured process (the worker, or this one for
+    the bare and serial rows), all others on the box (Kafka, Redis, the bench), and the
+    box's capacity (`streams.bench.cpu`)."""
 
 
 DEFAULT_N = 2000
@@ -156,6 +161,7 @@ def _pipeline_row(
                                  f"http://127.0.0.1:{port}", log)
     try:
         start = worker.wait_ready(timeout_s, poll_s=0.02)
+        meter = CpuMeter(worker.proc.pid if worker.proc else os.getpid()).start()
         deadline = time.monotonic() + timeout_s
         while (done := _indexed(worker, modality)) < n:
             worker.check_alive()
@@ -163,6 +169,7 @@ def _pipeline_row(
                 raise LookoutError(f"{modality.value}: not all {n} items indexed; see {log}")
             time.sleep(next_poll_s(done, n, time.perf_counter() - start))
         elapsed = time.perf_counter() - start
+        cpu = meter.stop()
         startup = parse_counters(worker.metrics_text(), "lookout_worker_startup_seconds",
                                  label="phase")
     finally:
@@ -170,7 +177,7 @@ def _pipeline_row(
         drop_indexes(settings, prefix)
     return PipelineBenchRow(modality.value, "pipeline", label, spec, n, round(elapsed, 3),
                             round(n / elapsed, 2),
-                            {k: round(v, 2) for k, v in sorted(startup.items())})
+                            {k: round(v, 2) for k, v in sorted(startup.items())}, cpu)
 
 
 def _serial_row(settings: Settings, modality: Modality, spec: str, payloads: list[bytes],
@@ -205,12 +212,14 @@ def _serial_row(settings: Settings, modality: Modality, spec: str, payloads: lis
         group_id=f"{prefix}-serial", auto_offset_reset="earliest", enable_auto_commit=False,
         max_poll_records=batch, **kafka_python_kwargs(settings))
     ctype = CONTENT_TYPES[modality.value]
-    done, start = 0, None
+    done, start, meter = 0, None, CpuMeter(os.getpid())
     progress(f"serial script: {spec} indexes {n} {modality.value} records")
     try:
         while done < n:
             for records in consumer.poll(timeout_ms=1000).values():
-                start = start or time.perf_counter()
+                if start is None:
+                    start = time.perf_counter()
+                    meter.start()
                 vecs = enc.encode_payloads([r.value for r in records], [ctype] * len(records))
                 host = vecs.detach().float().cpu().numpy()
                 index.load([{"source": r.key.decode(), "ts": r.timestamp, "model": enc.short_id,
@@ -222,11 +231,12 @@ def _serial_row(settings: Settings, modality: Modality, spec: str, payloads: lis
                 consumer.commit()
                 done += len(records)
         elapsed = time.perf_counter() - (start or time.perf_counter())
+        cpu = meter.stop()
     finally:
         consumer.close()
         index.delete(drop=True)
     return PipelineBenchRow(modality.value, "serial_script", "default", spec, n,
-                            round(elapsed, 3), round(n / max(elapsed, 1e-9), 2))
+                            round(elapsed, 3), round(n / max(elapsed, 1e-9), 2), cpu=cpu)
 
 
 def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],
@@ -247,6 +257,7 @@ def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],
         data = payloads[m]
         warm = warmup[m][:bs]  # other payloads: caches must not see the timed ones
         enc.encode_payloads(warm, [ctype] * len(warm))
+        meter = CpuMeter(os.getpid()).start()
         start = time.perf_counter()
         for i in range(0, len(data), bs):
             chunk = data[i:i + bs]
@@ -255,7 +266,8 @@ def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],
             torch.cuda.synchronize(enc.device)
         elapsed = time.perf_counter() - start
         rows.append(PipelineBenchRow(m.value, "bare", label, specs[m], len(data),
-                                     round(elapsed, 3), round(len(data) / elapsed, 2)))
+                                     round(elapsed, 3), round(len(data) / elapsed, 2),
+                                     cpu=meter.stop()))
         del enc
     return rows
 
