@@ -3,21 +3,24 @@
 One run on the same payloads (`encoders.benchmark.sample_payloads`) measures, per modality:
   - `pipeline` with the configured encoder: N records wait in Kafka, then a real
     `lookout worker` subprocess starts; the clock runs from its readiness until N items are
-    in Redis (so producer speed and model loading are not counted);
+    in Redis (so producer speed and model loading are not counted). `rounds` times, each
+    between two `bare` runs of the same encoder (`bracketed_ratios`);
   - `pipeline` with the `null` encoders (no decoding, a hash of the bytes): the pipeline's
     own ceiling (Kafka, batching, Redis, commits) at next to no encoder cost;
   - `bare` encoder: decode + encode of the same payloads in the worker's batch size, in
     process, no Kafka or Redis;
   - `serial_script`: what a plain script does with the same model (kafka-python poll,
     encode, redisvl `load`, commit, one after the other, in this process);
-and the ratios pipeline/bare (how much of the encoder's speed the pipeline keeps) and
-pipeline/serial script (what Lookout's overlap buys over the obvious loop).
+and the ratios pipeline/bare (how much of the encoder's speed the pipeline keeps; the
+median of the rounds, and each round) and pipeline/serial script (what Lookout's overlap
+buys over the obvious loop).
 Backs `lookout bench pipeline`; needs Kafka and Redis reachable through `settings`.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -52,6 +55,9 @@ class PipelineBenchRow:
     """CPU seconds over the timed part: the measured process (the worker, or this one for
     the bare and serial rows), all others on the box (Kafka, Redis, the bench), and the
     box's capacity (`streams.bench.cpu`)."""
+    round: int | None = None
+    """Default-encoder pipeline and bare rows: which round (bare rows 0..rounds, pipeline
+    rows 1..rounds, in the order they ran: bare 0, pipeline 1, bare 1, pipeline 2, ...)."""
 
 
 DEFAULT_N = 2000
@@ -62,6 +68,24 @@ LOGS_FACTOR = 3
 """Log runs take `LOGS_FACTOR` x n lines: at ~150 lines/s on one thread, 2,000 lines were a
 13 s run whose pipeline/bare ratio moved 0.84-1.06 between runs on a quiet box; three runs
 of 4,000 gave 1.008, 1.045 and 0.986."""
+
+
+DEFAULT_ROUNDS = 2
+"""Pipeline runs per modality, each between two bare-encoder runs. The 2-core box's speed
+drifts by more than the gap being measured: one encoder, the same 2,560 lines in six fresh
+processes one after another, ran at 236-311 lines/s; a pipeline/bare ratio from one
+pipeline run and one bare run minutes apart moved with it."""
+
+
+def bracketed_ratios(pipeline: list[float], bare: list[float]) -> list[float]:
+    """Each pipeline rate over the mean of the bare rates measured just before and just
+    after it (`bare` has one more entry than `pipeline`): a speed that drifts steadily
+    through the run cancels out, where pipeline-then-bare would count the drift as the
+    pipeline's."""
+    if len(bare) != len(pipeline) + 1:
+        raise ValueError(f"{len(pipeline)} pipeline rates need {len(pipeline) + 1} bare "
+                         f"rates around them, not {len(bare)}")
+    return [p / ((bare[i] + bare[i + 1]) / 2) for i, p in enumerate(pipeline)]
 
 
 def items_for(modality: Modality, n: int) -> int:
@@ -144,7 +168,7 @@ def _produce(settings: Settings, topic: str, modality: Modality, payloads: list[
 
 def _pipeline_row(
     settings: Settings, label: str, modality: Modality, spec: str, payloads: list[bytes],
-    progress: Progress, timeout_s: float,
+    progress: Progress, timeout_s: float, round_: int | None = None,
 ) -> PipelineBenchRow:
     """Records wait in Kafka first; the clock runs from the worker's readiness to N items."""
 
@@ -177,7 +201,7 @@ def _pipeline_row(
         drop_indexes(settings, prefix)
     return PipelineBenchRow(modality.value, "pipeline", label, spec, n, round(elapsed, 3),
                             round(n / elapsed, 2),
-                            {k: round(v, 2) for k, v in sorted(startup.items())}, cpu)
+                            {k: round(v, 2) for k, v in sorted(startup.items())}, cpu, round_)
 
 
 def _serial_row(settings: Settings, modality: Modality, spec: str, payloads: list[bytes],
@@ -239,36 +263,47 @@ def _serial_row(settings: Settings, modality: Modality, spec: str, payloads: lis
                             round(elapsed, 3), round(n / max(elapsed, 1e-9), 2), cpu=cpu)
 
 
-def _bare_rows(settings: Settings, label: str, specs: dict[Modality, str],
-               payloads: dict[Modality, list[bytes]], warmup: dict[Modality, list[bytes]],
-               progress: Progress) -> list[PipelineBenchRow]:
+def _bare_row(settings: Settings, label: str, modality: Modality, spec: str,
+              payloads: list[bytes], warmup: list[bytes], progress: Progress,
+              round_: int | None = None) -> PipelineBenchRow:
+    """Decode + encode of `payloads` in the worker's batch size, in this process, by a
+    freshly built encoder (a log encoder's template cache must not remember an earlier
+    round's lines); warmed on other payloads first."""
     import torch
 
     from encoders.benchmark import CONTENT_TYPES
     from streams.worker.encoders import apply_torch_threads, build_modality_encoder
 
     apply_torch_threads(settings)  # the same thread count the worker uses
-    rows = []
-    for m in MODALITIES:
-        progress(f"bare encoder ({label}): {specs[m]} on {len(payloads[m])} {m.value} payloads")
-        enc = build_modality_encoder(settings, m, specs[m])
-        ctype = CONTENT_TYPES[m.value]
-        bs = settings.batch_size(m, enc.device.type == "cuda")
-        data = payloads[m]
-        warm = warmup[m][:bs]  # other payloads: caches must not see the timed ones
-        enc.encode_payloads(warm, [ctype] * len(warm))
-        meter = CpuMeter(os.getpid()).start()
-        start = time.perf_counter()
-        for i in range(0, len(data), bs):
-            chunk = data[i:i + bs]
-            enc.encode_payloads(chunk, [ctype] * len(chunk))
-        if enc.device.type == "cuda":
-            torch.cuda.synchronize(enc.device)
-        elapsed = time.perf_counter() - start
-        rows.append(PipelineBenchRow(m.value, "bare", label, specs[m], len(data),
-                                     round(elapsed, 3), round(len(data) / elapsed, 2),
-                                     cpu=meter.stop()))
-        del enc
+    progress(f"bare encoder ({label}): {spec} on {len(payloads)} {modality.value} payloads")
+    enc = build_modality_encoder(settings, modality, spec)
+    ctype = CONTENT_TYPES[modality.value]
+    bs = settings.batch_size(modality, enc.device.type == "cuda")
+    warm = warmup[:bs]
+    enc.encode_payloads(warm, [ctype] * len(warm))
+    meter = CpuMeter(os.getpid()).start()
+    start = time.perf_counter()
+    for i in range(0, len(payloads), bs):
+        chunk = payloads[i:i + bs]
+        enc.encode_payloads(chunk, [ctype] * len(chunk))
+    if enc.device.type == "cuda":
+        torch.cuda.synchronize(enc.device)
+    elapsed = time.perf_counter() - start
+    return PipelineBenchRow(modality.value, "bare", label, spec, len(payloads),
+                            round(elapsed, 3), round(len(payloads) / elapsed, 2),
+                            cpu=meter.stop(), round=round_)
+
+
+def _bracketed_rows(settings: Settings, modality: Modality, spec: str, payloads: list[bytes],
+                    warmup: list[bytes], rounds: int, progress: Progress,
+                    timeout_s: float) -> list[PipelineBenchRow]:
+    """bare 0, pipeline 1, bare 1, ..., pipeline `rounds`, bare `rounds`."""
+    rows = [_bare_row(settings, "default", modality, spec, payloads, warmup, progress, 0)]
+    for r in range(1, rounds + 1):
+        rows.append(_pipeline_row(settings, "default", modality, spec, payloads, progress,
+                                  timeout_s, r))
+        rows.append(_bare_row(settings, "default", modality, spec, payloads, warmup,
+                              progress, r))
     return rows
 
 
@@ -280,43 +315,55 @@ def run_pipeline_bench(
     settings: Settings,
     *,
     n: int = DEFAULT_N,
+    rounds: int = DEFAULT_ROUNDS,
+    modalities: tuple[Modality, ...] = MODALITIES,
     progress: Progress | None = None,
     worker_timeout_s: float = 600.0,
 ) -> dict:
     """Measure and return a JSON-ready report with `results` and `ratios`."""
     from encoders.benchmark import machine_info, sample_payloads
 
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, not {rounds}")
     progress = progress or (lambda _msg: None)
-    payloads = {m: _payloads(sample_payloads, m, items_for(m, n), seed=0) for m in MODALITIES}
-    default_specs = {m: settings.encoder_spec(m) for m in MODALITIES}
-    null_specs = dict.fromkeys(MODALITIES, "null")  # the pipeline's ceiling
+    payloads = {m: _payloads(sample_payloads, m, items_for(m, n), seed=0) for m in modalities}
+    # other payloads: caches must not see the timed ones
+    warmup = {m: _payloads(sample_payloads, m, min(n, 64), seed=1) for m in modalities}
+    default_specs = {m: settings.encoder_spec(m) for m in modalities}
     rows: list[PipelineBenchRow] = []
-    for label, specs in (("default", default_specs), ("null", null_specs)):
-        for m in MODALITIES:
-            rows.append(_pipeline_row(settings, label, m, specs[m], payloads[m], progress,
-                                      worker_timeout_s))
-    warmup = {m: _payloads(sample_payloads, m, min(n, 64), seed=1) for m in MODALITIES}
-    rows += _bare_rows(settings, "default", default_specs, payloads, warmup, progress)
+    for m in modalities:
+        rows += _bracketed_rows(settings, m, default_specs[m], payloads[m], warmup[m], rounds,
+                                progress, worker_timeout_s)
+    for m in modalities:  # the pipeline's ceiling: no decoding, a hash of the bytes
+        rows.append(_pipeline_row(settings, "null", m, "null", payloads[m], progress,
+                                  worker_timeout_s))
+        rows.append(_bare_row(settings, "null", m, "null", payloads[m], warmup[m], progress))
     rows += [_serial_row(settings, m, default_specs[m], payloads[m], progress)
-             for m in MODALITIES]
-    rows += _bare_rows(settings, "null", null_specs, payloads, warmup, progress)
-    rate = {(r.modality, r.kind, r.encoders): r.items_per_s for r in rows}
-    ratios = {}
-    for m in MODALITIES:
-        k = m.value
-        ratios[k] = {
-            "pipeline_default_over_bare_default": round(
-                rate[(k, "pipeline", "default")] / rate[(k, "bare", "default")], 3),
-            "pipeline_null_over_pipeline_default": round(
-                rate[(k, "pipeline", "null")] / rate[(k, "pipeline", "default")], 3),
-            "pipeline_null_over_bare_null": round(
-                rate[(k, "pipeline", "null")] / rate[(k, "bare", "null")], 3),
-            "pipeline_default_over_serial_script": round(
-                rate[(k, "pipeline", "default")] / rate[(k, "serial_script", "default")], 3),
-        }
+             for m in modalities]
     return {
         "machine": machine_info(settings.device),
-        "items_per_modality": {m.value: items_for(m, n) for m in MODALITIES},
+        "rounds": rounds,
+        "items_per_modality": {m.value: items_for(m, n) for m in modalities},
         "results": [asdict(r) for r in rows],
-        "ratios": ratios,
+        "ratios": {m.value: pipeline_ratios(rows, m.value) for m in modalities},
+    }
+
+
+def pipeline_ratios(rows: list[PipelineBenchRow], modality: str) -> dict:
+    """One modality's ratios. Pipeline/bare: each round against the bare runs around it,
+    and their median; the others from the median default pipeline rate."""
+    def rates(kind: str, encoders: str) -> list[float]:
+        return [r.items_per_s for r in rows
+                if (r.modality, r.kind, r.encoders) == (modality, kind, encoders)]
+
+    per_round = bracketed_ratios(rates("pipeline", "default"), rates("bare", "default"))
+    pipeline = statistics.median(rates("pipeline", "default"))
+    null_pipeline, null_bare = rates("pipeline", "null")[0], rates("bare", "null")[0]
+    return {
+        "pipeline_default_over_bare_default": round(statistics.median(per_round), 3),
+        "pipeline_default_over_bare_default_rounds": [round(x, 3) for x in per_round],
+        "pipeline_null_over_pipeline_default": round(null_pipeline / pipeline, 3),
+        "pipeline_null_over_bare_null": round(null_pipeline / null_bare, 3),
+        "pipeline_default_over_serial_script": round(
+            pipeline / rates("serial_script", "default")[0], 3),
     }

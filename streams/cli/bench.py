@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
+from encoders.modality import MODALITIES, Modality
 from streams.bench.logs import DEFAULT_DISTINCT, DEFAULT_LINES, DEFAULT_WARMUP
-from streams.bench.pipeline import DEFAULT_N
+from streams.bench.pipeline import DEFAULT_N, DEFAULT_ROUNDS
 
 from .common import load_settings, print_json
 
@@ -182,37 +183,56 @@ def bench_encoders(
 @bench.command(name="pipeline")
 @click.option("--n", "n", type=click.IntRange(10, 100_000), default=DEFAULT_N, show_default=True,
               help="Frames and audio chunks per run; log runs take 3x as many lines.")
+@click.option("--rounds", type=click.IntRange(1, 20), default=DEFAULT_ROUNDS,
+              show_default=True,
+              help="Pipeline runs per modality, each between two bare-encoder runs.")
+@click.option("--modality", "modalities", multiple=True,
+              type=click.Choice([m.value for m in MODALITIES]),
+              help="Measure only this modality (repeatable; default: all three).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Write the report as JSON to this file ('-' = stdout).")
-def bench_pipeline(n: int, json_path: Path | None) -> None:
+def bench_pipeline(n: int, rounds: int, modalities: tuple[str, ...],
+                   json_path: Path | None) -> None:
     """Items/s through a real worker (default vs null encoders) and the bare encoders.
 
     Uses the Kafka and Redis of the LOOKOUT_* settings (the embedded stack by default).
     """
-    report = run_pipeline_bench_cli(n)
+    report = run_pipeline_bench_cli(n, rounds, tuple(Modality(m) for m in modalities))
     _emit(report, json_path, lambda: print_pipeline_table(report))
 
 
-def run_pipeline_bench_cli(n: int) -> dict:
+def run_pipeline_bench_cli(n: int, rounds: int = DEFAULT_ROUNDS,
+                           modalities: tuple[Modality, ...] = ()) -> dict:
     from streams.bench.pipeline import run_pipeline_bench
     from streams.core.signals import sigterm_as_interrupt
 
     settings = load_settings()
     with sigterm_as_interrupt():  # SIGTERM stops the bench worker too, not just us
-        return run_pipeline_bench(settings, n=n, progress=lambda m: click.echo(m, err=True))
+        return run_pipeline_bench(settings, n=n, rounds=rounds,
+                                  modalities=modalities or MODALITIES,
+                                  progress=lambda m: click.echo(m, err=True))
 
 
 def print_pipeline_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="pipeline items/s (one run, side by side)")
-    for col in ("modality", "kind", "encoders", "spec", "items", "seconds", "items/s"):
+    table = Table(title="pipeline items/s (in the order they ran)")
+    for col in ("modality", "kind", "encoders", "round", "spec", "items", "seconds",
+                "items/s"):
         table.add_column(col)
     for r in report["results"]:
-        table.add_row(r["modality"], r["kind"], r["encoders"], r["spec"], str(r["items"]),
-                      f"{r['seconds']:.2f}", f"{r['items_per_s']:.1f}")
-    Console().print(table)
+        table.add_row(r["modality"], r["kind"], r["encoders"],
+                      "" if r.get("round") is None else str(r["round"]), r["spec"],
+                      str(r["items"]), f"{r['seconds']:.2f}", f"{r['items_per_s']:.1f}")
+    ratios = Table(title="pipeline / bare: each round against the bare runs around it")
+    for col in ("modality", "median", "rounds", "pipeline / serial script"):
+        ratios.add_column(col)
+    for modality, r in report["ratios"].items():
+        ratios.add_row(modality, f"{r['pipeline_default_over_bare_default']:.3f}",
+                       " ".join(f"{x:.3f}" for x in r["pipeline_default_over_bare_default_rounds"]),
+                       f"{r['pipeline_default_over_serial_script']:.3f}")
+    Console().print(table, ratios)
     Console().print_json(data=report["ratios"])
 
 

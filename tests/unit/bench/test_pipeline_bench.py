@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from encoders.modality import Modality
-from streams.bench.pipeline import DEFAULT_N, _indexed, next_poll_s
+from streams.bench.pipeline import (
+    DEFAULT_N,
+    DEFAULT_ROUNDS,
+    PipelineBenchRow,
+    _indexed,
+    bracketed_ratios,
+    next_poll_s,
+    pipeline_ratios,
+)
 from streams.core.metrics import Metrics
 
 
@@ -59,3 +68,43 @@ def test_the_end_is_seen_within_the_shortest_wait_or_a_quarter_of_the_last_gap(
         done = min(n, int(t * rate))
     finish = n / rate
     assert t - finish <= max(0.02, (n - before) / rate / 4) + 1e-9
+
+
+def test_each_pipeline_run_has_a_bare_run_before_and_after_it() -> None:
+    assert DEFAULT_ROUNDS >= 2
+    assert bracketed_ratios([90.0, 95.0], [100.0, 100.0, 90.0]) == [0.9, 1.0]
+    with pytest.raises(ValueError, match="need 3 bare rates"):
+        bracketed_ratios([90.0, 95.0], [100.0, 100.0])
+
+
+@given(k=st.floats(0.1, 2.0), start=st.floats(10.0, 1000.0), drift=st.floats(-0.05, 0.05),
+       rounds=st.integers(1, 6))
+def test_a_steady_drift_of_the_boxs_speed_cancels_out(
+        k: float, start: float, drift: float, rounds: int) -> None:
+    """The box runs at start * (1 + drift * t) items/s at step t; bare runs at even steps,
+    pipeline runs (at k times the bare speed of their moment) at odd steps: every round
+    reads k, where comparing each with the bare run after it alone would not."""
+    def speed(t: int) -> float:
+        return start * (1 + drift * t)
+    bare = [speed(2 * i) for i in range(rounds + 1)]
+    pipeline = [k * speed(2 * i + 1) for i in range(rounds)]
+    assert bracketed_ratios(pipeline, bare) == pytest.approx([k] * rounds, rel=1e-9)
+
+
+def _row(kind: str, encoders: str, rate: float, round_: int | None = None) -> PipelineBenchRow:
+    return PipelineBenchRow("logs", kind, encoders, "x", 100, 100 / rate, rate, round=round_)
+
+
+def test_the_ratios_take_the_median_round_and_keep_every_round() -> None:
+    rows = [_row("bare", "default", 100, 0), _row("pipeline", "default", 80, 1),
+            _row("bare", "default", 100, 1), _row("pipeline", "default", 99, 2),
+            _row("bare", "default", 98, 2), _row("pipeline", "default", 95, 3),
+            _row("bare", "default", 92, 3),
+            _row("pipeline", "null", 950), _row("bare", "null", 1900),
+            _row("serial_script", "default", 90)]
+    ratios = pipeline_ratios(rows, "logs")
+    assert ratios["pipeline_default_over_bare_default_rounds"] == [0.8, 1.0, 1.0]
+    assert ratios["pipeline_default_over_bare_default"] == 1.0
+    assert ratios["pipeline_default_over_serial_script"] == round(95 / 90, 3)
+    assert ratios["pipeline_null_over_pipeline_default"] == 10.0
+    assert ratios["pipeline_null_over_bare_null"] == 0.5
