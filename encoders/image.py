@@ -145,6 +145,24 @@ def make_thumbnail(
     return buf.tobytes()
 
 
+def thumbnail_source(rgb: np.ndarray | torch.Tensor, max_width: int) -> np.ndarray:
+    """A decoded frame as `make_thumbnail` takes it, on the CPU: a tensor (GPU decode) is
+    shrunk to at most `max_width` on its own device first, so a 720p frame crosses to the
+    host as ~60 KB instead of 2.7 MB and the resize is not the CPU's. Arrays pass as they
+    are (`make_thumbnail` resizes them wherever it runs)."""
+    if not isinstance(rgb, torch.Tensor):
+        return rgb
+    if rgb.ndim != 3 or rgb.shape[0] != 3:
+        raise EncoderInputError(f"thumbnail needs a 3xHxW RGB tensor, got shape "
+                                f"{tuple(rgb.shape)}")
+    h, w = rgb.shape[1:]
+    if w > max_width:
+        size = (max(1, round(h * max_width / w)), max_width)
+        rgb = F.interpolate(rgb.detach().unsqueeze(0).float(), size=size, mode="area")[0]
+        rgb = rgb.round_().clamp_(0, 255)
+    return rgb.permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+
+
 @dataclass(frozen=True)
 class ImagePreprocess:
     """Size, resize mode and mean/std one model family expects; travels with its loader."""

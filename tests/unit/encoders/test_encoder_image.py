@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 from encoder_samples import jpeg_bytes, png_bytes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from encoders.errors import EncoderInputError
-from encoders.image import ImagePreprocess, decode_image, make_thumbnail
+from encoders.image import ImagePreprocess, decode_image, make_thumbnail, thumbnail_source
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +115,27 @@ def test_image_size_is_read_from_real_headers(rgb: np.ndarray) -> None:
     h, w = rgb.shape[:2]
     assert image_size(jpeg_bytes(rgb), "image/jpeg") == (w, h)
     assert image_size(png_bytes(rgb), "image/png") == (w, h)
+
+
+@given(h=st.integers(1, 300), w=st.integers(1, 700), max_width=st.integers(8, 200))
+@settings(max_examples=60, deadline=None)
+def test_a_frame_decoded_on_a_device_is_shrunk_there_to_the_thumbnails_size(
+        h: int, w: int, max_width: int) -> None:
+    """What crosses to the host is at most `max_width` wide, keeps the aspect ratio and is
+    never enlarged; the JPEG made from it has the size the array path gives."""
+    rgb = (np.random.default_rng(h * w).random((h, w, 3)) * 255).astype(np.uint8)
+    chw = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    small = thumbnail_source(chw, max_width)
+    assert small.dtype == np.uint8 and small.ndim == 3 and small.shape[2] == 3
+    assert small.shape[1] == min(w, max_width)
+    assert small.shape[0] == (h if w <= max_width else max(1, round(h * max_width / w)))
+    assert decode_image(make_thumbnail(small, max_width)).shape == \
+        decode_image(make_thumbnail(rgb, max_width)).shape
+    assert thumbnail_source(rgb, max_width) is rgb  # arrays are resized by make_thumbnail
+
+
+def test_shrinking_by_a_whole_factor_averages_like_opencv_area() -> None:
+    rgb = (np.random.default_rng(1).random((480, 640, 3)) * 255).astype(np.uint8)
+    chw = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    expected = cv2.resize(rgb, (160, 120), interpolation=cv2.INTER_AREA)
+    assert np.abs(thumbnail_source(chw, 160).astype(int) - expected.astype(int)).max() <= 1

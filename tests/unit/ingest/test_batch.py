@@ -23,6 +23,7 @@ from streams.ingest.batch import (
     ConsumedRecord,
     DeviceError,
     EncoderBatchFailed,
+    decode_records,
     embed_records,
     encode_decoded,
     parse_records,
@@ -339,3 +340,96 @@ def test_clips_made_in_the_media_pool_are_those_made_inline_and_off_the_calling_
     assert [d.clip_type for d in pooled.docs] == [d.clip_type for d in inline.docs]
     assert [i.evidence for i in pooled.items] == [i.evidence for i in inline.items]
     assert len(threads) == 3 and all(t.startswith("media") for t in threads)
+
+
+class _BatchDecoding:
+    """Decodes through `decode_many` in one call (as nvJPEG does on CUDA), and counts how;
+    `crash_on` makes the batch call crash and single decodes of that payload too."""
+
+    model_id = "batch-decoding"
+
+    def __init__(self, crash_on: bytes | None = None) -> None:
+        self.crash_on, self.batch_calls, self.single_calls = crash_on, 0, 0
+
+    def decode(self, payload: bytes, content_type: str | None = None) -> str:
+        self.single_calls += 1
+        if payload == self.crash_on:
+            raise ZeroDivisionError("decoder bug")
+        if payload == b"bad":
+            raise EncoderInputError("not a picture")
+        return payload.decode()
+
+    def decode_many(self, payloads, content_types=None) -> list[Any]:
+        self.batch_calls += 1
+        if self.crash_on in payloads:
+            raise ZeroDivisionError("decoder bug")
+        return [EncoderInputError("not a picture") if p == b"bad" else p.decode()
+                for p in payloads]
+
+
+def _wire(values: list[bytes]):
+    records = [ConsumedRecord(topic=f"{PREFIX}.video", partition=0, offset=i, key=b"cam",
+                              value=v, headers=encode_headers("image/jpeg", 1_700_000_000_000),
+                              timestamp_ms=1_700_000_000_000) for i, v in enumerate(values)]
+    ok, dead = parse_records(Modality.VIDEO, records, key_prefix=PREFIX, space=SPACE)
+    assert not dead
+    return ok
+
+
+def test_a_batch_is_decoded_by_the_encoders_batch_decoder_in_one_call():
+    """So a CUDA encoder decodes a batch of JPEG frames in one nvJPEG call."""
+    enc = _BatchDecoding()
+    decoded, dead = decode_records(enc, _wire([b"a", b"bad", b"c"]))
+    assert (enc.batch_calls, enc.single_calls) == (1, 0)
+    assert [v for _, v in decoded] == ["a", "c"]
+    assert [(d.record.offset, d.reason, d.stage) for d in dead] == [
+        (1, "not a picture", STAGE_DECODE)]
+
+
+def test_a_crashing_batch_decoder_is_pinned_on_the_record_that_crashes_it():
+    enc = _BatchDecoding(crash_on=b"boom")
+    decoded, dead = decode_records(enc, _wire([b"a", b"boom", b"bad", b"d"]))
+    assert [v for _, v in decoded] == ["a", "d"]
+    assert {d.record.offset: d.reason for d in dead} == {
+        1: "decoder crashed: ZeroDivisionError('decoder bug')", 2: "not a picture"}
+
+
+def test_thumbnails_made_in_the_media_pool_are_those_made_inline_and_off_the_calling_thread(
+        encoders):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from unittest import mock
+
+    from encoders import image as image_module
+
+    ok, _ = parse_records(Modality.VIDEO, [consumed(r, i) for i, r in
+                                           enumerate(good_records(Modality.VIDEO, 4))],
+                          key_prefix=PREFIX, space=SPACE)
+    enc = encoders[Modality.VIDEO]
+    inline = embed_records(enc, Modality.VIDEO, ok, thumb_max_width=32)
+    threads: list[str] = []
+    real = image_module.make_thumbnail
+
+    def traced(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    with ThreadPoolExecutor(2, thread_name_prefix="media") as media, \
+            mock.patch.object(image_module, "make_thumbnail", traced):
+        pooled = embed_records(enc, Modality.VIDEO, ok, thumb_max_width=32, media=media)
+    assert [d.thumb for d in pooled.docs] == [d.thumb for d in inline.docs]
+    assert all(d.thumb and d.thumb[:2] == b"\xff\xd8" for d in pooled.docs)
+    assert [i.evidence for i in pooled.items] == [i.evidence for i in inline.items]
+    assert len(threads) == 4 and all(t.startswith("media") for t in threads)
+
+
+def test_the_null_encoder_gets_no_thumbnails_from_the_media_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    enc = build_encoder("null", "video", device="cpu")
+    ok, _ = parse_records(Modality.VIDEO, [consumed(r, i) for i, r in
+                                           enumerate(good_records(Modality.VIDEO, 2))],
+                          key_prefix=PREFIX, space=SPACE)
+    with ThreadPoolExecutor(1) as media:
+        batch = embed_records(enc, Modality.VIDEO, ok, thumb_max_width=32, media=media)
+    assert len(batch.docs) == 2 and all(d.thumb is None for d in batch.docs)
