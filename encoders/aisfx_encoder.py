@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .audio import audio_recipe, decode_audio, fit_length
-from .base import Encoder
+from .audio import audio_recipe, fit_length
+from .audio_encoder import AudioEncoder
 from .errors import ModelNotAvailable
 from .fingerprint import hash_file, model_id
 from .runtime import Runtime
@@ -80,10 +80,9 @@ class _MelFrontEnd(torch.nn.Module):
         return torch.log10(mel * 10_000.0 + 1.0) / SPEC_MAX
 
 
-class AisfxEncoder(Encoder):
+class AisfxEncoder(AudioEncoder):
     """Audio chunks -> 512-d aiSFX embeddings (mean over blocks)."""
 
-    modality = "audio"
     dim = EMBED_DIM
     has_text_space = False
     text_model_hint = "clap:laion/clap-htsat-unfused"
@@ -98,8 +97,6 @@ class AisfxEncoder(Encoder):
             SAMPLE_RATE, n_fft=N_FFT, hop=HOP, n_mels=N_MELS, block_frames=BLOCK_FRAMES,
             peak_normalise=True))
 
-    def decode(self, payload: bytes, content_type: str | None = None) -> torch.Tensor:
-        return decode_audio(payload, content_type, SAMPLE_RATE)
 
     def _embed(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         blocks, owners = [], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -120,6 +121,9 @@ def check_wav_complete(payload: bytes) -> None:
         at += 8 + size + (size & 1)  # chunks are word-aligned
 
 
+_BUFFER_NAME = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
 def _decode_container(payload: bytes) -> tuple[np.ndarray, int]:
     check_wav_complete(payload)
     try:
@@ -129,7 +133,10 @@ def _decode_container(payload: bytes) -> tuple[np.ndarray, int]:
             check_audio_header(max(expected, 0), f.channels, rate, len(payload))
             data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise EncoderInputError(f"corrupt or unsupported audio file: {e}") from e
+        # libsndfile names the in-memory file by its address: the same payload would get
+        # another reason every time (and a reader learns nothing from it)
+        reason = _BUFFER_NAME.sub("the payload", str(e))
+        raise EncoderInputError(f"corrupt or unsupported audio file: {reason}") from e
     if 0 < expected and data.shape[0] < expected:
         raise EncoderInputError(
             f"truncated audio file: header announces {expected} frames, found {data.shape[0]}"

@@ -48,6 +48,13 @@ class Encoder(ABC):
         return self.runtime.device
 
     @property
+    def decode_ahead(self) -> bool:
+        """Decoding is CPU work worth doing as records arrive, in other threads, while the
+        previous batch is embedded (image and audio codecs), and `decode` may run in
+        several threads at once. False: decode in the batch, in the inference thread."""
+        return False
+
+    @property
     def short_id(self) -> str:
         """`model_id` reduced to characters safe in Redis index names and metric labels."""
         return re.sub(r"[^a-zA-Z0-9_.-]+", "-", self.model_id).strip("-").lower()

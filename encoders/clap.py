@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from .audio import audio_recipe, decode_audio
-from .base import Encoder
+from .audio import audio_recipe
+from .audio_encoder import AudioEncoder
 from .errors import ModelNotAvailable
 from .fingerprint import hash_state_dict, model_id
 from .runtime import Runtime
@@ -44,10 +44,9 @@ def _pooled(out: Any) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
-class ClapEncoder(Encoder):
+class ClapEncoder(AudioEncoder):
     """Audio chunks and text through CLAP's two towers."""
 
-    modality = "audio"
     has_text_space = True
     max_batch = 16
 
@@ -62,8 +61,6 @@ class ClapEncoder(Encoder):
                 k: v for k, v in processor.feature_extractor.to_dict().items()
                 if isinstance(v, int | float | str | bool)}))
 
-    def decode(self, payload: bytes, content_type: str | None = None) -> torch.Tensor:
-        return decode_audio(payload, content_type, self.sample_rate)
 
     def _embed(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         extractor = self.processor.feature_extractor

@@ -17,6 +17,12 @@ class ImageEncoder(Encoder):
 
     modality = "video"
 
+    @property
+    def decode_ahead(self) -> bool:
+        """OpenCV on the CPU, ahead of the batch; on CUDA the batch decodes in one nvJPEG
+        call instead (`decode_many`)."""
+        return not self.runtime.is_cuda
+
     def decode(self, payload: bytes, content_type: str | None = None) -> np.ndarray:
         return decode_image(payload, content_type)
 

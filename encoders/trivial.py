@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import torch
 
-from .audio import audio_recipe, decode_audio
+from .audio import audio_recipe
+from .audio_encoder import AudioEncoder
 from .base import Encoder
 from .fingerprint import model_id
 from .image_encoder import ImageEncoder
@@ -49,10 +50,9 @@ def _tiny(item: np.ndarray | torch.Tensor) -> np.ndarray:
     return cv2.resize(item, (8, 8), interpolation=cv2.INTER_AREA)
 
 
-class TrivialAudioEncoder(Encoder):
+class TrivialAudioEncoder(AudioEncoder):
     """Log power spectrum of the chunk in 64 log-spaced bands (16 kHz), mean removed."""
 
-    modality = "audio"
     dim = 64
     max_batch = 1024
     sample_rate = 16_000
@@ -64,8 +64,6 @@ class TrivialAudioEncoder(Encoder):
         self.model_id = model_id("trivial-audio", TRIVIAL_VERSION,
                                  audio_recipe(self.sample_rate, bands=self.dim))
 
-    def decode(self, payload: bytes, content_type: str | None = None) -> torch.Tensor:
-        return decode_audio(payload, content_type, self.sample_rate)
 
     def _embed(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         rows = []

@@ -1,7 +1,9 @@
 """One Faust agent per modality: records -> adaptive batches -> the `BatchPipeline`.
 
 The agent reads its stream with Faust's acks off and hands every event to a
-`streams.ingest.flow.BatchFlow`: a batch is flushed as soon as the encoder is idle,
+`streams.ingest.flow.BatchFlow` (frames and audio chunks with their decoding already started
+in the media threads: `BatchPipeline.start_decoding`): a batch is flushed as soon as the
+encoder is idle,
 `BatchPipeline.prepare` (the inference thread) runs for batch N+1 while
 `BatchPipeline.complete` (dead letters, upsert, match, alert) runs for batch N, and the
 agent acks a batch's events only after its `complete` returned, batches in order. Faust
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import faust
@@ -31,7 +34,7 @@ from encoders.runtime import runs_on_cuda
 from streams.config.settings import Settings
 from streams.core.retry import Backoff, retry_until_done
 from streams.ingest.flow import BatchFlow
-from streams.ingest.pipeline import BatchPipeline, PreparedBatch
+from streams.ingest.pipeline import BatchPipeline, Decoding, PreparedBatch
 from streams.ingest.records import ConsumedRecord
 
 T = TypeVar("T")
@@ -55,6 +58,16 @@ def consumed_record(event: Any) -> ConsumedRecord:
         headers=[(str(k), bytes(v)) for k, v in headers if v is not None],
         timestamp_ms=None if ts is None else int(round(ts * 1000)),
     )
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """An event as the flow holds it: its record, and that record's parse and decode
+    started as it arrived (None: the batch decodes it)."""
+
+    event: Any
+    record: ConsumedRecord
+    decoding: Decoding | None
 
 
 def hold_back(events: Sequence[Any]) -> None:
@@ -91,10 +104,11 @@ def _indexing_agent(pipeline: BatchPipeline, modality: Modality, settings: Setti
                                  f"(first {records[0].position})",
             backoff=backoff, transient=(Exception,), level=logging.ERROR)
 
-    async def prepare(events: list[Any]) -> tuple[list[ConsumedRecord], PreparedBatch]:
-        records = [consumed_record(e) for e in events]
-        prepared = await stage(lambda: pipeline.prepare(modality, records), "preparing",
-                               records)
+    async def prepare(arrivals: list[Arrival]) -> tuple[list[ConsumedRecord], PreparedBatch]:
+        records = [a.record for a in arrivals]
+        decoding = [a.decoding for a in arrivals]
+        prepared = await stage(lambda: pipeline.prepare(modality, records, decoding),
+                               "preparing", records)
         return records, prepared
 
     async def complete(step: tuple[list[ConsumedRecord], PreparedBatch]) -> None:
@@ -102,11 +116,11 @@ def _indexing_agent(pipeline: BatchPipeline, modality: Modality, settings: Setti
         await stage(lambda: pipeline.complete(prepared), "completing", records)
 
     async def index_records(stream: Any) -> None:
-        async def ack(events: Sequence[Any]) -> None:
-            for event in events:
-                await stream.ack(event)
+        async def ack(arrivals: Sequence[Arrival]) -> None:
+            for arrival in arrivals:
+                await stream.ack(arrival.event)
 
-        flow: BatchFlow[Any, tuple[list[ConsumedRecord], PreparedBatch]] = BatchFlow(
+        flow: BatchFlow[Arrival, tuple[list[ConsumedRecord], PreparedBatch]] = BatchFlow(
             prepare=prepare, complete=complete, ack=ack, max_batch=max_batch,
             in_flight=settings.pipeline_in_flight, linger_s=settings.max_wait_s(modality))
         stream.enable_acks = False  # acked by the flow, after each batch completes
@@ -114,16 +128,18 @@ def _indexing_agent(pipeline: BatchPipeline, modality: Modality, settings: Setti
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(flow.run())
                 async for event in stream.events():
-                    await flow.put(event)
+                    record = consumed_record(event)
+                    await flow.put(Arrival(event, record,
+                                           pipeline.start_decoding(modality, record)))
                 await flow.close()
             if flow.unacked:  # the flow ended early (cancelled from within): never skip
                 raise RuntimeError(f"the {label} batch flow stopped with records unacked")
         except BaseException:
             held = flow.unacked
-            hold_back(held)
+            hold_back([a.event for a in held])
             if held:
                 log.warning("abandoned %d %s records (first %s); they will be consumed "
-                            "again", len(held), label, consumed_record(held[0]).position)
+                            "again", len(held), label, held[0].record.position)
             raise
 
     index_records.__name__ = f"index_{modality.value}"

@@ -124,16 +124,21 @@ def decode_records(
     decoded: list[tuple[WireRecord, Any]] = []
     dead: list[DeadLetter] = []
     for rec, slot in zip(records, slots, strict=True):
-        if isinstance(slot, EncoderInputError):
-            dead.append(DeadLetter(as_consumed(rec), str(slot), STAGE_DECODE))
-        elif isinstance(slot, Exception):
-            log.error("decoder of %s crashed on %s[%d]@%d", encoder.model_id, rec.topic,
-                      rec.partition, rec.offset, exc_info=slot)
-            dead.append(DeadLetter(as_consumed(rec), f"decoder crashed: {slot!r}",
-                                   STAGE_DECODE))
-        else:
-            decoded.append((rec, slot))
+        settled = _settle(encoder, rec, slot)
+        (dead if isinstance(settled, DeadLetter) else decoded).append(settled)
     return decoded, dead
+
+
+def parse_and_decode(
+    encoder: Encoder, modality: Modality, record: ConsumedRecord, *, key_prefix: str,
+    space: str = "",
+) -> tuple[WireRecord, Any] | DeadLetter:
+    """One record through `parse_records` and `decode_records`: what the media threads do
+    for each record as it arrives (`streams.ingest.pipeline.BatchPipeline.start_decoding`)."""
+    good, dead = parse_records(modality, [record], key_prefix=key_prefix, space=space)
+    if dead:
+        return dead[0]
+    return _settle(encoder, good[0], _decode_one(encoder, good[0]))
 
 
 def _decode_one(encoder: Encoder, rec: WireRecord) -> Any:
@@ -142,6 +147,17 @@ def _decode_one(encoder: Encoder, rec: WireRecord) -> Any:
         return encoder.decode(rec.payload, rec.content_type)
     except Exception as e:
         return e
+
+
+def _settle(encoder: Encoder, rec: WireRecord, slot: Any) -> tuple[WireRecord, Any] | DeadLetter:
+    """A decoder's answer for one record: the decoded item, or its dead letter."""
+    if isinstance(slot, EncoderInputError):
+        return DeadLetter(as_consumed(rec), str(slot), STAGE_DECODE)
+    if isinstance(slot, Exception):
+        log.error("decoder of %s crashed on %s[%d]@%d", encoder.model_id, rec.topic,
+                  rec.partition, rec.offset, exc_info=slot)
+        return DeadLetter(as_consumed(rec), f"decoder crashed: {slot!r}", STAGE_DECODE)
+    return rec, slot
 
 
 def encode_decoded(encoder: Encoder, decoded: Sequence[Any]) -> Encoded:
@@ -332,6 +348,25 @@ def embed_records(
     (audio clips and thumbnails in `media`, when given, while the encoder runs)."""
     t0 = time.perf_counter()
     decoded, dead = decode_records(encoder, records)
+    return embed_decoded(encoder, modality, decoded, dead, time.perf_counter() - t0,
+                         thumb_max_width=thumb_max_width, clip_rate=clip_rate,
+                         clip_format=clip_format, media=media)
+
+
+def embed_decoded(
+    encoder: Encoder,
+    modality: Modality,
+    decoded: Sequence[tuple[WireRecord, Any]],
+    dead: list[DeadLetter],
+    decode_s: float,
+    *,
+    thumb_max_width: int,
+    clip_rate: int = 0,
+    clip_format: str = "opus",
+    media: Executor | None = None,
+) -> EmbeddedBatch:
+    """Embed decoded records and build their documents; `dead` (the batch's dead letters
+    so far) gains those the encoder refuses. `decode_s` is what decoding took."""
     t1 = time.perf_counter()
     sample_rate = getattr(encoder, "sample_rate", None)
     pending = (start_clips(decoded, sample_rate, clip_rate, clip_format, media)
@@ -344,7 +379,7 @@ def embed_records(
         dead.append(DeadLetter(as_consumed(decoded[i][0]), reason, STAGE_ENCODE))
     if out.vectors is None:
         empty = torch.empty((0, encoder.dim), dtype=torch.float32, device=encoder.device)
-        return EmbeddedBatch([], [], empty, dead, t1 - t0, time.perf_counter() - t1,
+        return EmbeddedBatch([], [], empty, dead, decode_s, time.perf_counter() - t1,
                              out.oom_errors)
     kept_decoded = [decoded[i] for i in out.kept]
     clips = [pending[i].result() for i in out.kept] if pending is not None else None
@@ -354,5 +389,5 @@ def embed_records(
                              thumb_max_width=thumb_max_width, sample_rate=sample_rate,
                              clip_rate=clip_rate, clip_format=clip_format, clips=clips,
                              thumbs=thumbs)
-    return EmbeddedBatch(items, docs, out.vectors, dead, t1 - t0, time.perf_counter() - t1,
+    return EmbeddedBatch(items, docs, out.vectors, dead, decode_s, time.perf_counter() - t1,
                          out.oom_errors)

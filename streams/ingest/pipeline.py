@@ -4,7 +4,9 @@
 inference thread; `complete` sends dead letters to Kafka, upserts the items into Redis, then
 hands them to every `BatchObserver` (alerting). Only when `complete` returns may the agent
 ack the batch. The split lets the agent prepare batch N+1 while batch N completes
-(`streams.ingest.flow`); `handle` is both, one after the other.
+(`streams.ingest.flow`); `handle` is both, one after the other. Frames and audio chunks are
+parsed and decoded earlier still, in the media threads as each record arrives
+(`start_decoding`), so decoding batch N+1 overlaps embedding batch N.
 Everything it needs is passed in explicitly, so a test can build one from plain parts.
 
 Failures, by whose fault they are (every record ends indexed or dead-lettered, or the
@@ -24,13 +26,14 @@ batch is not acked):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -46,7 +49,9 @@ from streams.ingest.batch import (
     DeviceError,
     EncoderUnavailable,
     as_consumed,
+    embed_decoded,
     embed_records,
+    parse_and_decode,
     parse_records,
 )
 from streams.ingest.deadletter import DeadLetterSink
@@ -61,6 +66,8 @@ from streams.ingest.records import (
 )
 
 T = TypeVar("T")
+#: What the media threads make of one arriving record (`batch.parse_and_decode`).
+Decoding = Future[tuple[WireRecord, Any] | DeadLetter]
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +118,8 @@ class BatchPipeline:
     audio_clip_rate: int = 0
     #: ... compressed as (opus, vorbis, pcm).
     audio_clip_format: str = "opus"
-    #: Audio clips are compressed here while the encoder runs (`batch.start_clips`).
+    #: Records are decoded here as they arrive (`start_decoding`), thumbnails and audio
+    #: clips made while the encoder runs (`batch.start_thumbnails`, `batch.start_clips`).
     media: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=2, thread_name_prefix="lookout-media"))
     observers: list[BatchObserver] = field(default_factory=list)
@@ -140,14 +148,33 @@ class BatchPipeline:
         prepared = await self.prepare(modality, records)
         return await self.complete(prepared)
 
-    async def prepare(self, modality: Modality,
-                      records: Sequence[ConsumedRecord]) -> PreparedBatch:
+    def start_decoding(self, modality: Modality, record: ConsumedRecord) -> Decoding | None:
+        """Parse and decode `record` in the media threads now, while earlier batches are
+        embedded; its batch's `prepare` then only waits for what is not done yet. None
+        where the batch decodes it instead: before the encoders are loaded, and for
+        encoders whose decoding is not worth it (`Encoder.decode_ahead`: log lines, the
+        `null` encoder, and frames on CUDA, which decode a batch in one nvJPEG call)."""
+        if not self.ready.is_set() or not self.encoders[modality].decode_ahead:
+            return None
+        return self.media.submit(parse_and_decode, self.encoders[modality], modality, record,
+                                 key_prefix=self.key_prefix,
+                                 space=self.index_stores[modality].space)
+
+    async def prepare(self, modality: Modality, records: Sequence[ConsumedRecord],
+                      decoding: Sequence[Decoding | None] | None = None) -> PreparedBatch:
         """The encoder's part of a batch (parse, decode, encode); writes nothing, so the
-        next batch may be prepared while this one's `complete` runs."""
+        next batch may be prepared while this one's `complete` runs. `decoding`: what
+        `start_decoding` answered for each record, when the agent asked it."""
         m, label = self.metrics, modality.value
         m.records_consumed.labels(modality=label).inc(len(records))
         m.batch_size.labels(modality=label).observe(len(records))
         await self.ready.wait()
+        ahead = await self._decoded_ahead(decoding)
+        if ahead is not None:
+            decoded, dead, waited_s = ahead
+            batch = (await self._embed(modality, [r for r, _ in decoded], dead, decoded,
+                                       waited_s) if decoded else None)
+            return PreparedBatch(modality, batch, dead)
         try:  # pure and deterministic: a retry would fail the same way
             good, dead = parse_records(modality, records, key_prefix=self.key_prefix,
                                        space=self.index_stores[modality].space)
@@ -156,6 +183,26 @@ class BatchPipeline:
                                                                 "parsing the batch", exc))
         batch = await self._embed(modality, good, dead) if good else None
         return PreparedBatch(modality, batch, dead)
+
+    @staticmethod
+    async def _decoded_ahead(decoding: Sequence[Decoding | None] | None
+                             ) -> tuple[list[tuple[WireRecord, Any]], list[DeadLetter],
+                                        float] | None:
+        """The records decoded ahead, the dead letters among them, and how long the batch
+        still waited for them; None if any record was not decoded ahead or its decoding
+        failed (a bug: the batch then parses and decodes inline, where failures are
+        settled)."""
+        if not decoding or any(d is None for d in decoding):
+            return None
+        start = time.perf_counter()
+        try:
+            results = [await asyncio.wrap_future(d) for d in decoding if d is not None]
+        except Exception:
+            log.exception("decoding ahead failed; the batch decodes again inline")
+            return None
+        decoded = [r for r in results if not isinstance(r, DeadLetter)]
+        dead = [r for r in results if isinstance(r, DeadLetter)]
+        return decoded, dead, time.perf_counter() - start
 
     async def complete(self, prepared: PreparedBatch) -> EmbeddedBatch | None:
         """The writing part: dead letters, upsert, observers (match, alert). When it
@@ -175,16 +222,21 @@ class BatchPipeline:
             await self._notify_observers(modality, batch.items, batch.vectors)
         return batch
 
-    async def _embed(self, modality: Modality, good: list[WireRecord],
-                     dead: list[DeadLetter]) -> EmbeddedBatch | None:
-        """Embed in the inference thread; a failing device is waited out (and reported),
-        a bug retried `attempts` times, then its records join `dead`."""
+    async def _embed(self, modality: Modality, good: list[WireRecord], dead: list[DeadLetter],
+                     decoded: list[tuple[WireRecord, Any]] | None = None,
+                     decoded_s: float = 0.0) -> EmbeddedBatch | None:
+        """Decode `good` (unless `decoded` holds them decoded ahead, after the batch waited
+        `decoded_s` for them) and embed in the inference thread; a failing device is waited
+        out (and reported), a bug retried `attempts` times, then its records join `dead`."""
         m, label = self.metrics, modality.value
+        encoder = self.encoders[modality]
+        embed = (functools.partial(embed_records, encoder, modality, good) if decoded is None
+                 else functools.partial(embed_decoded, encoder, modality, decoded, [],
+                                        decoded_s))
         try:
             batch = await retry_until_done(
                 lambda: self.inference.run_with_threads(
-                    self._threads_for(modality, len(good)), embed_records,
-                    self.encoders[modality], modality, good,
+                    self._threads_for(modality, len(good)), embed,
                     thumb_max_width=self.thumb_max_width, clip_rate=self.audio_clip_rate,
                     clip_format=self.audio_clip_format, media=self.media),
                 op="encode", what=f"embedding a {label} batch of {len(good)} records "

@@ -50,6 +50,16 @@ def test_bad_audio_raises_input_error(payload: bytes, ctype: str, reason: str) -
         decode_audio(payload, ctype, 16_000)
 
 
+def test_the_reason_for_a_corrupt_file_is_the_same_every_time() -> None:
+    """libsndfile names an in-memory file by its address; a dead letter's reason must not."""
+    reasons = set()
+    for _ in range(3):
+        with pytest.raises(EncoderInputError) as err:
+            decode_audio(b"RIFF\x24\x00\x00\x00WAVEjunkjunkjunk", "audio/wav", 16_000)
+        reasons.add(str(err.value))
+    assert len(reasons) == 1 and "0x" not in reasons.pop()
+
+
 def test_fit_length_tiles_pads_and_crops() -> None:
     w = torch.arange(4, dtype=torch.float32)
     assert fit_length(w, 10).tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]

@@ -91,10 +91,15 @@ class _Pipeline:
         self.calls: list[tuple[str, list[int]]] = []
         self.acked_at_complete: list[list[int]] = []
         self.acked, self.fail = acked, fail
+        self.decodings: list[list[str]] = []
 
-    async def prepare(self, modality, records):  # noqa: ANN001, ANN201
+    def start_decoding(self, modality, record) -> str:  # noqa: ANN001
+        return f"decoding {record.offset}"
+
+    async def prepare(self, modality, records, decoding=None):  # noqa: ANN001, ANN201
         offsets = [r.offset for r in records]
         self.calls.append(("prepare", offsets))
+        self.decodings.append(list(decoding or []))
         return offsets
 
     async def complete(self, prepared) -> None:  # noqa: ANN001
@@ -133,6 +138,15 @@ def test_every_event_is_acked_once_in_order_and_only_after_its_batch_completed()
     for batch, acked_before in zip(completes, pipeline.acked_at_complete, strict=True):
         assert len(batch) <= 3
         assert not set(batch) & set(acked_before)
+
+
+def test_each_record_is_prepared_with_the_decoding_started_as_it_arrived():
+    stream = _Stream(_events(*range(7)))
+    pipeline = _Pipeline(stream.acked)
+    asyncio.run(_indexing_agent(pipeline, Modality.LOGS, _settings(3))(stream))
+    prepared = [offsets for stage, offsets in pipeline.calls if stage == "prepare"]
+    assert pipeline.decodings == [[f"decoding {o}" for o in batch] for batch in prepared]
+    assert sum(prepared, []) == list(range(7))
 
 
 def test_a_stopped_agent_holds_back_every_event_it_did_not_finish():

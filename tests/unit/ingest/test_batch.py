@@ -26,6 +26,7 @@ from streams.ingest.batch import (
     decode_records,
     embed_records,
     encode_decoded,
+    parse_and_decode,
     parse_records,
 )
 from tests.records import bad_records, good_records
@@ -433,3 +434,36 @@ def test_the_null_encoder_gets_no_thumbnails_from_the_media_pool():
     with ThreadPoolExecutor(1) as media:
         batch = embed_records(enc, Modality.VIDEO, ok, thumb_max_width=32, media=media)
     assert len(batch.docs) == 2 and all(d.thumb is None for d in batch.docs)
+
+
+@pytest.mark.parametrize("modality", list(Modality))
+@settings(max_examples=25, deadline=None)
+@given(picks=st.lists(st.integers(0, 5), min_size=1, max_size=8))
+def test_one_record_parsed_and_decoded_alone_is_what_the_batch_steps_make_of_it(
+        encoders, modality, picks):
+    """The media threads decode each record as it arrives (`parse_and_decode`): any mix of
+    good records, corrupt payloads and broken headers comes out as the batch functions
+    would have it: the same decoded value, or a dead letter with the same reason and stage."""
+    bad = [r for r in bad_records() if r.modality is modality]
+    pool = [*good_records(modality, 3), *bad]
+    records = [consumed(pool[i % len(pool)], n) for n, i in enumerate(picks)]
+    records.append(ConsumedRecord(records[0].topic, 0, len(records), None, b"x",
+                                  [("content-type", b"nope/nope")], 1))  # wire format
+    ok, dead = parse_records(modality, records, key_prefix=PREFIX, space=SPACE)
+    decoded, more_dead = decode_records(encoders[modality], ok)
+    by_offset: dict[int, object] = {d.record.offset: (d.reason, d.stage)
+                                    for d in dead + more_dead}
+    by_offset |= {rec.offset: value for rec, value in decoded}
+    for record in records:
+        alone = parse_and_decode(encoders[modality], modality, record, key_prefix=PREFIX,
+                                 space=SPACE)
+        expected = by_offset[record.offset]
+        if isinstance(expected, tuple):
+            assert (alone.reason, alone.stage) == expected
+        else:
+            rec, value = alone
+            assert rec.offset == record.offset
+            same = (torch.equal(value, expected) if isinstance(value, torch.Tensor)
+                    else np.array_equal(value, expected) if isinstance(value, np.ndarray)
+                    else value == expected)
+            assert same

@@ -303,3 +303,80 @@ def test_small_cpu_batches_get_the_small_thread_count_and_filling_ones_all(
         assert threads is None
     else:
         assert threads == (small if n <= max_batch / 2 else None)
+
+
+def _audio_pipeline() -> tuple[BatchPipeline, Broker]:
+    broker, metrics = Broker(), Metrics()
+    encoder = build_encoder("trivial", "audio", device="cpu")
+    pipeline = BatchPipeline(
+        encoders={Modality.AUDIO: encoder},
+        index_stores={Modality.AUDIO: Store()},  # type: ignore[dict-item]
+        deadletters=DeadLetterSink(broker, "unit.deadletter", metrics, backoff=FAST),
+        inference=InferenceThread(), metrics=metrics, key_prefix="unit", thumb_max_width=32,
+        backoff=FAST, device_backoff=FAST, attempts=ATTEMPTS,
+    )
+    pipeline.ready.set()
+    return pipeline, broker
+
+
+def _audio_records() -> list[ConsumedRecord]:
+    from tests.records import bad_records
+
+    rows = [*good_records(Modality.AUDIO, 3),
+            *(r for r in bad_records() if r.modality is Modality.AUDIO)]
+    return [ConsumedRecord("unit.audio", 0, i, r.source.encode(), r.value, list(r.headers),
+                           r.ts_ms) for i, r in enumerate(rows)]
+
+
+def _summary(prepared: Any) -> tuple[list[str], list[tuple[int, str]], Any]:
+    batch = prepared.batch
+    return ([it.key for it in batch.items],
+            sorted((d.record.offset, d.reason) for d in prepared.dead),
+            batch.vectors)
+
+
+def test_records_decoded_as_they_arrive_make_the_batch_decoding_them_inline_would():
+    records = _audio_records()
+
+    async def go() -> tuple[Any, Any, list[str]]:
+        pipeline, _ = _audio_pipeline()
+        inline = await pipeline.prepare(Modality.AUDIO, records)
+        decoding = [pipeline.start_decoding(Modality.AUDIO, r) for r in records]
+        assert all(d is not None for d in decoding)
+        ahead = await pipeline.prepare(Modality.AUDIO, records, decoding)
+        return inline, ahead, []
+
+    inline, ahead, _ = _run(go())
+    keys, dead, vectors = _summary(ahead)
+    assert (keys, dead) == _summary(inline)[:2]
+    assert len(keys) == 3 and len(dead) == 1 and "wav" in dead[0][1].lower()
+    assert torch.equal(vectors, inline.batch.vectors)
+
+
+def test_nothing_is_decoded_ahead_before_the_encoders_load_nor_for_log_lines():
+    audio, _ = _audio_pipeline()
+    audio.ready.clear()
+    assert audio.start_decoding(Modality.AUDIO, _audio_records()[0]) is None
+    logs, _ = _pipeline()
+    assert logs.start_decoding(LOGS, _records(1)[0]) is None
+
+
+def test_a_batch_whose_decoding_ahead_failed_is_decoded_again_inline(caplog):
+    """A bug in the media threads must not lose the batch: it parses and decodes inline,
+    where every failure is settled."""
+    from concurrent.futures import Future
+
+    records = _audio_records()
+    broken: Future = Future()
+    broken.set_exception(RuntimeError("media thread bug"))
+
+    async def go() -> Any:
+        pipeline, _ = _audio_pipeline()
+        decoding = [pipeline.start_decoding(Modality.AUDIO, r) for r in records[1:]]
+        return await pipeline.prepare(Modality.AUDIO, records, [broken, *decoding])
+
+    with caplog.at_level(logging.ERROR):
+        prepared = _run(go())
+    keys, dead, _ = _summary(prepared)
+    assert len(keys) == 3 and len(dead) == 1
+    assert "decoding ahead failed" in caplog.text
