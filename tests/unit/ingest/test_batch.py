@@ -305,34 +305,42 @@ def test_no_clip_rate_keeps_no_clip(encoders):
     assert batch.docs[0].clip is None and "audio_url" not in batch.items[0].evidence
 
 
+def _inline_and_pooled(enc: Any, modality: Modality, n: int, module: Any, function: str,
+                       **options: Any) -> tuple[Any, Any, list[str]]:
+    """`n` good records embedded without a media pool, then with one while `function` of
+    `module` notes the thread it runs on."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from unittest import mock
+
+    ok, _ = parse_records(modality, [consumed(r, i) for i, r in
+                                     enumerate(good_records(modality, n))],
+                          key_prefix=PREFIX, space=SPACE)
+    inline = embed_records(enc, modality, ok, thumb_max_width=32, **options)
+    threads: list[str] = []
+    real = getattr(module, function)
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    with ThreadPoolExecutor(2, thread_name_prefix="media") as media, \
+            mock.patch.object(module, function, traced):
+        pooled = embed_records(enc, modality, ok, thumb_max_width=32, media=media, **options)
+    return inline, pooled, threads
+
+
 def test_clips_made_in_the_media_pool_are_those_made_inline_and_off_the_calling_thread(
         encoders):
     """The worker compresses clips in its media threads while the encoder runs: the same
     sound (Ogg's stream serial numbers are random, so not the same bytes), the same
     evidence, made on another thread."""
     import io
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-    from unittest import mock
 
     from streams.ingest import batch as batch_module
 
-    ok, _ = parse_records(Modality.AUDIO, [consumed(r, i) for i, r in
-                                           enumerate(good_records(Modality.AUDIO, 3))],
-                          key_prefix=PREFIX, space=SPACE)
-    enc = encoders[Modality.AUDIO]
-    inline = embed_records(enc, Modality.AUDIO, ok, thumb_max_width=32, clip_rate=8000)
-    threads: list[str] = []
-    real = batch_module.audio_clip
-
-    def traced(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    with ThreadPoolExecutor(2, thread_name_prefix="media") as media, \
-            mock.patch.object(batch_module, "audio_clip", traced):
-        pooled = embed_records(enc, Modality.AUDIO, ok, thumb_max_width=32, clip_rate=8000,
-                               media=media)
+    inline, pooled, threads = _inline_and_pooled(encoders[Modality.AUDIO], Modality.AUDIO, 3,
+                                                 batch_module, "audio_clip", clip_rate=8000)
     import soundfile as sf
 
     for a, b in zip(pooled.docs, inline.docs, strict=True):
@@ -397,27 +405,11 @@ def test_a_crashing_batch_decoder_is_pinned_on_the_record_that_crashes_it():
 
 def test_thumbnails_made_in_the_media_pool_are_those_made_inline_and_off_the_calling_thread(
         encoders):
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-    from unittest import mock
 
     from encoders import image as image_module
 
-    ok, _ = parse_records(Modality.VIDEO, [consumed(r, i) for i, r in
-                                           enumerate(good_records(Modality.VIDEO, 4))],
-                          key_prefix=PREFIX, space=SPACE)
-    enc = encoders[Modality.VIDEO]
-    inline = embed_records(enc, Modality.VIDEO, ok, thumb_max_width=32)
-    threads: list[str] = []
-    real = image_module.make_thumbnail
-
-    def traced(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    with ThreadPoolExecutor(2, thread_name_prefix="media") as media, \
-            mock.patch.object(image_module, "make_thumbnail", traced):
-        pooled = embed_records(enc, Modality.VIDEO, ok, thumb_max_width=32, media=media)
+    inline, pooled, threads = _inline_and_pooled(encoders[Modality.VIDEO], Modality.VIDEO, 4,
+                                                 image_module, "make_thumbnail")
     assert [d.thumb for d in pooled.docs] == [d.thumb for d in inline.docs]
     assert all(d.thumb and d.thumb[:2] == b"\xff\xd8" for d in pooled.docs)
     assert [i.evidence for i in pooled.items] == [i.evidence for i in inline.items]
