@@ -459,3 +459,25 @@ def test_one_record_parsed_and_decoded_alone_is_what_the_batch_steps_make_of_it(
                     else np.array_equal(value, expected) if isinstance(value, np.ndarray)
                     else value == expected)
             assert same
+
+
+@pytest.mark.gpu  # skipped without CUDA (tests/conftest.py); `make bench-gpu` runs it
+def test_on_cuda_a_batch_of_frames_decodes_in_one_nvjpeg_call_with_thumbnails_as_on_cpu():
+    """The GPU worker's path: no decoding ahead, the batch decoded on the device, each
+    thumbnail shrunk there and only then copied, the same size as the CPU path's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from encoders.image import decode_image
+
+    on_cpu, on_gpu = (build_encoder("trivial", "video", device=d) for d in ("cpu", "cuda"))
+    assert on_cpu.decode_ahead and not on_gpu.decode_ahead
+    ok, _ = parse_records(Modality.VIDEO, [consumed(r, i) for i, r in
+                                           enumerate(good_records(Modality.VIDEO, 4))],
+                          key_prefix=PREFIX, space=SPACE)
+    decoded, dead = decode_records(on_gpu, ok)
+    assert not dead and all(v.is_cuda for _, v in decoded)
+    with ThreadPoolExecutor(2) as media:
+        gpu = embed_records(on_gpu, Modality.VIDEO, ok, thumb_max_width=32, media=media)
+    cpu = embed_records(on_cpu, Modality.VIDEO, ok, thumb_max_width=32)
+    assert [decode_image(d.thumb).shape for d in gpu.docs] == \
+        [decode_image(d.thumb).shape for d in cpu.docs]
