@@ -365,8 +365,10 @@ def embed_decoded(
     clip_format: str = "opus",
     media: Executor | None = None,
 ) -> EmbeddedBatch:
-    """Embed decoded records and build their documents; `dead` (the batch's dead letters
-    so far) gains those the encoder refuses. `decode_s` is what decoding took."""
+    """Embed decoded records and build their documents. The answer's dead letters are
+    `dead` (the batch's so far; not changed, so a retry starts from them again) and those
+    the encoder refuses. `decode_s` is what decoding took."""
+    dead = [*dead]
     t1 = time.perf_counter()
     sample_rate = getattr(encoder, "sample_rate", None)
     pending = (start_clips(decoded, sample_rate, clip_rate, clip_format, media)

@@ -481,3 +481,33 @@ def test_on_cuda_a_batch_of_frames_decodes_in_one_nvjpeg_call_with_thumbnails_as
     cpu = embed_records(on_cpu, Modality.VIDEO, ok, thumb_max_width=32)
     assert [decode_image(d.thumb).shape for d in gpu.docs] == \
         [decode_image(d.thumb).shape for d in cpu.docs]
+
+
+def test_embedding_decoded_records_leaves_the_callers_dead_letters_as_they_were(encoders):
+    """The pipeline retries the same call after a bug: a refusal must not count twice."""
+    from streams.ingest.batch import DeadLetter, embed_decoded
+
+    class _Refusing:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def encode(self, items: Sequence[Any]) -> torch.Tensor:
+            if any("poison" in i for i in items):
+                raise EncoderInputError("cannot embed poison")
+            return self.inner.encode(items)
+
+    ok, _ = parse_records(Modality.LOGS, [consumed(r, i) for i, r in
+                                          enumerate(good_records(Modality.LOGS, 3))],
+                          key_prefix=PREFIX, space=SPACE)
+    decoded = [(ok[0], "fine line"), (ok[1], "poison line"), (ok[2], "another line")]
+    earlier = [DeadLetter(consumed(good_records(Modality.LOGS, 1)[0], 99), "bad", STAGE_WIRE)]
+    for _ in range(2):
+        batch = embed_decoded(_Refusing(encoders[Modality.LOGS]), Modality.LOGS, decoded,
+                              earlier, 0.0, thumb_max_width=32)
+        assert [(d.record.offset, d.stage) for d in batch.dead] == [(99, STAGE_WIRE),
+                                                                    (1, STAGE_ENCODE)]
+        assert len(batch.items) == 2
+    assert len(earlier) == 1
