@@ -97,7 +97,6 @@ class AisfxEncoder(AudioEncoder):
             SAMPLE_RATE, n_fft=N_FFT, hop=HOP, n_mels=N_MELS, block_frames=BLOCK_FRAMES,
             peak_normalise=True))
 
-
     def _embed(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         blocks, owners = [], []
         for i, wave in enumerate(items):

@@ -61,7 +61,6 @@ class ClapEncoder(AudioEncoder):
                 k: v for k, v in processor.feature_extractor.to_dict().items()
                 if isinstance(v, int | float | str | bool)}))
 
-
     def _embed(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         extractor = self.processor.feature_extractor
         if getattr(extractor, "truncation", "fusion") != "fusion":

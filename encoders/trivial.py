@@ -64,7 +64,6 @@ class TrivialAudioEncoder(AudioEncoder):
         self.model_id = model_id("trivial-audio", TRIVIAL_VERSION,
                                  audio_recipe(self.sample_rate, bands=self.dim))
 
-
     def _embed(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         rows = []
         for wave in items:

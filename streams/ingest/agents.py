@@ -60,7 +60,7 @@ def consumed_record(event: Any) -> ConsumedRecord:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Arrival:
     """An event as the flow holds it: its record, and that record's parse and decode
     started as it arrived (None: the batch decodes it)."""

@@ -108,11 +108,12 @@ def _records(n: int) -> list[ConsumedRecord]:
 
 
 def _pipeline(encoder: Any = None, store: Store | None = None,
-              observer: Observer | None = None) -> tuple[BatchPipeline, Broker]:
+              observer: Observer | None = None,
+              modality: Modality = LOGS) -> tuple[BatchPipeline, Broker]:
     broker, metrics = Broker(), Metrics()
     pipeline = BatchPipeline(
-        encoders={LOGS: encoder or build_encoder("trivial", "logs", device="cpu")},
-        index_stores={LOGS: store or Store()},  # type: ignore[dict-item]
+        encoders={modality: encoder or build_encoder("trivial", modality.value, device="cpu")},
+        index_stores={modality: store or Store()},  # type: ignore[dict-item]
         deadletters=DeadLetterSink(broker, "unit.deadletter", metrics, backoff=FAST),
         inference=InferenceThread(), metrics=metrics, key_prefix="unit", thumb_max_width=32,
         observers=[observer] if observer else [], backoff=FAST, device_backoff=FAST,
@@ -305,20 +306,6 @@ def test_small_cpu_batches_get_the_small_thread_count_and_filling_ones_all(
         assert threads == (small if n <= max_batch / 2 else None)
 
 
-def _audio_pipeline() -> tuple[BatchPipeline, Broker]:
-    broker, metrics = Broker(), Metrics()
-    encoder = build_encoder("trivial", "audio", device="cpu")
-    pipeline = BatchPipeline(
-        encoders={Modality.AUDIO: encoder},
-        index_stores={Modality.AUDIO: Store()},  # type: ignore[dict-item]
-        deadletters=DeadLetterSink(broker, "unit.deadletter", metrics, backoff=FAST),
-        inference=InferenceThread(), metrics=metrics, key_prefix="unit", thumb_max_width=32,
-        backoff=FAST, device_backoff=FAST, attempts=ATTEMPTS,
-    )
-    pipeline.ready.set()
-    return pipeline, broker
-
-
 def _audio_records() -> list[ConsumedRecord]:
     from tests.records import bad_records
 
@@ -339,7 +326,7 @@ def test_records_decoded_as_they_arrive_make_the_batch_decoding_them_inline_woul
     records = _audio_records()
 
     async def go() -> tuple[Any, Any, list[str]]:
-        pipeline, _ = _audio_pipeline()
+        pipeline, _ = _pipeline(modality=Modality.AUDIO)
         inline = await pipeline.prepare(Modality.AUDIO, records)
         decoding = [pipeline.start_decoding(Modality.AUDIO, r) for r in records]
         assert all(d is not None for d in decoding)
@@ -354,7 +341,7 @@ def test_records_decoded_as_they_arrive_make_the_batch_decoding_them_inline_woul
 
 
 def test_nothing_is_decoded_ahead_before_the_encoders_load_nor_for_log_lines():
-    audio, _ = _audio_pipeline()
+    audio, _ = _pipeline(modality=Modality.AUDIO)
     audio.ready.clear()
     assert audio.start_decoding(Modality.AUDIO, _audio_records()[0]) is None
     logs, _ = _pipeline()
@@ -371,7 +358,7 @@ def test_a_batch_whose_decoding_ahead_failed_is_decoded_again_inline(caplog):
     broken.set_exception(RuntimeError("media thread bug"))
 
     async def go() -> Any:
-        pipeline, _ = _audio_pipeline()
+        pipeline, _ = _pipeline(modality=Modality.AUDIO)
         decoding = [pipeline.start_decoding(Modality.AUDIO, r) for r in records[1:]]
         return await pipeline.prepare(Modality.AUDIO, records, [broken, *decoding])
 
