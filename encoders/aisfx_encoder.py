@@ -88,6 +88,7 @@ class AisfxEncoder(AudioEncoder):
     text_model_hint = "clap:laion/clap-htsat-unfused"
     max_batch = 32
     sample_rate = SAMPLE_RATE
+    thread_safe = True  # the mel front end and the net keep nothing between calls
 
     def __init__(self, net: torch.nn.Module, weights_hash: str, runtime: Runtime) -> None:
         self.runtime = runtime

@@ -9,8 +9,10 @@ space).
 from __future__ import annotations
 
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -18,6 +20,11 @@ import torch.nn.functional as F
 
 from .errors import EncoderInputError, NoTextSpace
 from .runtime import Runtime
+
+#: Held around the forward passes of families that are not `thread_safe`: one at a time
+#: among all of them, as on a single inference thread. Re-entrant, since a family's text
+#: path may call into another encoder.
+SERIAL = threading.RLock()
 
 
 class Encoder(ABC):
@@ -32,7 +39,8 @@ class Encoder(ABC):
       - `encode_payloads(payloads, content_types)` = decode + encode.
       - `encode_text(texts)` -> [B, dim] in the same space, or `NoTextSpace`.
       - `embed_example(payload, content_type)` -> [dim] vector for a pattern example.
-    Safe to call from one dedicated executor thread.
+    Calls may come from several inference lanes at once (`streams.core.inference`); a family
+    not marked `thread_safe` runs its forward passes one at a time.
     """
 
     modality: str
@@ -42,6 +50,11 @@ class Encoder(ABC):
     has_text_space: bool = False
     text_model_hint: str = ""
     max_batch: int = 64
+    #: The forward pass may run in several threads at once: the family keeps no state
+    #: between calls that a call changes (checked family by family; a tokenizer that
+    #: reconfigures itself per call, as transformers' fast tokenizers do, is not). False:
+    #: `_batched` holds `SERIAL`, so such families run one call at a time.
+    thread_safe: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -119,7 +132,7 @@ class Encoder(ABC):
         if not items:
             return torch.empty((0, self.dim), dtype=torch.float32, device=self.device)
         outs = []
-        with self.runtime.inference():
+        with nullcontext() if self.thread_safe else SERIAL, self.runtime.inference():
             for start in range(0, len(items), self.max_batch):
                 out = F.normalize(forward(items[start : start + self.max_batch]).float(), dim=-1)
                 dead = out.norm(dim=-1) < 0.5  # all-zero input (silence, blank frame)

@@ -104,6 +104,8 @@ class EfficientNetBridgeEncoder(ImageEncoder):
         self.net = net
         self._forward_features = runtime.maybe_compile(_Features(net))
         self.text = text
+        # The net keeps nothing between calls; text goes through the bridge's embedder.
+        self.thread_safe = bool(getattr(text, "thread_safe", False))
         self.dim = FEATURE_DIM + text.dim
         self.class_names = imagenet_class_names()
         class_vecs = class_embeddings(text, self.class_names, cache_dir)

@@ -157,6 +157,8 @@ class MiniLMEmbedder(PrecisionVariants):
     why: a batch pads to its own longest text); on a GPU batches stay `batch_size`."""
 
     bucket = 32
+    #: `Tokenizer.encode_batch` only reads the tokenizer (truncation is set once, at load).
+    thread_safe = True
 
     def __init__(self, model: nn.Module, tokenizer: Any, device: torch.device,
                  dim: int, weights_hash: str, normalize: bool,

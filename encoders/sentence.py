@@ -34,6 +34,8 @@ class TextEmbedder(Protocol):
 
     dim: int
     weights_hash: str
+    #: May be called from several threads at once.
+    thread_safe: bool
 
     def __call__(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor: ...
 
@@ -95,6 +97,9 @@ class SentenceEmbedder(PrecisionVariants):
     """
 
     bucket = 32
+    #: transformers' fast tokenizer sets truncation on itself per call ("Already borrowed"
+    #: when two threads do).
+    thread_safe = False
 
     def __init__(
         self, model: Any, weights_hash: str | None = None, autocast: torch.dtype | None = None
@@ -163,6 +168,8 @@ class SentenceEncoder(Encoder):
     ) -> None:
         self.runtime = runtime
         self.embedder = embedder
+        # The cache takes its own lock; the embedder says for itself.
+        self.thread_safe = bool(getattr(embedder, "thread_safe", False))
         self.dim = embedder.dim
         self.model_id = model_id(name, embedder.weights_hash, log_recipe())
         self.cache = EmbeddingCache(cache_entries, runtime.device)

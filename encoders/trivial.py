@@ -31,6 +31,7 @@ class TrivialVideoEncoder(ImageEncoder):
     modality = "video"
     dim = 64
     max_batch = 1024
+    thread_safe = True
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -55,6 +56,7 @@ class TrivialAudioEncoder(AudioEncoder):
 
     dim = 64
     max_batch = 1024
+    thread_safe = True
     sample_rate = 16_000
 
     def __init__(self, runtime: Runtime) -> None:
@@ -83,6 +85,7 @@ class TrivialLogEncoder(Encoder):
     dim = 256
     has_text_space = True
     max_batch = 4096
+    thread_safe = True
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -116,6 +119,7 @@ class NullEncoder(Encoder):
     dim = 16
     has_text_space = True
     max_batch = 4096
+    thread_safe = True
 
     def __init__(self, modality: str, runtime: Runtime) -> None:
         self.modality = modality

@@ -34,7 +34,7 @@ from streams.alerting.thresholds import MAX_FUTURE_SKEW_MS, ThresholdKeeper, cen
 from streams.alerting.webhooks import WebhookSender
 from streams.config.kafka_security import aiokafka_kwargs, kafka_python_kwargs
 from streams.config.settings import Settings
-from streams.core.inference import InferenceThread
+from streams.core.inference import InferencePool
 from streams.core.metrics import Metrics
 from streams.index.store import IndexStore, StoredItem
 from streams.ingest.deadletter import RecordSender
@@ -63,7 +63,7 @@ class AlertingService:
     metrics: Metrics
     alerts_topic: str
     index_stores: Mapping[Modality, IndexStore]
-    inference: InferenceThread
+    inference: InferencePool
     thresholds: ThresholdKeeper
     feedback: FeedbackStore
     incarnations: TopicIncarnations
@@ -305,7 +305,7 @@ def build_alerting(
     metrics: Metrics,
     encoders: Mapping[Modality, Encoder],
     index_stores: Mapping[Modality, IndexStore],
-    inference: InferenceThread,
+    inference: InferencePool,
     sender: RecordSender,
 ) -> AlertingService:
     """The alerting stage of one worker, from explicit parts; connects to nothing yet."""

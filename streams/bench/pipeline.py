@@ -8,11 +8,14 @@ One run on the same payloads (`encoders.benchmark.sample_payloads`) measures, pe
   - `pipeline` with the `null` encoders (no decoding, a hash of the bytes): the pipeline's
     own ceiling (Kafka, batching, Redis, commits) at next to no encoder cost;
   - `bare` encoder: decode + encode of the same payloads in the worker's batch size, in
-    process, no Kafka or Redis;
+    process, no Kafka or Redis, one call after another with all the torch threads;
+  - `bare_lanes`: the same on the worker's inference lanes (when it has more than one),
+    i.e. the encoder's ceiling with the pipeline's parallelism;
   - `serial_script`: what a plain script does with the same model (kafka-python poll,
     encode, redisvl `load`, commit, one after the other, in this process);
 and the ratios pipeline/bare (how much of the encoder's speed the pipeline keeps; the
-median of the rounds, and each round) and pipeline/serial script (what Lookout's overlap
+median of the rounds, and each round), pipeline/bare lanes (what Kafka, Redis and the
+worker's own work cost at the same parallelism) and pipeline/serial script (what Lookout's overlap
 buys over the obvious loop).
 Backs `lookout bench pipeline`; needs Kafka and Redis reachable through `settings`.
 """
@@ -40,7 +43,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class PipelineBenchRow:
-    """One measurement: `kind` is pipeline or bare, `encoders` default or null."""
+    """One measurement: `kind` is pipeline, bare, bare_lanes or serial_script; `encoders`
+    default or null."""
 
     modality: str
     kind: str
@@ -265,31 +269,46 @@ def _serial_row(settings: Settings, modality: Modality, spec: str, payloads: lis
 
 def _bare_row(settings: Settings, label: str, modality: Modality, spec: str,
               payloads: list[bytes], warmup: list[bytes], progress: Progress,
-              round_: int | None = None) -> PipelineBenchRow:
+              round_: int | None = None, lanes: bool = False) -> PipelineBenchRow:
     """Decode + encode of `payloads` in the worker's batch size, in this process, by a
     freshly built encoder (a log encoder's template cache must not remember an earlier
-    round's lines); warmed on other payloads first."""
+    round's lines); warmed on other payloads first. One call after another with all the
+    torch threads (`bare`: the encoder as a script calls it), or with `lanes` the batches
+    handed to the worker's own inference lanes (`bare_lanes`: the same parallelism as the
+    pipeline, without Kafka or Redis)."""
     import torch
 
     from encoders.benchmark import CONTENT_TYPES
-    from streams.worker.encoders import apply_torch_threads, build_modality_encoder
+    from streams.worker.encoders import (
+        apply_torch_threads,
+        build_modality_encoder,
+        inference_pool,
+    )
 
     apply_torch_threads(settings)  # the same thread count the worker uses
-    progress(f"bare encoder ({label}): {spec} on {len(payloads)} {modality.value} payloads")
+    kind = "bare_lanes" if lanes else "bare"
+    progress(f"{kind} encoder ({label}): {spec} on {len(payloads)} {modality.value} payloads")
     enc = build_modality_encoder(settings, modality, spec)
     ctype = CONTENT_TYPES[modality.value]
     bs = settings.batch_size(modality, enc.device.type == "cuda")
     warm = warmup[:bs]
     enc.encode_payloads(warm, [ctype] * len(warm))
+    chunks = [payloads[i:i + bs] for i in range(0, len(payloads), bs)]
+    pool = inference_pool(settings) if lanes else None
     meter = CpuMeter(os.getpid()).start()
     start = time.perf_counter()
-    for i in range(0, len(payloads), bs):
-        chunk = payloads[i:i + bs]
-        enc.encode_payloads(chunk, [ctype] * len(chunk))
+    if pool is None:
+        for chunk in chunks:
+            enc.encode_payloads(chunk, [ctype] * len(chunk))
+    else:
+        for future in [pool.submit(None, enc.encode_payloads, c, [ctype] * len(c))
+                       for c in chunks]:
+            future.result()
+        pool.shutdown()
     if enc.device.type == "cuda":
         torch.cuda.synchronize(enc.device)
     elapsed = time.perf_counter() - start
-    return PipelineBenchRow(modality.value, "bare", label, spec, len(payloads),
+    return PipelineBenchRow(modality.value, kind, label, spec, len(payloads),
                             round(elapsed, 3), round(len(payloads) / elapsed, 2),
                             cpu=meter.stop(), round=round_)
 
@@ -297,13 +316,23 @@ def _bare_row(settings: Settings, label: str, modality: Modality, spec: str,
 def _bracketed_rows(settings: Settings, modality: Modality, spec: str, payloads: list[bytes],
                     warmup: list[bytes], rounds: int, progress: Progress,
                     timeout_s: float) -> list[PipelineBenchRow]:
-    """bare 0, pipeline 1, bare 1, ..., pipeline `rounds`, bare `rounds`."""
-    rows = [_bare_row(settings, "default", modality, spec, payloads, warmup, progress, 0)]
+    """bare 0, pipeline 1, bare 1, ..., pipeline `rounds`, bare `rounds`; each bare run
+    followed by a bare run on the worker's inference lanes when it has more than one."""
+    from streams.worker.encoders import inference_pool
+
+    pool = inference_pool(settings)
+    with_lanes = pool.lanes > 1
+    pool.shutdown()
+
+    def bare(r: int) -> list[PipelineBenchRow]:
+        return [_bare_row(settings, "default", modality, spec, payloads, warmup, progress, r,
+                          lanes=lanes) for lanes in (False, True)[:1 + with_lanes]]
+
+    rows = bare(0)
     for r in range(1, rounds + 1):
         rows.append(_pipeline_row(settings, "default", modality, spec, payloads, progress,
                                   timeout_s, r))
-        rows.append(_bare_row(settings, "default", modality, spec, payloads, warmup,
-                              progress, r))
+        rows += bare(r)
     return rows
 
 
@@ -359,9 +388,16 @@ def pipeline_ratios(rows: list[PipelineBenchRow], modality: str) -> dict:
     per_round = bracketed_ratios(rates("pipeline", "default"), rates("bare", "default"))
     pipeline = statistics.median(rates("pipeline", "default"))
     null_pipeline, null_bare = rates("pipeline", "null")[0], rates("bare", "null")[0]
+    lanes = {}
+    if rates("bare_lanes", "default"):
+        lanes_round = bracketed_ratios(rates("pipeline", "default"),
+                                       rates("bare_lanes", "default"))
+        lanes = {"pipeline_default_over_bare_lanes": round(statistics.median(lanes_round), 3),
+                 "pipeline_default_over_bare_lanes_rounds": [round(x, 3) for x in lanes_round]}
     return {
         "pipeline_default_over_bare_default": round(statistics.median(per_round), 3),
         "pipeline_default_over_bare_default_rounds": [round(x, 3) for x in per_round],
+        **lanes,
         "pipeline_null_over_pipeline_default": round(null_pipeline / pipeline, 3),
         "pipeline_null_over_bare_null": round(null_pipeline / null_bare, 3),
         "pipeline_default_over_serial_script": round(

@@ -1,8 +1,13 @@
-"""The worker's single inference thread: every encoder call runs here, never on the loop.
+"""The worker's inference lanes: every encoder call runs in one of them, never on the loop.
 
-One thread, because encoders are not thread-safe and a GPU serialises work anyway; off the
-event loop, so Kafka heartbeats, HTTP requests and Redis I/O keep flowing while a batch is
-embedded. Batches, query registration and `/search` all share it.
+Off the event loop, so Kafka heartbeats, HTTP requests and Redis I/O keep flowing while a
+batch is embedded; batches, query registration, matching and `/search` all share the lanes.
+On a CPU, two lanes with one torch thread each embed 1.2-1.4x the items/s of one lane with
+two (docs/deploy.md, "Inference lanes"): two OpenMP threads of one call wait on each other
+at every operator whenever the loop, Kafka or Redis takes a core, while two independent
+calls do not. On a GPU one lane: the device serialises work anyway. A family whose forward
+pass is not safe in two threads at once runs one call at a time whatever the lanes
+(`encoders.base.Encoder.thread_safe`).
 
 `is_out_of_memory` and `is_device_error` sort what an encoder call raised: a batch too
 large for the device (split it), a device that failed (pause; its records are not to
@@ -14,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import torch
@@ -46,29 +51,51 @@ def is_device_error(exc: BaseException) -> bool:
                                                  for m in _DEVICE_MESSAGES)
 
 
-class InferenceThread:
-    """Runs callables in one dedicated thread and awaits their result."""
+def lanes_for(setting: int, threads: int, *, on_gpu: bool, compiled: bool) -> int:
+    """Inference lanes for the `inference_lanes` setting (0: choose) when torch has
+    `threads` intra-op threads in all: one on a GPU or with torch.compile (whose compiled
+    graphs are not shared across threads), else two while there are two threads to split
+    (measured on 2 cores; more is a setting to measure on larger boxes)."""
+    if setting > 0:
+        return setting
+    if on_gpu or compiled:
+        return 1
+    return 2 if threads >= 2 else 1
 
-    def __init__(self, name: str = "lookout-inference") -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._all_threads: int | None = None
+
+class InferencePool:
+    """Runs callables in `lanes` dedicated threads, each with `threads // lanes` torch
+    threads (at least one), and awaits their result."""
+
+    def __init__(self, lanes: int = 1, threads: int | None = None,
+                 name: str = "lookout-inference") -> None:
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, not {lanes}")
+        self.lanes = lanes
+        #: torch threads a call gets unless it asks for fewer; read here, in the thread
+        #: that built the pool, because torch's count is per thread and the lanes change it.
+        self.lane_threads = max(1, (threads or torch.get_num_threads()) // lanes)
+        self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix=name)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        """`fn(*args, **kwargs)` in a free lane, with the lane's torch threads."""
+        return await self.run_with_threads(None, fn, *args, **kwargs)
+
+    def submit(self, threads: int | None, fn: Callable[..., T], *args: Any,
+               **kwargs: Any) -> Future[T]:
+        """`run_with_threads` for callers off the loop (the bare encoder bench)."""
+        return self._executor.submit(self._with_threads, threads,
+                                     functools.partial(fn, *args, **kwargs))
 
     async def run_with_threads(self, threads: int | None, fn: Callable[..., T], *args: Any,
                                **kwargs: Any) -> T:
-        """`run` with torch's intra-op threads at `threads` (at most the configured count),
-        or at the configured count when None. The count is per OS thread, so setting it in
-        here touches only this thread's calls."""
-        return await self.run(self._with_threads, threads,
-                              functools.partial(fn, *args, **kwargs))
+        """`fn` in a free lane with torch's intra-op threads at `threads` (at most the
+        lane's count), or at the lane's count when None. The count is per OS thread, so
+        setting it in here touches only this lane's calls."""
+        return await asyncio.wrap_future(self.submit(threads, fn, *args, **kwargs))
 
     def _with_threads(self, threads: int | None, call: Callable[[], T]) -> T:
-        if self._all_threads is None:  # what `apply_torch_threads` set, before any change
-            self._all_threads = torch.get_num_threads()
-        want = self._all_threads if threads is None else min(threads, self._all_threads)
+        want = self.lane_threads if threads is None else min(threads, self.lane_threads)
         if torch.get_num_threads() != want:
             torch.set_num_threads(want)
         return call()

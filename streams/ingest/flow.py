@@ -12,10 +12,13 @@ strictly one after another in batch order, and a batch is acked only after its o
 completion returned: an offset is never committed before its upsert (or dead letter) and
 its alerts, and a crash redelivers every batch taken but not yet acked.
 
-At most `in_flight` batches are between take and ack. Two is enough: the encoder is the
-bottleneck and runs one batch at a time (one inference thread), so one batch encoding
-while the previous one is written keeps it busy; more would only hold more vectors in
-memory and lengthen what a crash makes the next owner redo. One means no overlap (the
+At most `in_flight` batches are between take and ack, and at most `lanes` of them are
+being prepared at once (never more than `in_flight - 1`, so one can always be writing).
+`lanes` is how many batches the worker's inference pool embeds at once
+(`streams.core.inference.InferencePool`): on a CPU two single-threaded lanes embed 1.2-1.4x
+the items/s of one lane with two torch threads (docs/deploy.md, "Inference lanes"), and
+the encoder counts as idle while a lane is free. Batches may finish preparing in any
+order; their completions still run in batch order. `in_flight` 1 means no overlap (the
 serial pipeline, kept as a setting to measure against).
 """
 
@@ -74,13 +77,18 @@ class BatchFlow(Generic[E, P]):
         ack: Callable[[Sequence[E]], Awaitable[None]],
         max_batch: int,
         in_flight: int = 2,
+        lanes: int = 1,
         linger_s: float = 0.0,
     ) -> None:
         if in_flight < 1:
             raise ValueError(f"in_flight must be at least 1, not {in_flight}")
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, not {lanes}")
         self._prepare, self._complete, self._ack = prepare, complete, ack
         self._batcher: AdaptiveBatcher[E] = AdaptiveBatcher(max_batch)
         self.in_flight_limit = in_flight
+        self.lanes = max(1, min(lanes, in_flight - 1))
+        self._preparing = 0
         self.linger_s = linger_s
         self._in_flight: list[list[E]] = []  # taken, not yet acked, oldest first
         self._changed = asyncio.Condition()
@@ -105,19 +113,21 @@ class BatchFlow(Generic[E, P]):
             self._changed.notify_all()
 
     async def run(self) -> None:
-        """Take, prepare (one batch at a time), and hand each batch to its completion,
-        which waits for the one before; returns after `close` once everything is acked."""
+        """Take batches while a lane is free, prepare each in its own task, and hand it to
+        its completion, which waits for the one before; returns after `close` once
+        everything is acked."""
         async with asyncio.TaskGroup() as tasks:
             previous: asyncio.Task[None] | None = None
             while (batch := await self._next_batch()) is not None:
-                prepared = await self._prepare(batch)
-                previous = tasks.create_task(self._finish(previous, batch, prepared))
+                preparing = tasks.create_task(self._prepare_in_lane(batch))
+                previous = tasks.create_task(self._finish(previous, batch, preparing))
 
     async def _next_batch(self) -> list[E] | None:
         """Waits for a free slot and records to flush (or for the end)."""
         async with self._changed:
             await self._changed.wait_for(
                 lambda: len(self._in_flight) < self.in_flight_limit
+                and self._preparing < self.lanes
                 and (len(self._batcher) > 0 or self._closed))
             if self.linger_s > 0 and not self._batcher.full and not self._closed:
                 await self._linger()
@@ -125,8 +135,17 @@ class BatchFlow(Generic[E, P]):
                 return None  # closed, nothing left
             batch = self._batcher.take()
             self._in_flight.append(batch)
+            self._preparing += 1  # taken by `_prepare_in_lane` at once
             self._changed.notify_all()  # room to put again
             return batch
+
+    async def _prepare_in_lane(self, batch: list[E]) -> P:
+        try:
+            return await self._prepare(batch)
+        finally:
+            async with self._changed:
+                self._preparing -= 1  # a lane is free: the next batch may be taken
+                self._changed.notify_all()
 
     async def _linger(self) -> None:
         """The windowed batching of old (a setting): wait up to `linger_s` for a full
@@ -138,7 +157,8 @@ class BatchFlow(Generic[E, P]):
             pass
 
     async def _finish(self, previous: asyncio.Task[None] | None, batch: list[E],
-                      prepared: P) -> None:
+                      preparing: asyncio.Task[P]) -> None:
+        prepared = await preparing
         if previous is not None:
             await previous  # completions and acks in batch order
         await self._complete(prepared)

@@ -40,7 +40,7 @@ import torch
 from encoders.base import Encoder
 from encoders.modality import Modality
 from streams.core.errors import IndexStoreError
-from streams.core.inference import InferenceThread
+from streams.core.inference import InferencePool
 from streams.core.metrics import Metrics
 from streams.core.retry import OUTAGES, Backoff, retry_until_done
 from streams.core.wire import WireRecord
@@ -110,7 +110,7 @@ class BatchPipeline:
     encoders: Mapping[Modality, Encoder]
     index_stores: Mapping[Modality, IndexStore]
     deadletters: DeadLetterSink
-    inference: InferenceThread
+    inference: InferencePool
     metrics: Metrics
     key_prefix: str
     thumb_max_width: int

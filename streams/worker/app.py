@@ -39,7 +39,7 @@ from streams.api.health import Readiness
 from streams.api.status import WorkerDirectory
 from streams.config.kafka_security import aiokafka_kwargs, faust_broker_credentials
 from streams.config.settings import Settings
-from streams.core.inference import InferenceThread
+from streams.core.inference import InferencePool
 from streams.core.metrics import Metrics
 from streams.core.retry import retry_until_done
 from streams.core.wire import MAX_PAYLOAD_BYTES
@@ -51,7 +51,12 @@ from streams.ingest.agents import register_agents
 from streams.ingest.deadletter import DeadLetterSink
 from streams.ingest.pipeline import BatchPipeline
 from streams.kafka.admin import ensure_topics, topic_layout
-from streams.worker.encoders import load_missing_encoders, share_log_caches, template_caches
+from streams.worker.encoders import (
+    inference_pool,
+    load_missing_encoders,
+    share_log_caches,
+    template_caches,
+)
 from streams.worker.heartbeat import Heartbeat, instance_id
 from streams.worker.lag import FaustOffsets, LagMonitor
 from streams.worker.probes import DependencyProbe, KafkaMetadataCheck
@@ -87,7 +92,7 @@ class Worker:
     services: Services
     metrics: Metrics
     redis: Redis
-    inference: InferenceThread
+    inference: InferencePool
     readiness: Readiness
     pipeline: BatchPipeline
     alerting: AlertingService
@@ -270,7 +275,7 @@ def create_app(
     metrics = metrics or Metrics()
     app = _faust_app(settings, services)
     redis = Redis.from_url(services.redis_url, decode_responses=False)
-    inference = InferenceThread()
+    inference = inference_pool(settings)
     sender = FaustRecordSender(app)
     loaded = dict(encoders or {})
     stores: dict[Modality, IndexStore] = {}

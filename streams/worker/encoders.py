@@ -12,7 +12,9 @@ from collections.abc import Callable
 from encoders.base import Encoder
 from encoders.log_text import EmbeddingCache
 from encoders.modality import MODALITIES, Modality
+from encoders.runtime import runs_on_cuda
 from streams.config.settings import Settings
+from streams.core.inference import InferencePool, lanes_for
 from streams.index.vector_cache import RedisVectorCache
 
 
@@ -26,6 +28,17 @@ def apply_torch_threads(settings: Settings) -> None:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+
+
+def inference_pool(settings: Settings) -> InferencePool:
+    """The inference lanes `settings` ask for (`lanes_for`), splitting the torch threads
+    `apply_torch_threads` set (or torch's default) between them."""
+    import torch
+
+    threads = settings.torch_threads or torch.get_num_threads()
+    lanes = lanes_for(settings.inference_lanes, threads, on_gpu=runs_on_cuda(settings.device),
+                      compiled=settings.torch_compile)
+    return InferencePool(lanes, threads)
 
 
 def build_modality_encoder(

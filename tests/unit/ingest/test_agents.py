@@ -92,6 +92,7 @@ class _Pipeline:
         self.acked_at_complete: list[list[int]] = []
         self.acked, self.fail = acked, fail
         self.decodings: list[list[str]] = []
+        self.inference = SimpleNamespace(lanes=1)  # one batch prepared at a time
 
     def start_decoding(self, modality, record) -> str:  # noqa: ANN001
         return f"decoding {record.offset}"

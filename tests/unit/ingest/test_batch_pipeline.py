@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from encoders.modality import Modality
 from encoders.registry import build_encoder
 from streams.core.errors import RedisUnavailable
-from streams.core.inference import InferenceThread
+from streams.core.inference import InferencePool
 from streams.core.metrics import Metrics
 from streams.core.retry import Backoff
 from streams.core.wire import HEADER_ERROR, HEADER_ORIGIN_OFFSET
@@ -115,7 +115,7 @@ def _pipeline(encoder: Any = None, store: Store | None = None,
         encoders={modality: encoder or build_encoder("trivial", modality.value, device="cpu")},
         index_stores={modality: store or Store()},  # type: ignore[dict-item]
         deadletters=DeadLetterSink(broker, "unit.deadletter", metrics, backoff=FAST),
-        inference=InferenceThread(), metrics=metrics, key_prefix="unit", thumb_max_width=32,
+        inference=InferencePool(), metrics=metrics, key_prefix="unit", thumb_max_width=32,
         observers=[observer] if observer else [], backoff=FAST, device_backoff=FAST,
         attempts=ATTEMPTS,
     )

@@ -107,9 +107,10 @@ class _Stages:
         async with self.changed:
             await self.changed.wait_for(lambda: entry in self.log)
 
-    def flow(self, max_batch: int, in_flight: int = 2) -> BatchFlow[int, list[int]]:
+    def flow(self, max_batch: int, in_flight: int = 2,
+             lanes: int = 1) -> BatchFlow[int, list[int]]:
         return BatchFlow(prepare=self.prepare, complete=self.complete, ack=self.ack,
-                         max_batch=max_batch, in_flight=in_flight)
+                         max_batch=max_batch, in_flight=in_flight, lanes=lanes)
 
 
 async def _quiet() -> None:
@@ -164,22 +165,30 @@ def test_batch_n_plus_1_is_encoded_while_batch_n_is_written_and_acks_wait_for_wr
     asyncio.run(scenario())
 
 
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 40), max_batch=st.integers(1, 6), in_flight=st.integers(1, 3),
-       yields=st.lists(st.integers(0, 5), min_size=1, max_size=20))
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 40), max_batch=st.integers(1, 6), in_flight=st.integers(1, 4),
+       lanes=st.integers(1, 3), yields=st.lists(st.integers(0, 5), min_size=1, max_size=20))
 def test_acks_are_in_order_once_each_and_only_after_their_batch_completed(
-        n, max_batch, in_flight, yields):
+        n, max_batch, in_flight, lanes, yields):
+    """Whatever order prepares finish in (lanes > 1 lets later batches overtake), every
+    record is acked once, in order, after its own batch completed; at most `lanes`
+    batches (and never all `in_flight` of them) are prepared at once."""
     async def scenario() -> None:
         acked: list[int] = []
         completed: set[int] = set()
         turns = itertools.cycle(yields)
+        preparing = [0, 0]  # now, most ever
 
         async def prepare(batch: list[int]) -> list[int]:
+            preparing[0] += 1
+            preparing[1] = max(preparing)
             for _ in range(next(turns)):
                 await asyncio.sleep(0)
+            preparing[0] -= 1
             return batch
 
         async def complete(batch: list[int]) -> None:
+            assert not completed & set(batch) and all(i in completed for i in range(batch[0]))
             for _ in range(next(turns)):
                 await asyncio.sleep(0)
             completed.update(batch)
@@ -189,7 +198,7 @@ def test_acks_are_in_order_once_each_and_only_after_their_batch_completed(
             acked.extend(batch)
 
         flow = BatchFlow(prepare=prepare, complete=complete, ack=ack, max_batch=max_batch,
-                         in_flight=in_flight)
+                         in_flight=in_flight, lanes=lanes)
         runner = asyncio.create_task(flow.run())
         for i in range(n):
             await flow.put(i)
@@ -197,8 +206,35 @@ def test_acks_are_in_order_once_each_and_only_after_their_batch_completed(
         await flow.close()
         await runner
         assert acked == list(range(n)) and flow.unacked == []
+        assert preparing[1] <= min(lanes, max(1, in_flight - 1))
 
     asyncio.run(scenario())
+
+
+def test_with_two_lanes_two_batches_are_prepared_at_once_and_still_complete_in_order():
+    async def scenario() -> _Stages:
+        stages = _Stages()
+        stages.hold_prepare[0] = asyncio.Event()
+        flow = stages.flow(max_batch=2, in_flight=3, lanes=2)
+        runner = asyncio.create_task(flow.run())
+        await flow.put(0)
+        await stages.seen(("prepare", [0]))  # held: one lane busy
+        await flow.put(1)
+        await stages.seen(("prepared", [1]))  # the other lane takes the next record at once
+        await _quiet()
+        assert ("complete", [1]) not in stages.log  # waits for batch [0]
+        await flow.put(2)
+        await _quiet()
+        assert ("prepare", [2]) in stages.log  # [1] is prepared, so its lane is free again
+        stages.hold_prepare[0].set()
+        await flow.close()
+        await runner
+        return stages
+
+    stages = asyncio.run(scenario())
+    assert stages.acked == [0, 1, 2]
+    completes = [batch for what, batch in stages.log if what == "complete"]
+    assert completes == [[0], [1], [2]]
 
 
 def test_a_crash_with_batches_in_flight_leaves_every_unfinished_record_unacked():
