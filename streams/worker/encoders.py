@@ -1,11 +1,13 @@
 """Builds a modality's encoder from `Settings`, the one way the worker and benchmarks do it.
 
-Keeps device, `torch.compile`, the derived-data cache under `<home>/cache` and the torch
-thread count consistent wherever an encoder is loaded for the pipeline.
+Keeps device, `torch.compile`, the derived-data cache under `<home>/cache`, the torch
+thread count and the inference lanes consistent wherever an encoder is loaded for the
+pipeline.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -16,6 +18,8 @@ from encoders.runtime import runs_on_cuda
 from streams.config.settings import Settings
 from streams.core.inference import InferencePool, lanes_for
 from streams.index.vector_cache import RedisVectorCache
+
+log = logging.getLogger(__name__)
 
 
 def apply_torch_threads(settings: Settings) -> None:
@@ -38,7 +42,9 @@ def inference_pool(settings: Settings) -> InferencePool:
     threads = settings.torch_threads or torch.get_num_threads()
     lanes = lanes_for(settings.inference_lanes, threads, on_gpu=runs_on_cuda(settings.device),
                       compiled=settings.torch_compile)
-    return InferencePool(lanes, threads)
+    pool = InferencePool(lanes, threads)
+    log.info("inference: %d lane(s) of %d torch thread(s)", lanes, pool.lane_threads)
+    return pool
 
 
 def build_modality_encoder(
