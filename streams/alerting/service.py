@@ -109,7 +109,7 @@ def score_batch(matrix: PatternMatrix, batch: torch.Tensor, sources: list[str],
                 ) -> tuple[torch.Tensor, list[Match], list[Match]]:
     """Scores of `batch` against every query ([B, Q] best positive, on the host), the
     matches, and the composite member hits (scores at or above `floors`, negatives and
-    sources as for matches); pure tensor work, run in the inference thread."""
+    sources as for matches); pure tensor work, run in an inference lane."""
     with torch.inference_mode():
         best, negative = matrix.scores(batch, sources)
         matches = matrix.select(best, negative, sources, with_hysteresis=True)
@@ -147,7 +147,7 @@ class AlertingObserver:
         if matrix.has_centered:  # only modalities with centered queries need source means
             self.s.thresholds.observe_vectors(space, batch, sources)
         self.s.thresholds.apply(matrix, space)
-        # Scoring runs where the encoder runs (the inference thread): on CUDA its
+        # Scoring runs where the encoder runs (an inference lane): on CUDA its
         # device->host copy would otherwise wait for the encoder's kernels on the event loop.
         floors = hit_floors(self.s.registry, self._threshold_of, matrix.query_ids)
         best, matches, hits = await self.s.inference.run(score_batch, matrix, batch, sources,

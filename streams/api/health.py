@@ -1,7 +1,7 @@
 """`/healthz` (liveness), `/readyz` (readiness) and `/metrics` (Prometheus) of a worker.
 
 Liveness only proves the event loop answers, which is what must stay true while a long
-batch embeds in the inference thread. Readiness means the worker can do its job: the
+batch embeds in an inference lane. Readiness means the worker can do its job: the
 encoders are loaded, the Redis indexes exist, the consumer group gave it an assignment, and
 Kafka and Redis answer now (`streams.worker.probes`).
 """

@@ -206,7 +206,7 @@ class Settings(BaseSettings):
     )
     audio_clip_format: str = Field(
         "opus", pattern="^(opus|vorbis|pcm)$",
-        description="How those clips are stored: opus (Ogg/Opus, ~3.5 KB per 1-s chunk at "
+        description="How those clips are stored: opus (Ogg/Opus, ~3.7-4.6 KB per 1-s chunk at "
         "8000 Hz, measured), vorbis (Ogg/Vorbis, ~6 KB: its headers are ~3 KB a clip), or "
         "pcm (16-bit, 2 bytes x rate a second: 16 KB at 8000 Hz, served as WAV). Opus and "
         "Vorbis are lossy and every clip may be downsampled: `lookout index reindex` never "

@@ -9,7 +9,7 @@ it meets, and at 50 lines/s its first alerts came 0.3-0.65 s late instead of ~15
 Layout (docs/redis-layout.md): `<prefix>:logvec:<model short id>:<blake2b-128 of the text>`
 -> the float32 vector's bytes, with a TTL. The model's short id is in the key, so vectors
 of different models (or a changed mask recipe, which changes the id) never mix. It is
-called from the inference thread, so it uses a synchronous client with short timeouts;
+called from the inference lanes, so it uses a synchronous client with short timeouts;
 the cache treats any error as a miss.
 """
 

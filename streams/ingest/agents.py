@@ -4,7 +4,7 @@ The agent reads its stream with Faust's acks off and hands every event to a
 `streams.ingest.flow.BatchFlow` (frames and audio chunks with their decoding already started
 in the media threads: `BatchPipeline.start_decoding`): a batch is flushed as soon as the
 encoder is idle,
-`BatchPipeline.prepare` (the inference thread) runs for batch N+1 while
+`BatchPipeline.prepare` (an inference lane) runs for batch N+1 while
 `BatchPipeline.complete` (dead letters, upsert, match, alert) runs for batch N, and the
 agent acks a batch's events only after its `complete` returned, batches in order. Faust
 commits only offsets whose events are acked, contiguously per partition, so nothing is

@@ -309,10 +309,9 @@ def start_clips(decoded: Sequence[tuple[WireRecord, Any]], sample_rate: int | No
                 clip_rate: int, clip_format: str, media: Executor) -> list[Future]:
     """Make the audio clips of a batch in `media` while the encoder runs.
 
-    libsndfile's Opus encoder takes 9-14 ms a 1-s chunk on this project's 2-core CPU box,
-    a fifth of what the aisfx encoder spends on it; in the inference thread that was a
-    fifth of the pipeline's audio rate (pipeline/bare 0.83). It releases the GIL, so on
-    another core it costs the encoder nothing."""
+    An Opus clip took 9-14 ms a 1-s chunk in libsndfile on this project's 2-core CPU box
+    (2.5-4 ms now, through PyAV), a fifth of what the aisfx encoder spends on it; in the
+    inference thread that was a fifth of the pipeline's audio rate (pipeline/bare 0.83)."""
     return [media.submit(audio_clip, value, sample_rate, clip_rate, clip_format)
             for _, value in decoded]
 

@@ -5,8 +5,8 @@ wait in arrival order; the moment the encoder is idle, everything waiting (up to
 `max_batch`) is one batch. While the encoder is busy the waiting batch grows, so batches
 are small at a low rate (latency) and full under load (throughput), with no fixed window.
 
-`BatchFlow` drives it with two stages per batch: `prepare` (parse, decode, encode: the
-inference thread) and `complete` (dead letters, upsert, match, alert: awaits on the loop),
+`BatchFlow` drives it with two stages per batch: `prepare` (parse, decode, encode: an
+inference lane) and `complete` (dead letters, upsert, match, alert: awaits on the loop),
 then `ack`. Batch N+1 is prepared while batch N completes, but completions and acks run
 strictly one after another in batch order, and a batch is acked only after its own
 completion returned: an offset is never committed before its upsert (or dead letter) and

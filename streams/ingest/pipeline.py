@@ -1,7 +1,7 @@
 """What happens to one micro-batch before its offsets may be committed.
 
-`BatchPipeline.prepare` runs the pure steps of `streams.ingest.batch` in the worker's single
-inference thread; `complete` sends dead letters to Kafka, upserts the items into Redis, then
+`BatchPipeline.prepare` runs the pure steps of `streams.ingest.batch` in one of the worker's
+inference lanes; `complete` sends dead letters to Kafka, upserts the items into Redis, then
 hands them to every `BatchObserver` (alerting). Only when `complete` returns may the agent
 ack the batch. The split lets the agent prepare batch N+1 while batch N completes
 (`streams.ingest.flow`); `handle` is both, one after the other. Frames and audio chunks are
@@ -226,7 +226,7 @@ class BatchPipeline:
                      decoded: list[tuple[WireRecord, Any]] | None = None,
                      decoded_s: float = 0.0) -> EmbeddedBatch | None:
         """Decode `good` (unless `decoded` holds them decoded ahead, after the batch waited
-        `decoded_s` for them) and embed in the inference thread; a failing device is waited
+        `decoded_s` for them) and embed in an inference lane; a failing device is waited
         out (and reported), a bug retried `attempts` times, then its records join `dead`."""
         m, label = self.metrics, modality.value
         encoder = self.encoders[modality]

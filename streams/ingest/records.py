@@ -88,7 +88,7 @@ class IndexedItem:
 
 @dataclass
 class EmbeddedBatch:
-    """The output of the inference thread for one batch."""
+    """The output of an inference lane for one batch."""
 
     items: list[IndexedItem]
     docs: list[ItemDoc]

@@ -150,7 +150,7 @@ class Worker:
             self.readiness.problems.remove(problem)
 
     async def stop(self) -> None:
-        """Stop the stages in reverse, then close Redis and the inference thread."""
+        """Stop the stages in reverse, then close Redis and the inference lanes."""
         self.metrics.worker_up.set(0)
         await self.heartbeat.stop()
         await self.lag.stop()
