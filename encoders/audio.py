@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -195,6 +196,7 @@ def _ogg_opus(samples: np.ndarray, rate: int) -> bytes:
         stream.codec_context.options = {"compression_level": str(OPUS_COMPLEXITY)}
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = rate
+        frame.pts, frame.time_base = 0, Fraction(1, rate)
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
     return out.getvalue()

@@ -53,7 +53,8 @@ class Encoder(ABC):
     #: The forward pass may run in several threads at once: the family keeps no state
     #: between calls that a call changes (checked family by family; a tokenizer that
     #: reconfigures itself per call, as transformers' fast tokenizers do, is not). False:
-    #: `_batched` holds `SERIAL`, so such families run one call at a time.
+    #: `_batched` holds `SERIAL`, so such families run one call at a time, as does every
+    #: family under torch.compile (dynamo's compiled graphs are not safe to call at once).
     thread_safe: bool = False
 
     @property
@@ -132,7 +133,8 @@ class Encoder(ABC):
         if not items:
             return torch.empty((0, self.dim), dtype=torch.float32, device=self.device)
         outs = []
-        with nullcontext() if self.thread_safe else SERIAL, self.runtime.inference():
+        parallel = self.thread_safe and not self.runtime.compile  # compiled graphs: not
+        with nullcontext() if parallel else SERIAL, self.runtime.inference():
             for start in range(0, len(items), self.max_batch):
                 out = F.normalize(forward(items[start : start + self.max_batch]).float(), dim=-1)
                 dead = out.norm(dim=-1) < 0.5  # all-zero input (silence, blank frame)

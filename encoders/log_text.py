@@ -140,7 +140,7 @@ class SharedVectors(Protocol):
 
 
 class EmbeddingCache:
-    """Bounded LRU of vectors keyed by normalised text; thread-safe (API + executor thread).
+    """Bounded LRU of vectors keyed by normalised text; thread-safe (API + inference lanes).
 
     With a `shared` store, misses are looked up there before they are computed, and a key
     computed here is written there the second time this process sees it: recurring

@@ -122,7 +122,7 @@ def next_poll_s(done: int, n: int, elapsed_s: float, *, shortest_s: float = 0.02
     the items still missing should take at the rate so far, within [shortest, longest].
 
     Each read renders the worker's whole /metrics page on its event loop (and holds the
-    GIL the inference thread needs): read every 50 ms through a 17 s logs run, that cost
+    GIL the inference lanes need): read every 50 ms through a 17 s logs run, that cost
     the measured pipeline ~8% of its rate (py-spy: 108 of the worker's ~1 900 samples in
     `generate_latest`, 40 more in the HTTP handling). Far from the end, reads are sparse;
     near it they are `shortest_s` apart, so the end is still seen within ~20 ms."""
@@ -301,10 +301,12 @@ def _bare_row(settings: Settings, label: str, modality: Modality, spec: str,
         for chunk in chunks:
             enc.encode_payloads(chunk, [ctype] * len(chunk))
     else:
-        for future in [pool.submit(None, enc.encode_payloads, c, [ctype] * len(c))
-                       for c in chunks]:
-            future.result()
-        pool.shutdown()
+        try:
+            for future in [pool.submit(None, enc.encode_payloads, c, [ctype] * len(c))
+                           for c in chunks]:
+                future.result()
+        finally:
+            pool.shutdown()
     if enc.device.type == "cuda":
         torch.cuda.synchronize(enc.device)
     elapsed = time.perf_counter() - start
@@ -318,11 +320,9 @@ def _bracketed_rows(settings: Settings, modality: Modality, spec: str, payloads:
                     timeout_s: float) -> list[PipelineBenchRow]:
     """bare 0, pipeline 1, bare 1, ..., pipeline `rounds`, bare `rounds`; each bare run
     followed by a bare run on the worker's inference lanes when it has more than one."""
-    from streams.worker.encoders import inference_pool
+    from streams.worker.encoders import inference_lanes
 
-    pool = inference_pool(settings)
-    with_lanes = pool.lanes > 1
-    pool.shutdown()
+    with_lanes = inference_lanes(settings) > 1
 
     def bare(r: int) -> list[PipelineBenchRow]:
         return [_bare_row(settings, "default", modality, spec, payloads, warmup, progress, r,

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         1, ge=0, le=256,
         description="torch threads for a CPU batch at most half the modality's batch size "
         "(the encoder is keeping up, so latency matters more than throughput; full batches "
-        "get `torch_threads`). 0: always `torch_threads`.",
+        "get their inference lane's share of `torch_threads`). 0: always that share.",
     )
 
     encoder_video: str = Field("efficientnet-lite0", description="Encoder spec for frames.")
@@ -146,10 +146,10 @@ class Settings(BaseSettings):
     )
 
     pipeline_in_flight: int = Field(
-        3, ge=1, le=8,
-        description="Batches per modality between take and commit: 3 embeds two (one per "
-        "inference lane) while the previous one is indexed, matched and alerted; 2 embeds "
-        "one at a time; 1: no overlap.",
+        0, ge=0, le=8,
+        description="Batches per modality between take and commit. 0: one per inference "
+        "lane plus the one being indexed, matched and alerted (3 with 2 lanes, 2 with 1); "
+        "2 embeds one batch at a time (and the worker keeps one lane); 1: no overlap.",
     )
     inference_lanes: int = Field(
         0, ge=0, le=64,
@@ -305,3 +305,8 @@ class Settings(BaseSettings):
 
     def max_wait_s(self, modality: Modality) -> float:
         return getattr(self, f"max_wait_{modality.value}_s")
+
+    def batches_in_flight(self, lanes: int) -> int:
+        """`pipeline_in_flight`, or (0) one batch per inference lane plus the one being
+        indexed and alerted."""
+        return self.pipeline_in_flight or lanes + 1

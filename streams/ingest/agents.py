@@ -122,7 +122,8 @@ def _indexing_agent(pipeline: BatchPipeline, modality: Modality, settings: Setti
 
         flow: BatchFlow[Arrival, tuple[list[ConsumedRecord], PreparedBatch]] = BatchFlow(
             prepare=prepare, complete=complete, ack=ack, max_batch=max_batch,
-            in_flight=settings.pipeline_in_flight, lanes=pipeline.inference.lanes,
+            in_flight=settings.batches_in_flight(pipeline.inference.lanes),
+            lanes=pipeline.inference.lanes,
             linger_s=settings.max_wait_s(modality))
         stream.enable_acks = False  # acked by the flow, after each batch completes
         try:

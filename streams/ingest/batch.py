@@ -321,7 +321,7 @@ def start_thumbnails(decoded: Sequence[tuple[WireRecord, Any]], max_width: int,
     """Make the frames' thumbnails in `media` while the encoder runs.
 
     Resizing and JPEG-encoding a 640x480 frame takes ~0.5 ms (OpenCV, which releases the
-    GIL); one after another in the inference thread that is a CPU encoder's 1% and a GPU
+    GIL); one after another in an inference lane that is a CPU encoder's 1% and a GPU
     encoder's ceiling (~2,000 frames/s). A frame decoded on the GPU is shrunk there first
     (`encoders.image.thumbnail_source`), so only thumbnail-sized pixels cross to the host."""
     from encoders.image import make_thumbnail, thumbnail_source

@@ -85,8 +85,9 @@ class PreparedBatch:
 def encode_threads(n: int, max_batch: int, small_threads: int, on_gpu: bool) -> int | None:
     """Torch threads for embedding a batch of `n` records: `small_threads` while batches
     stay at most half of `max_batch` (the encoder keeps up, and how soon this batch's
-    alerts go out matters more than throughput), all the configured ones (None) once they
-    fill (the encoder is behind: throughput), and on a GPU (the CPU only feeds it).
+    alerts go out matters more than throughput), all of its inference lane's (None) once
+    they fill (the encoder is behind: throughput), and on a GPU (the CPU only feeds it).
+    With two lanes of one thread each (the 2-core default) both answers are one thread.
 
     Why (docs/deploy.md, "Torch threads"): on the 2-core box, two threads gave 1.1-1.7x the
     pipeline's items/s of one, but at 50 log lines/s one thread held ingest->alert p99 at

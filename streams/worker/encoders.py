@@ -34,16 +34,28 @@ def apply_torch_threads(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
-def inference_pool(settings: Settings) -> InferencePool:
-    """The inference lanes `settings` ask for (`lanes_for`), splitting the torch threads
-    `apply_torch_threads` set (or torch's default) between them."""
+def torch_threads(settings: Settings) -> int:
+    """What `apply_torch_threads` set, or torch's default."""
     import torch
 
-    threads = settings.torch_threads or torch.get_num_threads()
-    lanes = lanes_for(settings.inference_lanes, threads, on_gpu=runs_on_cuda(settings.device),
-                      compiled=settings.torch_compile)
-    pool = InferencePool(lanes, threads)
-    log.info("inference: %d lane(s) of %d torch thread(s)", lanes, pool.lane_threads)
+    return settings.torch_threads or torch.get_num_threads()
+
+
+def inference_lanes(settings: Settings) -> int:
+    """The lanes `settings` ask for (`lanes_for`), never more than the batch flow can keep
+    busy: a flow with `pipeline_in_flight` 1 or 2 prepares one batch at a time, and a
+    second lane would only halve that batch's threads."""
+    lanes = lanes_for(settings.inference_lanes, torch_threads(settings),
+                      on_gpu=runs_on_cuda(settings.device), compiled=settings.torch_compile)
+    if settings.pipeline_in_flight:
+        lanes = min(lanes, max(1, settings.pipeline_in_flight - 1))
+    return lanes
+
+
+def inference_pool(settings: Settings) -> InferencePool:
+    """The worker's inference lanes, splitting the torch threads between them."""
+    pool = InferencePool(inference_lanes(settings), torch_threads(settings))
+    log.info("inference: %d lane(s) of %d torch thread(s)", pool.lanes, pool.lane_threads)
     return pool
 
 

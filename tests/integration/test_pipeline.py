@@ -146,7 +146,7 @@ def test_every_record_indexed_once_and_corrupt_ones_dead_lettered(settings, work
 
 
 def test_default_log_encoder_and_health_while_a_long_batch_embeds(settings, worker_process):
-    """MiniLM on a batch of long lines keeps the inference thread busy; /healthz answers."""
+    """MiniLM on a batch of long lines keeps an inference lane busy; /healthz answers."""
     n = 64
     worker = worker_process(LOOKOUT_ENCODER_LOGS="minilm", LOOKOUT_BATCH_SIZE_LOGS=str(n),
                             LOOKOUT_MAX_WAIT_LOGS_S="5")

@@ -108,3 +108,16 @@ def test_the_ratios_take_the_median_round_and_keep_every_round() -> None:
     assert ratios["pipeline_default_over_serial_script"] == round(95 / 90, 3)
     assert ratios["pipeline_null_over_pipeline_default"] == 10.0
     assert ratios["pipeline_null_over_bare_null"] == 0.5
+    assert "pipeline_default_over_bare_lanes" not in ratios  # one lane: no such rows
+
+
+def test_bare_runs_on_the_lanes_get_their_own_bracketed_ratio() -> None:
+    rows = [_row("bare", "default", 100, 0), _row("bare_lanes", "default", 120, 0),
+            _row("pipeline", "default", 110, 1),
+            _row("bare", "default", 100, 1), _row("bare_lanes", "default", 100, 1),
+            _row("pipeline", "null", 950), _row("bare", "null", 1900),
+            _row("serial_script", "default", 90)]
+    ratios = pipeline_ratios(rows, "logs")
+    assert ratios["pipeline_default_over_bare_default_rounds"] == [1.1]
+    assert ratios["pipeline_default_over_bare_lanes_rounds"] == [1.0]
+    assert ratios["pipeline_default_over_bare_lanes"] == 1.0

@@ -258,7 +258,7 @@ def test_embed_records_reports_encode_failures_as_dead_letters(encoders):
 
 
 @pytest.mark.parametrize(("clip_format", "clip_rate", "clip_type", "per_second"), [
-    ("opus", 8000, "audio/ogg; codecs=opus", 7_000),  # ~3.5 KB/s + ~0.7 KB of headers
+    ("opus", 8000, "audio/ogg; codecs=opus", 7_000),  # ~3-3.9 KB/s (24 kbit/s) + ~0.7 KB of headers
     ("opus", 16000, "audio/ogg; codecs=opus", 9_000),
     ("vorbis", 8000, "audio/ogg; codecs=vorbis", 16_000),  # ~3 KB of headers a clip
     ("pcm", 8000, "audio/wav", 16_000),

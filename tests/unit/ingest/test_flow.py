@@ -220,7 +220,8 @@ def test_with_two_lanes_two_batches_are_prepared_at_once_and_still_complete_in_o
         await flow.put(0)
         await stages.seen(("prepare", [0]))  # held: one lane busy
         await flow.put(1)
-        await stages.seen(("prepared", [1]))  # the other lane takes the next record at once
+        async with asyncio.timeout(30):  # fails, rather than hangs, with one lane
+            await stages.seen(("prepared", [1]))  # the other lane takes it at once
         await _quiet()
         assert ("complete", [1]) not in stages.log  # waits for batch [0]
         await flow.put(2)

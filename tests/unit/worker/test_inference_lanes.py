@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.config.settings import Settings
-from streams.worker.encoders import inference_pool
+from streams.worker.encoders import inference_lanes, inference_pool
 
 
 @pytest.mark.parametrize(("settings", "lanes", "lane_threads"), [
@@ -27,3 +27,15 @@ def test_the_torch_threads_are_split_between_the_lanes(settings, lanes, lane_thr
 def test_lanes_are_a_setting_with_a_clear_bound():
     with pytest.raises(ValueError, match="inference_lanes"):
         Settings(inference_lanes=-1)
+
+
+@pytest.mark.parametrize(("in_flight", "lanes", "batches"), [
+    (0, 2, 3),  # auto: one batch per lane plus the one being written
+    (1, 1, 1),  # the serial pipeline: one lane, so its batch gets every thread
+    (2, 1, 2),  # one batch embedding at a time: one lane
+    (3, 2, 3),
+])
+def test_the_lanes_never_outnumber_the_batches_the_flow_can_prepare(in_flight, lanes, batches):
+    settings = Settings(device="cpu", torch_threads=2, pipeline_in_flight=in_flight)
+    assert inference_lanes(settings) == lanes
+    assert settings.batches_in_flight(inference_lanes(settings)) == batches
