@@ -322,11 +322,11 @@ def _bracketed_rows(settings: Settings, modality: Modality, spec: str, payloads:
     followed by a bare run on the worker's inference lanes when it has more than one."""
     from streams.worker.encoders import inference_lanes
 
-    with_lanes = inference_lanes(settings) > 1
+    on_lanes = (False, True) if inference_lanes(settings) > 1 else (False,)
 
     def bare(r: int) -> list[PipelineBenchRow]:
         return [_bare_row(settings, "default", modality, spec, payloads, warmup, progress, r,
-                          lanes=lanes) for lanes in (False, True)[:1 + with_lanes]]
+                          lanes=lanes) for lanes in on_lanes]
 
     rows = bare(0)
     for r in range(1, rounds + 1):

@@ -66,6 +66,12 @@ class AdaptiveBatcher(Generic[E]):
         return [self._waiting.popleft() for _ in range(n)]
 
 
+def preparing_lanes(lanes: int, in_flight: int) -> int:
+    """How many of `lanes` a flow with `in_flight` batches can keep busy: one batch must
+    be left to write, so at most `in_flight - 1`, and always one."""
+    return max(1, min(lanes, in_flight - 1))
+
+
 class BatchFlow(Generic[E, P]):
     """Feeds `put` records through `prepare` -> `complete` -> `ack`, batch by batch."""
 
@@ -87,7 +93,7 @@ class BatchFlow(Generic[E, P]):
         self._prepare, self._complete, self._ack = prepare, complete, ack
         self._batcher: AdaptiveBatcher[E] = AdaptiveBatcher(max_batch)
         self.in_flight_limit = in_flight
-        self.lanes = max(1, min(lanes, in_flight - 1))
+        self.lanes = preparing_lanes(lanes, in_flight)
         self._preparing = 0
         self.linger_s = linger_s
         self._in_flight: list[list[E]] = []  # taken, not yet acked, oldest first

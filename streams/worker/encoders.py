@@ -18,6 +18,7 @@ from encoders.runtime import runs_on_cuda
 from streams.config.settings import Settings
 from streams.core.inference import InferencePool, lanes_for
 from streams.index.vector_cache import RedisVectorCache
+from streams.ingest.flow import preparing_lanes
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def inference_lanes(settings: Settings) -> int:
     lanes = lanes_for(settings.inference_lanes, torch_threads(settings),
                       on_gpu=runs_on_cuda(settings.device), compiled=settings.torch_compile)
     if settings.pipeline_in_flight:
-        lanes = min(lanes, max(1, settings.pipeline_in_flight - 1))
+        return preparing_lanes(lanes, settings.pipeline_in_flight)
     return lanes
 
 
