@@ -185,10 +185,10 @@ def _stop_stack(settings: Settings, services: list[str]) -> None:
     EmbeddedStack.from_settings(settings.model_copy(update=update)).down()
 
 
-def _wait_drained(watch: _Watch, timeout_s: float, on_tick: Callable[[dict[str, int]], None]
-                  ) -> tuple[dict[str, int], bool]:
-    """Until the worker has indexed or dead-lettered every record sent and every alert it
-    counted is read back from the alerts topic (or the timeout)."""
+def _wait_drained(watch: _Watch, timeout_s: float, on_tick: Callable[[dict[str, int]], None],
+                  interval_s: float = 0.5) -> tuple[dict[str, int], bool]:
+    """Until the worker has indexed or dead-lettered every record sent, committed them, and
+    every alert it counted is read back from the alerts topic (or the timeout)."""
     deadline = time.monotonic() + timeout_s
     while True:
         watch.worker.check_alive()
@@ -201,12 +201,15 @@ def _wait_drained(watch: _Watch, timeout_s: float, on_tick: Callable[[dict[str, 
         records_done = all(
             processed.get(m, 0) + dead.get(m, 0) - watch.dead0.get(m, 0) >= n
             for m, n in watch.sends.per_modality.items())
-        raised = counter_total(text, "lookout_alerts_total") - watch.alerts0
-        if records_done and len(watch.alerts.records) >= raised:
-            return processed, True
+        # A batch counts as indexed before it is matched; once its offsets are committed its
+        # alerts are published too, so `raised` read after that is final.
+        if records_done and watch.committed_to_end():
+            raised = counter_total(watch.worker.metrics_text(), "lookout_alerts_total")
+            if len(watch.alerts.records) >= raised - watch.alerts0:
+                return processed, True
         if time.monotonic() >= deadline:
             return processed, False
-        time.sleep(0.5)
+        time.sleep(interval_s)
 
 
 @dataclass
@@ -220,6 +223,7 @@ class _Watch:
     indexed0: dict[str, float]
     dead0: dict[str, float]
     alerts0: float
+    committed_to_end: Callable[[], bool]
     sends: SendLog = field(default_factory=SendLog)
     base_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
@@ -325,10 +329,18 @@ def _watch(settings: Settings, bootstrap: str, worker: WorkerProcess, cleanup: E
     for tail in (alerts, dead):
         tail.start()
         cleanup.callback(tail.stop)
+    from streams.kafka.admin import committed_offsets
+
+    topics = [settings.input_topic(m) for m in MODALITIES]
+
+    def committed_to_end() -> bool:
+        offsets = committed_offsets(bootstrap, topics, settings.worker_id, kafka_kw)
+        return all(committed >= end for committed, end in offsets.values())
+
     text = worker.metrics_text()
     return _Watch(worker, alerts, dead, parse_counters(text, "lookout_items_indexed_total"),
                   parse_counters(text, "lookout_deadletters_total"),
-                  counter_total(text, "lookout_alerts_total"))
+                  counter_total(text, "lookout_alerts_total"), committed_to_end)
 
 
 def _play(services: Settings, root: Path, truth: dict[str, Any], opts: DemoOptions,

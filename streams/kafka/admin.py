@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -134,6 +134,29 @@ def ensure_topics_sync(
 ) -> list[str]:
     """`ensure_topics` for code without an event loop (the CLI producer, demo, benchmarks)."""
     return asyncio.run(ensure_topics(bootstrap, topics, layout, client_kwargs))
+
+
+def committed_offsets(
+    bootstrap: str, topics: Iterable[str], group: str,
+    client_kwargs: Mapping[str, Any] | None = None,
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(committed offset of `group`, log end offset) per (topic, partition) of `topics`; 0
+    where the group never committed. A worker commits a batch only after its items are
+    upserted and its alerts published, so "committed to the end" means "done with all of it",
+    which the counters alone cannot say (they count a batch indexed before it matches)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group,
+                             enable_auto_commit=False, client_id="lookout-offsets",
+                             **dict(client_kwargs or {}))
+    try:
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(parts) if parts else {}
+        return {(tp.topic, tp.partition): (consumer.committed(tp) or 0, ends[tp])
+                for tp in parts}
+    finally:
+        consumer.close()
 
 
 async def all_partitions(consumer: Any, topic: str, attempts: int = 50) -> list[Any]:

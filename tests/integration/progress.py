@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from encoders.modality import MODALITIES, Modality
 from streams.config.settings import Settings
+from streams.kafka.admin import committed_offsets as kafka_committed_offsets
 from streams.worker.process import WorkerProcess
 from tests.helpers import metric_value
 
@@ -59,33 +60,15 @@ def worker_counters(workers: Iterable[WorkerProcess]) -> Progress:
 
 def committed_and_end(settings: Settings, group: str, topic: str) -> tuple[int, int]:
     """(committed offset of `group`, log end offset) of partition 0 of `topic`."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
-                             group_id=group, enable_auto_commit=False)
-    try:
-        tp = TopicPartition(topic, 0)
-        return consumer.committed(tp) or 0, consumer.end_offsets([tp])[tp]
-    finally:
-        consumer.close()
+    return kafka_committed_offsets(settings.resolved_kafka_bootstrap(), [topic], group)[(topic, 0)]
 
 
 def committed_offsets(settings: Settings, topics: Iterable[str], group: str | None = None
                       ) -> dict[tuple[str, int], tuple[int, int]]:
     """(committed offset of the group, log end offset) per (topic, partition) of `topics`;
     0 where the group never committed."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.resolved_kafka_bootstrap().split(","),
-                             group_id=group or settings.worker_id, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = consumer.end_offsets(parts) if parts else {}
-        return {(tp.topic, tp.partition): (consumer.committed(tp) or 0, ends[tp])
-                for tp in parts}
-    finally:
-        consumer.close()
+    return kafka_committed_offsets(settings.resolved_kafka_bootstrap(), topics,
+                                   group or settings.worker_id)
 
 
 def uncommitted(settings: Settings, topics: Iterable[str], group: str | None = None) -> int:

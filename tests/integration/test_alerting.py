@@ -784,7 +784,7 @@ def test_a_webhook_to_an_internal_address_is_refused_unless_allowed(
         produce_logs(settings, [("disk-1", DISK)])
         done = wait_until_processed(settings, [worker], {Modality.LOGS: 1})
         assert done.alerts == 1, worker.log_tail()
-        wait_until_delivered(settings)
+        assert wait_until_delivered(settings) == 0, worker.log_tail()
         assert hook.received == []
         refused = metric_value(worker.metrics_text(), "lookout_webhook_deliveries_total",
                                'outcome="refused"')

@@ -105,6 +105,12 @@ def test_composite_fires_once_per_incident_across_workers_and_a_sigkill(
     for site in SITES["sites"]:
         assert [partition_of(SENSOR[site]), partition_of(CAMERA[site])] == [0, 1]
     a, b = started_together(worker_process, 2, **PARTITIONS)
+
+    def shared() -> bool:  # the group rebalanced over both before anything is sent
+        shares = [w.get("/readyz")[1].get("assigned_partitions", 0) for w in (a, b)]
+        return all(shares) and sum(shares) == 3 * 2  # logs, video, audio x 2 partitions
+
+    assert wait_for(shared, 60), (a.get("/readyz"), b.get("/readyz"))
     register(a.api_url, tmp_path)
     assert wait_for(lambda: b.get("/composites/intrusion")[0] == 200
                     and b.get("/sites")[1] == a.get("/sites")[1], 10), b.log_tail()

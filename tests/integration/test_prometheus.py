@@ -182,11 +182,11 @@ def _ctype(rec: InputRecord) -> str:
     return dict(rec.headers)["content-type"].decode()
 
 
-def worker_metric(worker: Any, name: str) -> float:
-    """Sum of a metric's samples on the worker's /metrics right now."""
+def worker_metric(worker: Any, name: str, labels: str = "") -> float:
+    """Sum of a metric's samples (those with `labels`) on the worker's /metrics right now."""
     status, text = worker.get("/metrics")
     assert status == 200, text
-    return metric_value(str(text), name)
+    return metric_value(str(text), name, labels)
 
 
 def has_finite_value(result: dict[str, Any]) -> bool:
@@ -231,8 +231,10 @@ def test_every_panel_and_rule_works_against_a_real_prometheus(
             return (worker_metric(worker, "lookout_items_indexed_total") >= wave * per_wave
                     and worker_metric(worker, "lookout_deadletters_total")
                     >= wave * len(bad_records())
-                    and worker_metric(worker, "lookout_alerts_total") >= wave
-                    and worker_metric(worker, "lookout_webhook_deliveries_total") >= wave)
+                    and worker_metric(worker, "lookout_alerts_total",
+                                      'query_id="disk-full"') >= wave
+                    and worker_metric(worker, "lookout_webhook_deliveries_total",
+                                      'outcome="delivered"') >= wave)
 
         assert wait_for(processed, timeout_s=120, interval_s=0.5), worker.log_tail()
         newest = get_json(worker.api_url + "/alerts?query=disk-full&limit=1")["alerts"][0]
@@ -253,7 +255,13 @@ def test_every_panel_and_rule_works_against_a_real_prometheus(
 
     assert wait_for(expected_exported, timeout_s=30, interval_s=0.5), (
         get_json(worker.api_url + "/queries/disk-full-auto")["calibration"])
-    time.sleep(3 * SCRAPE_S)  # a few more samples after the last event, for rate()
+    last_event = time.time()
+
+    def sampled_after_last_event() -> bool:  # a few more samples, for rate()
+        result = prom.api("query", query='timestamp(up{job="lookout"})')["data"]["result"]
+        return bool(result) and float(result[0]["value"][1]) >= last_event + 3 * SCRAPE_S
+
+    assert wait_for(sampled_after_last_event, timeout_s=30, interval_s=0.5), prom.log_tail()
 
     end = time.time()
     failures = []

@@ -282,3 +282,51 @@ def test_a_rerun_in_the_same_stack_says_its_figures_differ_from_a_first_run(
                               tmp_path / "home")
     assert note.startswith("1 of the demo's queries were registered already")
     assert str(tmp_path / "home") in note
+
+
+class ScriptedWorker:
+    """A worker whose /metrics text moves on by one step each time it is read."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.reads = 0
+
+    def check_alive(self) -> None:
+        pass
+
+    def metrics_text(self) -> str:
+        text = self.texts[min(self.reads, len(self.texts) - 1)]
+        self.reads += 1
+        return text
+
+
+def _metrics(indexed: int, alerts: int) -> str:
+    return (f'lookout_items_indexed_total{{modality="logs"}} {indexed}\n'
+            f'lookout_alerts_total{{query_id="q",severity="warning"}} {alerts}\n')
+
+
+def test_the_demo_is_not_drained_until_the_worker_committed_and_its_alerts_were_read() -> None:
+    """A batch counts as indexed before its matches publish their alerts: the counters alone
+    add up while an alert is still on its way. Only committed offsets say it is out."""
+    from streams.demo.run import _wait_drained, _Watch
+
+    # indexed and not committed (alert not counted yet) -> indexed, committed, alert counted
+    worker = ScriptedWorker([_metrics(3, 0), _metrics(3, 0), _metrics(3, 1), _metrics(3, 1)])
+    asked: list[bool] = []
+
+    def committed_to_end() -> bool:  # not yet the first time it is asked, then yes
+        asked.append(bool(asked))
+        return asked[-1]
+
+    alerts = type("Tail", (), {"records": []})()
+    watch = _Watch(worker, alerts, alerts, {}, {}, 0.0, committed_to_end)  # type: ignore[arg-type]
+    watch.sends.per_modality["logs"] = 3
+    ticks: list[dict[str, int]] = []
+
+    _, drained = _wait_drained(watch, timeout_s=0.5, on_tick=ticks.append, interval_s=0.01)
+    assert not drained  # the worker counted its alert, the demo has not read it back
+    assert asked[0] is False and ticks[-1] == {"logs": 3}
+
+    alerts.records.append({"query_id": "q"})
+    _, drained = _wait_drained(watch, timeout_s=0.5, on_tick=ticks.append, interval_s=0.01)
+    assert drained
