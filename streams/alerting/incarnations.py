@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from streams.core.errors import LookoutError
 
 FetchIds = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
-"""`fetch(topics)` -> {topic: topic id} (`streams.kafka.admin.topic_ids`)."""
+"""`fetch(topics)` -> {topic: topic id} (`streams.kafka.admin.TopicIds`)."""
 
 
 class UnknownTopicId(LookoutError):

@@ -8,7 +8,9 @@ One client (aiokafka) for admin work; synchronous callers (producers, demo, benc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -200,31 +202,69 @@ async def assigned_consumer(
     return consumer, {tp: ends[tp] for tp in tps}
 
 
-def _topic_ids_sync(bootstrap: str, topics: Sequence[str],
-                    client_kwargs: Mapping[str, Any]) -> dict[str, str]:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lookout-topic-ids",
-                             **dict(client_kwargs))
-    try:
-        described = admin.describe_topics(list(topics))
-    finally:
-        admin.close()
-    return {t["name"]: str(t["topic_id"]) for t in described
-            if t.get("topic_id") and not t.get("error_code")}
-
-
-async def topic_ids(
-    bootstrap: str, topics: Sequence[str], client_kwargs: Mapping[str, Any] | None = None
-) -> dict[str, str]:
+class TopicIds:
     """Kafka's topic id (KIP-516: a UUID per topic incarnation, new when a topic is deleted
-    and created again) of each existing one of `topics`.
+    and created again) of each existing one of `topics`: `await ids(topics)`.
+
+    One admin client, kept open: a new one per lookup cost the first matching batch of every
+    worker (and the first after each restart) ~350 ms of import, bootstrap and API version
+    probes before its alerts went out, where a lookup on an open client is one round trip.
+    `connect()` pays that at start, off the critical path. After an error the client is
+    dropped and the next lookup connects again (Kafka restarted, say).
 
     kafka-python, not aiokafka: aiokafka's metadata request predates topic ids. So
-    `client_kwargs` are `kafka_security.kafka_python_kwargs`; runs in a thread.
+    `client_kwargs` are `kafka_security.kafka_python_kwargs`; calls run in a thread.
     """
-    try:
-        return await asyncio.to_thread(_topic_ids_sync, bootstrap, topics, client_kwargs or {})
-    except Exception as e:  # kafka-python raises KafkaError, OSError, ValueError
-        raise TopicSetupError(f"cannot read the topic ids of {', '.join(topics)} at "
-                              f"{bootstrap}: {e}") from e
+
+    def __init__(self, bootstrap: str, client_kwargs: Mapping[str, Any] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self._kwargs = dict(client_kwargs or {})
+        self._admin: Any = None
+        self._lock = threading.Lock()  # one request at a time on the one client
+
+    async def __call__(self, topics: Sequence[str]) -> dict[str, str]:
+        try:
+            return await asyncio.to_thread(self._describe, list(topics))
+        except Exception as e:  # kafka-python raises KafkaError, OSError, ValueError
+            raise TopicSetupError(f"cannot read the topic ids of {', '.join(topics)} at "
+                                  f"{self.bootstrap}: {e}") from e
+
+    async def connect(self) -> None:
+        """Open the client now (imports and bootstrap), so the first lookup is quick."""
+        try:
+            await asyncio.to_thread(self._client)
+        except Exception as e:
+            raise TopicSetupError(f"cannot connect to {self.bootstrap} for topic ids: "
+                                  f"{e}") from e
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _client(self) -> Any:
+        with self._lock:
+            return self._open()
+
+    def _open(self) -> Any:
+        if self._admin is None:
+            from kafka import KafkaAdminClient
+
+            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                           client_id="lookout-topic-ids", **self._kwargs)
+        return self._admin
+
+    def _drop(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
+
+    def _describe(self, topics: list[str]) -> dict[str, str]:
+        with self._lock:
+            try:
+                described = self._open().describe_topics(topics)
+            except Exception:
+                self._drop()
+                raise
+        return {t["name"]: str(t["topic_id"]) for t in described
+                if t.get("topic_id") and not t.get("error_code")}

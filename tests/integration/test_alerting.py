@@ -8,7 +8,6 @@ computed here with the same encoder, so the premises are checked, not assumed.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 import urllib.error
@@ -940,12 +939,13 @@ def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Setti
     """Issue 14.6: delete and create a topic again; its records start again at offset 0,
     so they have the item keys of the old ones. Their alerts get new ids (from the topic's
     new Kafka topic id): neither the old `published` flags nor the old incident state
-    suppress them."""
+    suppress them. The ids come through one admin client kept open across the recreation,
+    as in a worker."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     from streams.alerting.incarnations import TopicIncarnations
     from streams.core.wire import item_key
-    from streams.kafka.admin import TopicLayout, ensure_topic, topic_ids
+    from streams.kafka.admin import TopicIds, TopicLayout, ensure_topic
 
     bootstrap = settings.resolved_kafka_bootstrap()
     topic = settings.topic("logs")
@@ -987,7 +987,9 @@ def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Setti
     async def run() -> tuple[list[str], list[str]]:
         await ensure_topic(bootstrap, topic, TopicLayout(1))
         redis = Redis.from_url(settings.resolved_redis_url())
-        incarnations = TopicIncarnations(functools.partial(topic_ids, bootstrap))
+        ids = TopicIds(bootstrap)
+        await ids.connect()
+        incarnations = TopicIncarnations(ids)
         states = PolicyStateStore(redis, settings.topic_prefix, 3600)
         store = AlertStore(redis, settings.topic_prefix, 3600)
         now = int(time.time() * 1000)
@@ -996,6 +998,7 @@ def test_a_recreated_topic_raises_new_alerts_at_the_same_offsets(settings: Setti
             await recreate()
             return before, await raise_for(incarnations, states, store, now - 300_000)
         finally:
+            ids.close()
             await redis.aclose()
 
     before, after = asyncio.run(run())
