@@ -81,7 +81,6 @@ class AlertingService:
         by side: each is a few Kafka round trips and neither needs the other, so a worker
         is ready sooner. Then the webhooks and their dispatcher, which reads the alerts
         topic the follower creates and looks webhooks up in the registry."""
-        self._connecting = asyncio.ensure_future(self._connect_topic_ids())
         starts = [asyncio.ensure_future(self._start_queries()),
                   asyncio.ensure_future(self.follower.start())]
         try:
@@ -94,9 +93,15 @@ class AlertingService:
         await self.webhooks.start()
         await self.dispatcher.start()
 
+    def connect_in_background(self) -> None:
+        """Open the topic-id client now, beside the first batches: the first matching batch
+        then looks its topic's id up in one round trip instead of ~350 ms of importing and
+        connecting on a busy worker. Called once the worker is ready, so start-up does not
+        pay it (a failure here only means the first alert connects itself)."""
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect_topic_ids())
+
     async def _connect_topic_ids(self) -> None:
-        """In the background: the first matching batch then looks its topic's id up in one
-        round trip instead of ~350 ms of connecting (a failure here only costs that)."""
         try:
             await self.topic_ids.connect()
         except TopicSetupError as e:

@@ -209,8 +209,8 @@ class TopicIds:
     One admin client, kept open: a new one per lookup cost the first matching batch of every
     worker (and the first after each restart) ~350 ms of import, bootstrap and API version
     probes before its alerts went out, where a lookup on an open client is one round trip.
-    `connect()` pays that at start, off the critical path. After an error the client is
-    dropped and the next lookup connects again (Kafka restarted, say).
+    `connect()` pays that once the worker is ready, off the critical path. After an error
+    the client is dropped and the next lookup connects again (Kafka restarted, say).
 
     kafka-python, not aiokafka: aiokafka's metadata request predates topic ids. So
     `client_kwargs` are `kafka_security.kafka_python_kwargs`; calls run in a thread.

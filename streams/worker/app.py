@@ -141,6 +141,7 @@ class Worker:
         self.heartbeat.start()
         self.metrics.worker_up.set(1)
         self.pipeline.ready.set()
+        self.alerting.connect_in_background()
         log.info("worker %s started: %s", s.worker_id,
                  ", ".join(f"{m.value}={e.short_id}@{e.device}" for m, e in self.encoders.items()))
         clock.check_ready()
