@@ -329,18 +329,34 @@ def _watch(settings: Settings, bootstrap: str, worker: WorkerProcess, cleanup: E
     for tail in (alerts, dead):
         tail.start()
         cleanup.callback(tail.stop)
+    from kafka.errors import KafkaError
+
     from streams.kafka.admin import committed_offsets
 
     topics = [settings.input_topic(m) for m in MODALITIES]
+    group = _worker_group(worker, settings.worker_id)
 
     def committed_to_end() -> bool:
-        offsets = committed_offsets(bootstrap, topics, settings.worker_id, kafka_kw)
+        try:
+            offsets = committed_offsets(bootstrap, topics, group, kafka_kw)
+        except (KafkaError, OSError):
+            return False  # asked again on the next tick
         return all(committed >= end for committed, end in offsets.values())
 
     text = worker.metrics_text()
     return _Watch(worker, alerts, dead, parse_counters(text, "lookout_items_indexed_total"),
                   parse_counters(text, "lookout_deadletters_total"),
                   counter_total(text, "lookout_alerts_total"), committed_to_end)
+
+
+def _worker_group(worker: WorkerProcess, default: str) -> str:
+    """The consumer group of the worker the demo watches: a worker it did not start (one
+    already answering on the API port) may have been given another `--worker-id`."""
+    status, body = http_get(worker.api_url + "/healthz")
+    try:
+        return str(json.loads(body)["worker_id"]) if status == 200 else default
+    except (ValueError, KeyError, TypeError):
+        return default
 
 
 def _play(services: Settings, root: Path, truth: dict[str, Any], opts: DemoOptions,

@@ -212,15 +212,24 @@ class TopicIds:
     `connect()` pays that once the worker is ready, off the critical path. After an error
     the client is dropped and the next lookup connects again (Kafka restarted, say).
 
+    The lock guards only opening and swapping the client: lookups run on it side by side
+    (kafka-python's network loop takes concurrent callers), so one waiting out an outage
+    does not queue the others behind it, and `close()` never waits for a lookup.
+
     kafka-python, not aiokafka: aiokafka's metadata request predates topic ids. So
     `client_kwargs` are `kafka_security.kafka_python_kwargs`; calls run in a thread.
     """
 
+    #: Shorter than kafka-python's 30 s: a lookup that cannot finish is retried by the
+    #: pipeline anyway, and a stuck one holds an executor thread meanwhile.
+    TIMEOUTS_MS = {"bootstrap_timeout_ms": 5_000, "request_timeout_ms": 10_000}
+
     def __init__(self, bootstrap: str, client_kwargs: Mapping[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
-        self._kwargs = dict(client_kwargs or {})
+        self._kwargs = self.TIMEOUTS_MS | dict(client_kwargs or {})
         self._admin: Any = None
-        self._lock = threading.Lock()  # one request at a time on the one client
+        self._closed = False
+        self._lock = threading.Lock()
 
     async def __call__(self, topics: Sequence[str]) -> dict[str, str]:
         try:
@@ -238,33 +247,52 @@ class TopicIds:
                                   f"{e}") from e
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        """Close the client; a lookup still running on it fails, and none opens another."""
+        self._closed = True
+        self._drop(self._admin)
 
     def _client(self) -> Any:
+        """The open client, or a new one (bootstrapped outside the lock: two first lookups
+        at once may both connect, and the second keeps the first's)."""
         with self._lock:
-            return self._open()
+            self._check_open()
+            if self._admin is not None:
+                return self._admin
+        from kafka import KafkaAdminClient
 
-    def _open(self) -> Any:
-        if self._admin is None:
-            from kafka import KafkaAdminClient
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                 client_id="lookout-topic-ids", **self._kwargs)
+        with self._lock:
+            if self._admin is None and not self._closed:
+                self._admin = admin
+                return admin
+            kept = None if self._closed else self._admin
+        with contextlib.suppress(Exception):
+            admin.close()
+        if kept is None:
+            self._check_open()  # closed meanwhile: raises
+        return kept
 
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                           client_id="lookout-topic-ids", **self._kwargs)
-        return self._admin
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TopicSetupError("the topic-id client is closed (the worker is stopping)")
 
-    def _drop(self) -> None:
-        admin, self._admin = self._admin, None
+    def _drop(self, admin: Any) -> None:
+        """Forget `admin` if it is still the open client (another lookup may have replaced
+        it already), and close it."""
+        with self._lock:
+            if self._admin is admin:
+                self._admin = None
         if admin is not None:
             with contextlib.suppress(Exception):
                 admin.close()
 
     def _describe(self, topics: list[str]) -> dict[str, str]:
-        with self._lock:
-            try:
-                described = self._open().describe_topics(topics)
-            except Exception:
-                self._drop()
-                raise
+        admin = self._client()
+        try:
+            described = admin.describe_topics(topics)
+        except Exception:
+            self._drop(admin)
+            raise
         return {t["name"]: str(t["topic_id"]) for t in described
                 if t.get("topic_id") and not t.get("error_code")}

@@ -60,7 +60,8 @@ def worker_counters(workers: Iterable[WorkerProcess]) -> Progress:
 
 def committed_and_end(settings: Settings, group: str, topic: str) -> tuple[int, int]:
     """(committed offset of `group`, log end offset) of partition 0 of `topic`."""
-    return kafka_committed_offsets(settings.resolved_kafka_bootstrap(), [topic], group)[(topic, 0)]
+    offsets = kafka_committed_offsets(settings.resolved_kafka_bootstrap(), [topic], group)
+    return offsets.get((topic, 0), (0, 0))  # no metadata for the topic yet: nothing in it
 
 
 def committed_offsets(settings: Settings, topics: Iterable[str], group: str | None = None

@@ -35,9 +35,9 @@ class Node:
 def test_imports_run_without_collections_and_what_they_made_is_frozen() -> None:
     with _imported_for_good():
         assert not gc.isenabled()
-        module_state = {"made": "by an import"}
+        module_state = Node()
     assert gc.isenabled()
-    assert not _seen_by_the_collector(module_state)
+    assert gc.is_tracked(module_state) and not _seen_by_the_collector(module_state)
 
 
 def test_the_collector_comes_back_when_an_import_fails() -> None:
