@@ -279,9 +279,11 @@ class IndexStore:
         layout this worker writes."""
 
         async def run() -> None:
+            created = False
             if not await self.index.exists():
                 await self._refuse_mismatch()
-                await self.index.create(overwrite=False)
+                created = await self._create()
+            if created:
                 log.info("created Redis index %s (dims=%d)", self.name, self.dims)
             else:
                 await self._check_layout()
@@ -299,6 +301,18 @@ class IndexStore:
                                self.ref)
             if problem is not None:
                 raise IndexMismatch(problem)
+
+    async def _create(self) -> bool:
+        """Create the index; False when it exists, also when another worker starting at the
+        same moment created it between our check and our create (that one's layout is
+        checked like any existing index's, rather than stopping this worker)."""
+        try:
+            await self.index.create(overwrite=False)
+        except RedisVLError as e:
+            if "already exists" in str(e).lower() and await self.index.exists():
+                return False
+            raise
+        return True
 
     async def _claim_alias(self) -> None:
         """Point the space's alias here when it has none; an alias on another version is

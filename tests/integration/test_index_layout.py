@@ -79,6 +79,25 @@ def test_the_same_layout_is_accepted_again(settings: Settings) -> None:
     _ensure(settings)  # a restart: the index read back equals the one it would create
 
 
+def test_workers_starting_at_once_on_a_fresh_redis_both_come_up(settings: Settings) -> None:
+    """Each checks that the index is missing, then creates it: the one that creates it
+    second must read the other's index (and check its layout), not stop the worker.
+    (CI saw one of two workers started together exit with "Index already exists".)"""
+    async def run(client: Redis) -> list[str]:
+        workers = [_store(Redis.from_url(settings.resolved_redis_url()), settings)
+                   for _ in range(4)]
+        try:
+            await asyncio.gather(*(w.ensure() for w in workers))
+        finally:
+            for w in workers:
+                await w.client.aclose()
+        return [i.name for i in await list_indexes(client, settings.topic_prefix,
+                                                   Modality.LOGS)]
+
+    names = _with_redis(settings, run)
+    assert names == [_store(None, settings).name]  # type: ignore[arg-type]
+
+
 def test_a_dtype_change_is_refused_at_start_with_the_command_to_run(settings: Settings) -> None:
     _ensure(settings, items=3)
     with pytest.raises(IndexMismatch) as refused:

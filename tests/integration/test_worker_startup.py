@@ -12,7 +12,7 @@ from streams.core.metrics import parse_counters
 pytestmark = pytest.mark.integration
 
 PHASES = {"process", "preflight", "encoder_video", "encoder_audio", "encoder_logs",
-          "assignment", "indexes", "queries", "ready"}
+          "assignment", "indexes", "queries", "gc_freeze", "ready"}
 
 
 def _phases(worker) -> dict[str, float]:
