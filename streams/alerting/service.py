@@ -36,6 +36,7 @@ from streams.config.kafka_security import aiokafka_kwargs, kafka_python_kwargs
 from streams.config.settings import Settings
 from streams.core.inference import InferencePool
 from streams.core.metrics import Metrics
+from streams.core.periodic import start_task, stop_task
 from streams.index.store import IndexStore, StoredItem
 from streams.ingest.deadletter import RecordSender
 from streams.ingest.records import IndexedItem
@@ -68,7 +69,7 @@ class AlertingService:
     feedback: FeedbackStore
     incarnations: TopicIncarnations
     topic_ids: TopicIds  # what `incarnations` fetches with: connected at start, closed at stop
-    _connecting: asyncio.Task | None = field(default=None, init=False, repr=False)
+    _connecting: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
         await self.sender.send(topic, key, value, [("content-type", b"application/json")])
@@ -98,8 +99,8 @@ class AlertingService:
         then looks its topic's id up in one round trip instead of ~350 ms of importing and
         connecting on a busy worker. Called once the worker is ready, so start-up does not
         pay it (a failure here only means the first alert connects itself)."""
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect_topic_ids())
+        self._connecting = start_task(self._connecting, self._connect_topic_ids,
+                                      "topic-id-connect")
 
     async def _connect_topic_ids(self) -> None:
         try:
@@ -118,9 +119,7 @@ class AlertingService:
         await self.follower.stop()
         await self.registry.stop()
         await self.webhooks.close()
-        if self._connecting is not None:
-            self._connecting.cancel()
-            await asyncio.gather(self._connecting, return_exceptions=True)
+        await stop_task(self._connecting)
         await asyncio.to_thread(self.topic_ids.close)
 
 

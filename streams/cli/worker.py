@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
 import time
-from collections.abc import Iterator
 
 import click
 
 from streams.config.settings import Settings
+from streams.core.heap import imported_for_good
 
 from .common import load_settings
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _imported_for_good() -> Iterator[None]:
-    """Import torch, Faust and the worker without the cyclic collector, then freeze what
-    they made: modules live as long as the process. Collecting during these imports took
-    four full passes of 32-160 ms, and every later full pass walked them again."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
@@ -36,7 +21,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
 
     Every encoder is loaded before Kafka sees the worker, so a bad spec fails in one line.
     """
-    with _imported_for_good():
+    with imported_for_good():  # torch, Faust and the worker: kept for the process's life
         import faust
 
         from streams.api.auth import required_token

@@ -260,7 +260,9 @@ def run_demo(settings: Settings, opts: DemoOptions, view: DemoView) -> dict[str,
         registered, refused = apply_patterns(client, root / "patterns.yaml")
         view.phase(f"sites: {sites}; standing queries: {len(registered)} registered"
                    + (f", {len(refused)} need another model" if refused else ""))
-        watch = _watch(settings, bootstrap, worker, cleanup)
+        # The group to watch commits of: a reused worker may have another --worker-id.
+        group = client.call("GET", "/healthz")["worker_id"]
+        watch = _watch(settings, bootstrap, worker, group, cleanup)
         processed, drained = _play(services, root, truth, opts, watch, view, mark)
         thresholds = thresholds_in_force(ApiClient(api_url, settings.api_token), registered)
         obs = RunObservations(
@@ -320,8 +322,8 @@ def _start_worker(settings: Settings, services: Settings, started: _Started, vie
     return worker, api_url
 
 
-def _watch(settings: Settings, bootstrap: str, worker: WorkerProcess, cleanup: ExitStack
-           ) -> _Watch:
+def _watch(settings: Settings, bootstrap: str, worker: WorkerProcess, group: str,
+           cleanup: ExitStack) -> _Watch:
     """Start tailing the alerts and dead-letter topics and take the counters' baselines."""
     kafka_kw = kafka_python_kwargs(settings)
     alerts = TopicTail(bootstrap, settings.topic("alerts"), keep=True, client_kwargs=kafka_kw)
@@ -334,7 +336,6 @@ def _watch(settings: Settings, bootstrap: str, worker: WorkerProcess, cleanup: E
     from streams.kafka.admin import committed_offsets
 
     topics = [settings.input_topic(m) for m in MODALITIES]
-    group = _worker_group(worker, settings.worker_id)
 
     def committed_to_end() -> bool:
         try:
@@ -347,16 +348,6 @@ def _watch(settings: Settings, bootstrap: str, worker: WorkerProcess, cleanup: E
     return _Watch(worker, alerts, dead, parse_counters(text, "lookout_items_indexed_total"),
                   parse_counters(text, "lookout_deadletters_total"),
                   counter_total(text, "lookout_alerts_total"), committed_to_end)
-
-
-def _worker_group(worker: WorkerProcess, default: str) -> str:
-    """The consumer group of the worker the demo watches: a worker it did not start (one
-    already answering on the API port) may have been given another `--worker-id`."""
-    status, body = http_get(worker.api_url + "/healthz")
-    try:
-        return str(json.loads(body)["worker_id"]) if status == 200 else default
-    except (ValueError, KeyError, TypeError):
-        return default
 
 
 def _play(services: Settings, root: Path, truth: dict[str, Any], opts: DemoOptions,

@@ -279,13 +279,7 @@ class IndexStore:
         layout this worker writes."""
 
         async def run() -> None:
-            created = False
-            if not await self.index.exists():
-                await self._refuse_mismatch()
-                created = await self._create()
-            if created:
-                log.info("created Redis index %s (dims=%d)", self.name, self.dims)
-            else:
+            if await self.index.exists() or not await self._create():
                 await self._check_layout()
             await self._claim_alias()
 
@@ -303,15 +297,18 @@ class IndexStore:
                 raise IndexMismatch(problem)
 
     async def _create(self) -> bool:
-        """Create the index; False when it exists, also when another worker starting at the
-        same moment created it between our check and our create (that one's layout is
-        checked like any existing index's, rather than stopping this worker)."""
+        """Create the missing index (unless another one holds this modality's items); False
+        when another worker starting at the same moment created it between our check and
+        our create: that one's layout is then checked like any existing index's, rather than
+        stopping this worker."""
+        await self._refuse_mismatch()
         try:
             await self.index.create(overwrite=False)
         except RedisVLError as e:
             if "already exists" in str(e).lower() and await self.index.exists():
                 return False
             raise
+        log.info("created Redis index %s (dims=%d)", self.name, self.dims)
         return True
 
     async def _claim_alias(self) -> None:

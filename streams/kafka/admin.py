@@ -202,6 +202,9 @@ async def assigned_consumer(
     return consumer, {tp: ends[tp] for tp in tps}
 
 
+CLOSED = "the topic-id client is closed (the worker is stopping)"
+
+
 class TopicIds:
     """Kafka's topic id (KIP-516: a UUID per topic incarnation, new when a topic is deleted
     and created again) of each existing one of `topics`: `await ids(topics)`.
@@ -255,7 +258,8 @@ class TopicIds:
         """The open client, or a new one (bootstrapped outside the lock: two first lookups
         at once may both connect, and the second keeps the first's)."""
         with self._lock:
-            self._check_open()
+            if self._closed:
+                raise TopicSetupError(CLOSED)
             if self._admin is not None:
                 return self._admin
         from kafka import KafkaAdminClient
@@ -265,17 +269,12 @@ class TopicIds:
         with self._lock:
             if self._admin is None and not self._closed:
                 self._admin = admin
-                return admin
-            kept = None if self._closed else self._admin
-        with contextlib.suppress(Exception):
-            admin.close()
-        if kept is None:
-            self._check_open()  # closed meanwhile: raises
-        return kept
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise TopicSetupError("the topic-id client is closed (the worker is stopping)")
+            winner = None if self._closed else self._admin
+        if winner is not admin:
+            self._close(admin)
+        if winner is None:
+            raise TopicSetupError(CLOSED)
+        return winner
 
     def _drop(self, admin: Any) -> None:
         """Forget `admin` if it is still the open client (another lookup may have replaced
@@ -283,6 +282,10 @@ class TopicIds:
         with self._lock:
             if self._admin is admin:
                 self._admin = None
+        self._close(admin)
+
+    @staticmethod
+    def _close(admin: Any) -> None:
         if admin is not None:
             with contextlib.suppress(Exception):
                 admin.close()

@@ -48,9 +48,7 @@ def inference_lanes(settings: Settings) -> int:
     second lane would only halve that batch's threads."""
     lanes = lanes_for(settings.inference_lanes, torch_threads(settings),
                       on_gpu=runs_on_cuda(settings.device), compiled=settings.torch_compile)
-    if settings.pipeline_in_flight:
-        return preparing_lanes(lanes, settings.pipeline_in_flight)
-    return lanes
+    return preparing_lanes(lanes, settings.batches_in_flight(lanes))
 
 
 def inference_pool(settings: Settings) -> InferencePool:

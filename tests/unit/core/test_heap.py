@@ -1,6 +1,6 @@
-"""The worker keeps the cyclic collector off the objects that live as long as the process:
-its imports run without collections and are frozen after (`streams.cli.worker`), and so is
-everything start-up made once the worker is ready (`streams.worker.app`). A full collection
+"""The worker keeps the cyclic collector off the objects that live as long as the process
+(`streams.core.heap`): its imports run without collections and are frozen after, and so is
+everything start-up made once the worker is ready. A full collection
 then walks only what came later: at 50 log lines/s it took 180-220 ms every ~20 s before,
 and those were the slowest alerts (docs/deploy.md)."""
 
@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.cli.worker import _imported_for_good
-from streams.worker.app import freeze_startup_heap
+from streams.core.heap import freeze_startup_heap, imported_for_good
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +32,7 @@ class Node:
 
 
 def test_imports_run_without_collections_and_what_they_made_is_frozen() -> None:
-    with _imported_for_good():
+    with imported_for_good():
         assert not gc.isenabled()
         module_state = Node()
     assert gc.isenabled()
@@ -41,7 +40,7 @@ def test_imports_run_without_collections_and_what_they_made_is_frozen() -> None:
 
 
 def test_the_collector_comes_back_when_an_import_fails() -> None:
-    with pytest.raises(ImportError), _imported_for_good():
+    with pytest.raises(ImportError), imported_for_good():
         import lookout_no_such_module  # noqa: F401
     assert gc.isenabled()
 
